@@ -1,0 +1,462 @@
+"""A single-producer single-consumer message channel in shared memory.
+
+Layout of the segment (every shared counter on its own cache line, one writer each)::
+
+    0     magic, capacity, max_items                     (written once by the creator)
+    64    write_pos, write_count, producer_pid, closed     (written by the producer only)
+    128   read_pos, read_count, consumer_pid, rclosed      (written by the consumer only)
+    192   consumer doorbell name, producer doorbell name
+    4096  data: variable-size records, each 64-byte aligned
+
+Positions are byte counters that only grow; a record lives at ``pos % capacity`` and never
+wraps: when it does not fit before the end, the producer writes a PAD record up to the end and
+starts again at 0. A record is::
+
+    kind u32 | nbuf u32 | total u64 | seq u64 | header_len u64 | nbuf x (offset u64, nbytes u64)
+    | pickle header | array 0 (aligned) | array 1 (aligned) | ...
+
+Reading returns a ``Message`` whose arrays are read-only views into the ring: no copy. The
+consumer's *cursor* is private; the shared ``read_pos`` moves only on ``commit()``, in order, so
+a consumer that dies leaves every uncommitted record in place and its replacement, starting from
+``read_pos``, reads them again. Frames referenced by a record are held from write to commit.
+
+A message larger than half the ring (which could otherwise never fit next to a PAD) goes to an
+*overflow segment* of its own; the ring carries a small OVERFLOW record with its name, and the
+commit unlinks it. Overflow segments are named after the ring, so the ring owner's janitor
+removes any that are left if the owner dies.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from typing import Any
+
+from conveyor._errors import (
+    ChannelBroken,
+    ChannelClosed,
+    ConfigurationError,
+    ConveyorTimeout,
+    DecodeError,
+    EndOfChannel,
+)
+from conveyor.transport import codec, framestore
+from conveyor.transport.doorbell import Doorbell
+from conveyor.transport.procs import pid_alive
+from conveyor.transport.segment import Segment, new_name, unlink
+
+_MAGIC = 0x31474E4952564E43  # b"CNVRING1"
+_DATA_OFFSET = 4096
+_NAME_BYTES = 64
+_REC = struct.Struct("<IIQQQ")  # kind, nbuf, total, seq, header_len
+_BUF = struct.Struct("<QQ")  # offset, nbytes
+_DATA, _PAD, _OVERFLOW = 1, 2, 3
+_ALIGN = codec.ALIGN
+# producer line (index into a u64 view of bytes 64..128)
+_WPOS, _WCOUNT, _PPID, _CLOSED = 0, 1, 2, 3
+# consumer line (bytes 128..192)
+_RPOS, _RCOUNT, _CPID, _RCLOSED = 0, 1, 2, 3
+
+
+def _align(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+_bells: dict[str, Doorbell] = {}
+
+
+def _bell(name: str) -> Doorbell:
+    """This process's handle on a doorbell (one per name, shared by all its rings)."""
+    bell = _bells.get(name)
+    if bell is None:
+        bell = _bells[name] = Doorbell.attach(name)
+    return bell
+
+
+def register_bell(bell: Doorbell) -> None:
+    """Make rings in this process use ``bell`` (e.g. the one this process created and waits on)."""
+    _bells[bell.name] = bell
+
+
+class Ring:
+    """The owner's handle: creates the segment, hands out its name, unlinks it on close.
+
+    ``consumer_bell`` / ``producer_bell`` are doorbell names of the consuming and producing
+    processes (one doorbell per process, shared by all its channels). If omitted, the ring makes
+    its own, which suits a standalone channel.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 64 << 20,
+        max_items: int = 1024,
+        consumer_bell: str | None = None,
+        producer_bell: str | None = None,
+    ) -> None:
+        if capacity < 4 * _ALIGN or capacity % _ALIGN:
+            raise ConfigurationError(
+                f"ring capacity must be a positive multiple of {_ALIGN} bytes (at least "
+                f"{4 * _ALIGN}), got {capacity}"
+            )
+        if max_items < 1:
+            raise ConfigurationError(f"max_items must be at least 1, got {max_items}")
+        self._own_bells = []
+        if consumer_bell is None:
+            self._own_bells.append(Doorbell.create())
+            consumer_bell = self._own_bells[-1].name
+        if producer_bell is None:
+            self._own_bells.append(Doorbell.create())
+            producer_bell = self._own_bells[-1].name
+        for bell in self._own_bells:
+            register_bell(bell)
+        self.segment = Segment.create("ring", _DATA_OFFSET + capacity, name=new_name("ring"))
+        self.name = self.segment.name
+        head = self.segment.buf[:64].cast("Q")
+        head[0], head[1], head[2] = _MAGIC, capacity, max_items
+        head.release()
+        for offset, bell_name in ((192, consumer_bell), (256, producer_bell)):
+            raw = bell_name.encode()
+            if len(raw) >= _NAME_BYTES:
+                raise ConfigurationError(f"doorbell name too long: {bell_name!r}")
+            self.segment.buf[offset : offset + len(raw)] = raw
+        self.capacity = capacity
+        self.max_items = max_items
+
+    def writer(self) -> RingWriter:
+        return RingWriter(self.name)
+
+    def reader(self) -> RingReader:
+        return RingReader(self.name)
+
+    def close(self) -> None:
+        """Unlink the ring, the doorbells it made, and any overflow segment still pending."""
+        if self.segment.closed:
+            return
+        self.segment.close()
+        from conveyor.transport.segment import leaked_segments
+
+        for name in leaked_segments():
+            if name.startswith(self.name + "-ovf-"):
+                unlink(name)
+        for bell in self._own_bells:
+            _bells.pop(bell.name, None)
+            bell.close()
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Endpoint:
+    """What both ends share: the mapping, the header lines, the doorbells."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._seg = Segment.attach(name)
+        buf = self._seg.buf
+        head = buf[:64].cast("Q")
+        if head[0] != _MAGIC:
+            head.release()
+            self._seg.close()
+            raise ConfigurationError(f"segment {name!r} is not a conveyor ring")
+        self.capacity, self.max_items = int(head[1]), int(head[2])
+        head.release()
+        self._prod = buf[64:128].cast("Q")
+        self._cons = buf[128:192].cast("Q")
+        self._data = buf[_DATA_OFFSET : _DATA_OFFSET + self.capacity]
+        self.consumer_bell = _bell(_read_name(buf, 192))
+        self.producer_bell = _bell(_read_name(buf, 256))
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChannelClosed(f"this endpoint of ring {self.name} was closed")
+
+    def _release_views(self) -> None:
+        for view in (self._prod, self._cons, self._data):
+            view.release()
+        self._seg.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+
+def _read_name(buf: memoryview, offset: int) -> str:
+    return bytes(buf[offset : offset + _NAME_BYTES]).rstrip(b"\0").decode()
+
+
+class RingWriter(_Endpoint):
+    """The producing end. One process writes to a ring at a time."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._prod[_PPID] = os.getpid()
+        self._prod[_CLOSED] = 0
+        self._overflow_count = 0
+
+    # -- space accounting ----------------------------------------------------------------------
+
+    def _placement(self, total: int) -> int | None:
+        """Padding needed before a record of ``total`` bytes, or None if there is no room now."""
+        wpos = self._prod[_WPOS]
+        if self._prod[_WCOUNT] - self._cons[_RCOUNT] >= self.max_items:
+            return None
+        off = wpos % self.capacity
+        pad = self.capacity - off if off + total > self.capacity else 0
+        if wpos - self._cons[_RPOS] + pad + total > self.capacity:
+            return None
+        return pad
+
+    def has_space(self, nbytes: int = _ALIGN) -> bool:
+        return self._placement(min(_align(nbytes), self.capacity // 2)) is not None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def try_write(self, value: object) -> bool:
+        """Write now if there is room; False if the ring is full (in bytes or items)."""
+        self._check_open()
+        return self._write_encoded(codec.encode(value))
+
+    def write(self, value: object, timeout: float | None = None) -> None:
+        """Write, waiting up to ``timeout`` seconds (None: forever) while the ring is full."""
+        self._check_open()
+        enc = codec.encode(value)
+        if self._write_encoded(enc):
+            return
+        done = self.producer_bell.wait(
+            lambda: self._write_encoded(enc), timeout, on_nap=self._check_consumer
+        )
+        if not done:
+            raise ConveyorTimeout(f"ring {self.name} stayed full for {timeout} s")
+
+    def _check_consumer(self) -> None:
+        if self._cons[_RCLOSED]:
+            raise ChannelClosed(f"the consumer of ring {self.name} closed it")
+        pid = int(self._cons[_CPID])
+        if pid and not pid_alive(pid):
+            raise ChannelBroken(f"the consumer of ring {self.name} (pid {pid}) died", pid=pid)
+
+    def _write_encoded(self, enc: codec.Encoded) -> bool:
+        if self._cons[_RCLOSED]:
+            raise ChannelClosed(f"the consumer of ring {self.name} closed it")
+        nbuf = len(enc.arrays)
+        head_end = _REC.size + _BUF.size * nbuf + len(enc.header)
+        layout = codec.array_layout(enc.arrays, head_end)
+        total = _align(layout[-1][0] + layout[-1][1] if layout else head_end)
+        if total > self.capacity // 2:
+            return self._write_overflow(enc, layout, total)
+        pad = self._placement(total)
+        if pad is None:
+            return False
+        wpos = self._prod[_WPOS]
+        if pad:
+            _REC.pack_into(self._data, wpos % self.capacity, _PAD, 0, pad, 0, 0)
+        start = (wpos + pad) % self.capacity
+        _fill_record(self._data[start : start + total], enc, layout, total, self._prod[_WCOUNT])
+        self._publish(enc, pad + total)
+        return True
+
+    def _write_overflow(self, enc: codec.Encoded, layout: list[tuple[int, int]], total: int) -> bool:
+        seg_name = f"{self.name}-ovf-{self._prod[_WCOUNT]}-{os.getpid()}-{self._overflow_count}"
+        raw = seg_name.encode()
+        small = _align(_REC.size + len(raw))
+        pad = self._placement(small)
+        if pad is None:
+            return False
+        # Not watched by this process's janitor: the ring owner's janitor covers it by name.
+        seg = Segment.create("ovf", total, name=seg_name, watch=False)
+        self._overflow_count += 1
+        try:
+            _fill_record(seg.buf[:total], enc, layout, total, self._prod[_WCOUNT])
+        finally:
+            seg.owner = False  # the consumer unlinks it on commit
+            seg.close()
+        wpos = self._prod[_WPOS]
+        if pad:
+            _REC.pack_into(self._data, wpos % self.capacity, _PAD, 0, pad, 0, 0)
+        start = (wpos + pad) % self.capacity
+        _REC.pack_into(self._data, start, _OVERFLOW, 0, small, self._prod[_WCOUNT], len(raw))
+        self._data[start + _REC.size : start + _REC.size + len(raw)] = raw
+        self._publish(enc, pad + small)
+        return True
+
+    def _publish(self, enc: codec.Encoded, advance: int) -> None:
+        if enc.frame_refs:
+            framestore.retain_refs(enc.frame_refs)  # held until the consumer commits
+        self._prod[_WCOUNT] += 1
+        self._prod[_WPOS] += advance  # the record becomes visible here
+        self.consumer_bell.ring()
+
+    def close(self) -> None:
+        """Tell the consumer no more messages come (it reads what is left, then EndOfChannel)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._prod[_CLOSED] = 1
+        self.consumer_bell.ring()
+        self._release_views()
+
+
+def _fill_record(
+    dst: memoryview, enc: codec.Encoded, layout: list[tuple[int, int]], total: int, seq: int
+) -> None:
+    header = enc.header
+    _REC.pack_into(dst, 0, _DATA, len(enc.arrays), total, seq, len(header))
+    pos = _REC.size
+    for off, nbytes in layout:
+        _BUF.pack_into(dst, pos, off, nbytes)
+        pos += _BUF.size
+    dst[pos : pos + len(header)] = header
+    for (off, nbytes), arr in zip(layout, enc.arrays, strict=True):
+        codec.write_array(dst[off : off + nbytes], arr)
+
+
+class Message:
+    """One message read from a ring. Its arrays are views valid until ``commit()``."""
+
+    __slots__ = ("value", "seq", "_reader", "_end", "_refs", "_overflow", "done")
+
+    def __init__(self, value: Any, seq: int, reader: RingReader, end: int,
+                 refs: list[framestore.FrameRef], overflow: str | None) -> None:
+        self.value = value
+        self.seq = seq
+        self._reader = reader
+        self._end = end
+        self._refs = refs
+        self._overflow = overflow
+        self.done = False
+
+    def commit(self) -> None:
+        """Done with this message: its space (and frames) may be reused; views become invalid."""
+        self._reader._commit(self)
+
+    def __repr__(self) -> str:
+        return f"<Message seq={self.seq} {type(self.value).__name__}{' committed' if self.done else ''}>"
+
+
+class RingReader(_Endpoint):
+    """The consuming end. A replacement reader re-reads everything not yet committed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._cons[_CPID] = os.getpid()
+        self._cons[_RCLOSED] = 0
+        self._cursor = int(self._cons[_RPOS])  # private: where the next read starts
+        self._ro = self._data.toreadonly()
+        self._pending: deque[Message] = deque()
+
+    def has_data(self) -> bool:
+        return self._prod[_WPOS] > self._cursor
+
+    @property
+    def producer_closed(self) -> bool:
+        return bool(self._prod[_CLOSED])
+
+    def try_read(self) -> Message | None:
+        """The next message, or None if there is none now. Raises EndOfChannel once drained."""
+        self._check_open()
+        while self._prod[_WPOS] > self._cursor:
+            msg = self._read_record()
+            if msg is not None:
+                return msg
+        if self._prod[_CLOSED] and self._prod[_WPOS] <= self._cursor:
+            raise EndOfChannel(f"ring {self.name}: the producer closed it and all was read")
+        return None
+
+    def read(self, timeout: float | None = None, spin: float = 0.0) -> Message:
+        """The next message, waiting up to ``timeout`` seconds (None: forever)."""
+        msg = self.try_read()
+        if msg is not None:
+            return msg
+        ok = self.consumer_bell.wait(
+            lambda: self.has_data() or bool(self._prod[_CLOSED]),
+            timeout,
+            spin=spin,
+            on_nap=self._check_producer,
+        )
+        if not ok:
+            raise ConveyorTimeout(f"no message on ring {self.name} within {timeout} s")
+        msg = self.try_read()
+        assert msg is not None  # has_data was true, or closed (try_read raised)
+        return msg
+
+    def _check_producer(self) -> None:
+        pid = int(self._prod[_PPID])
+        if pid and not pid_alive(pid) and not self.has_data() and not self._prod[_CLOSED]:
+            raise ChannelBroken(f"the producer of ring {self.name} (pid {pid}) died", pid=pid)
+
+    def _read_record(self) -> Message | None:
+        start = self._cursor % self.capacity
+        kind, nbuf, total, seq, header_len = _REC.unpack_from(self._ro, start)
+        if kind == _PAD:
+            self._cursor += total
+            return None
+        end = self._cursor + total
+        overflow = None
+        if kind == _OVERFLOW:
+            overflow = bytes(self._ro[start + _REC.size : start + _REC.size + header_len]).decode()
+            seg = Segment.attach(overflow)
+            rec = seg.buf.toreadonly()
+            value, refs = _decode_record(rec, 0)
+        elif kind == _DATA:
+            value, refs = _decode_record(self._ro, start)
+        else:
+            raise DecodeError(f"ring {self.name}: corrupt record kind {kind} at {self._cursor}")
+        self._cursor = end
+        msg = Message(value, seq, self, end, refs, overflow)
+        self._pending.append(msg)
+        return msg
+
+    def _commit(self, msg: Message) -> None:
+        if msg.done:
+            return
+        self._check_open()
+        msg.done = True
+        pending = self._pending
+        advanced = False
+        while pending and pending[0].done:
+            head = pending.popleft()
+            self._cons[_RCOUNT] += 1
+            self._cons[_RPOS] = head._end
+            advanced = True
+            # After read_pos moved: a crash before this point re-delivers (and releases once).
+            if head._refs:
+                framestore.release_refs(head._refs)
+            if head._overflow:
+                unlink(head._overflow)
+        if advanced:
+            self.producer_bell.ring()
+
+    @property
+    def uncommitted(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cons[_RCLOSED] = 1
+        self.producer_bell.ring()
+        self._ro.release()
+        self._release_views()
+
+
+def _decode_record(buf: memoryview, start: int) -> tuple[Any, list[framestore.FrameRef]]:
+    _kind, nbuf, _total, _seq, header_len = _REC.unpack_from(buf, start)
+    pos = start + _REC.size
+    buffers = []
+    for _ in range(nbuf):
+        off, nbytes = _BUF.unpack_from(buf, pos)
+        buffers.append(buf[start + off : start + off + nbytes])
+        pos += _BUF.size
+    header = buf[pos : pos + header_len]
+    return codec.decode(header, buffers)
+
+
+__all__ = ["Message", "Ring", "RingReader", "RingWriter"]
