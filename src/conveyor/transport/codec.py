@@ -1,13 +1,16 @@
 """Message trees to bytes and back, with numpy arrays out of band.
 
-``encode(value)`` pickles the tree (protocol 5) into a small *header*, but every numpy array of a
-plain dtype is left out: the header holds only ``(index, dtype, shape, order)`` and the array
-itself is returned in ``Encoded.arrays``. The caller (a ring) copies each array exactly once,
-straight into shared memory, with ``np.copyto`` (so a non-contiguous input costs one strided
-copy, not a temporary plus a copy). ``decode(header, buffers)`` rebuilds the tree with each array
-as a read-only numpy view over its buffer: no copy on read.
+``encode(value)`` pickles the tree (protocol 5) into a small *header*, but every numpy array of
+a plain dtype is left out: the stream holds only ``(dtype, shape, order)`` and an out-of-band
+buffer slot, and the array itself is returned in ``Encoded.arrays``. The caller (a ring) copies
+each array exactly once, straight into shared memory, with ``np.copyto`` (so a non-contiguous
+input costs one strided copy, not a temporary plus a copy). ``decode(header, buffers)`` rebuilds
+the tree with each array as a read-only numpy view over its buffer: no copy on read.
 
-Frame references (``FrameRef``) are also noted while encoding, so that the channel can hold the
+Decoding is one C call, ``pickle.loads(stream, buffers=...)``: the arrays' buffers are handed
+over out of band, so no Python-level unpickler runs per message.
+
+Frame references (``FrameRef``) are also listed in the header, so that the channel can hold the
 frame for as long as the message is in flight (see ``framestore.py``).
 
 Anything pickle refuses (open files, locks, lambdas, generators, sockets) is refused at write
@@ -19,8 +22,12 @@ pickle acceptable here.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import pickle
+import struct
+import sys
+import threading
 import types
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -35,7 +42,7 @@ ALIGN = 64  # arrays start on cache-line boundaries in shared memory
 
 @dataclasses.dataclass(slots=True)
 class Encoded:
-    """A message ready to be written: pickle header + arrays to copy + frames it references."""
+    """A message ready to be written: header bytes + arrays to copy + frames it references."""
 
     header: bytes
     arrays: list[np.ndarray]
@@ -46,87 +53,238 @@ class Encoded:
         return sum(a.nbytes for a in self.arrays)
 
 
-def _array_placeholder(index: int, dtype: np.dtype, shape: tuple[int, ...], order: str) -> Any:
-    """Never called: ``_Unpickler.find_class`` swaps in a method that has the buffers."""
-    raise DecodeError("array placeholder decoded outside conveyor's decoder")
+# Header: flags u8 | root-class length u16 | refs length u16 | root class ("module:qualname")
+# | frame refs (packed) | pickle stream (protocol 5; arrays are out-of-band buffers).
+_HEAD = struct.Struct("<BHH")
+_REF = struct.Struct("<IIQ")  # camera, slot, generation (after a u8-length store name)
+_F_ROOT_DATACLASS = 1  # the stream is the root dataclass's field values
 
 
-def _frame_ref_placeholder(store: str, camera: int, slot: int, generation: int) -> Any:
-    raise DecodeError("frame reference decoded outside conveyor's decoder")
+def _rebuild_array(buf: Any, dtype: Any, shape: tuple[int, ...], order: Any) -> np.ndarray:
+    """Called by pickle.loads with the array's out-of-band buffer: a view, never a copy."""
+    if type(dtype) is str:
+        dtype = _dtypes.get(dtype) or _dtypes.setdefault(dtype, np.dtype(dtype))
+    return np.ndarray(shape, dtype=dtype, buffer=buf, order=order)
+
+
+_dtypes: dict[str, np.dtype] = {}
+
+
+# -- the dataclass fast path ---------------------------------------------------------------------
+# Pickle spends most of a small message's time on a dataclass's class reference and state dict
+# (~6 us each way here). A dataclass whose state is exactly its fields travels instead as its
+# class and a tuple of field values (the root one as a name in the header, so no class lookup
+# in the stream at all), and is rebuilt the way pickle would (no __init__, no __post_init__).
+# Anything unusual (custom pickling, extra attributes, local classes) takes plain pickle, so
+# round trips stay exact.
+
+
+class _DataclassInfo:
+    __slots__ = ("key", "names", "slots")
+
+    def __init__(self, cls: type) -> None:
+        self.key = f"{cls.__module__}:{cls.__qualname__}"
+        self.names = tuple(f.name for f in dataclasses.fields(cls))
+        self.slots = not hasattr(cls, "__dict__") or "__slots__" in cls.__dict__
+
+
+_fast_info: dict[type, _DataclassInfo | None] = {}
+
+
+def _info_for(cls: type) -> _DataclassInfo | None:
+    try:
+        return _fast_info[cls]
+    except KeyError:
+        pass
+    ok = (
+        dataclasses.is_dataclass(cls)
+        and "<locals>" not in cls.__qualname__
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and cls.__getstate__ is object.__getstate__
+        and getattr(cls, "__setstate__", None) is None
+    )
+    info = _fast_info[cls] = _DataclassInfo(cls) if ok else None
+    return info
+
+
+def _field_values(obj: object, info: _DataclassInfo) -> tuple | None:
+    """The field values, or None when the instance carries state beyond its fields."""
+    if info.slots:
+        try:
+            return tuple([getattr(obj, n) for n in info.names])
+        except AttributeError:
+            return None
+    state = obj.__dict__
+    if tuple(state) != info.names:
+        return None
+    return tuple(state.values())
+
+
+def _build(cls: type, info: _DataclassInfo, values: tuple) -> Any:
+    obj: Any = object.__new__(cls)
+    if info.slots:
+        for name, value in zip(info.names, values, strict=True):
+            object.__setattr__(obj, name, value)
+    else:
+        obj.__dict__.update(zip(info.names, values, strict=True))
+    return obj
+
+
+def _rebuild_dataclass(cls: type, values: tuple) -> Any:
+    """Called by pickle.loads for a nested dataclass sent on the fast path."""
+    info = _fast_info.get(cls) or _info_for(cls)
+    if info is None:
+        raise DecodeError(f"{cls.__qualname__} is not a plain dataclass in this process")
+    return _build(cls, info, values)
+
+
+_roots: dict[bytes, tuple[type, _DataclassInfo]] = {}
+
+
+def _root_class(key: bytes) -> tuple[type, _DataclassInfo]:
+    hit = _roots.get(key)
+    if hit is not None:
+        return hit
+    module, _, qualname = key.decode().partition(":")
+    try:
+        obj: Any = sys.modules.get(module) or importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise DecodeError(
+            f"message names class {key.decode()}, which this process cannot import"
+        ) from exc
+    info = _info_for(obj)
+    if info is None:
+        raise DecodeError(f"class {key.decode()} is not a plain dataclass in this process")
+    hit = _roots[key] = (obj, info)
+    return hit
 
 
 def _is_plain_array(obj: object) -> bool:
-    return type(obj) is np.ndarray and not obj.dtype.hasobject  # type: ignore[attr-defined]
+    return type(obj) is np.ndarray and not obj.dtype.hasobject
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, protocol=5)
+    """Reused for every message of a thread (creating a Pickler costs more than a small dump)."""
+
+    def __init__(self) -> None:
+        self.file = io.BytesIO()
+        super().__init__(self.file, protocol=5, buffer_callback=self._buffer_callback)
+        self.reset()
+
+    def reset(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
         self.arrays: list[np.ndarray] = []
         self.frame_refs: list[FrameRef] = []
+        self.own_buffers = 0
+
+    def _buffer_callback(self, buf: pickle.PickleBuffer) -> bool:
+        # Out of band (False) only for the placeholders of our arrays; any other buffer (an
+        # object-dtype array's, a bytearray's) stays in the stream.
+        if self.own_buffers:
+            self.own_buffers -= 1
+            return False
+        return True
 
     def reducer_override(self, obj: object) -> Any:
         if _is_plain_array(obj):
             arr: np.ndarray = obj  # type: ignore[assignment]
             order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
             self.arrays.append(arr)
-            return _array_placeholder, (len(self.arrays) - 1, arr.dtype, arr.shape, order)
-        if type(obj) is FrameRef:
-            self.frame_refs.append(obj)
-            return _frame_ref_placeholder, tuple(obj)
+            self.own_buffers += 1
+            dt = arr.dtype
+            # A simple dtype travels as its short string ('<f4'): pickling a dtype object
+            # costs more than the rest of a small array's message.
+            spec = dt.str if dt.names is None and dt.subdtype is None else dt
+            return _rebuild_array, (pickle.PickleBuffer(b""), spec, arr.shape, order)
+        cls = type(obj)
+        if cls is FrameRef:
+            self.frame_refs.append(obj)  # type: ignore[arg-type]
+            return NotImplemented
+        info = _fast_info[cls] if cls in _fast_info else _info_for(cls)
+        if info is not None:
+            values = _field_values(obj, info)
+            if values is not None:
+                return _rebuild_dataclass, (cls, values)
         return NotImplemented
 
 
+_local = threading.local()
+
+
+def _pickler() -> _Pickler:
+    pickler = getattr(_local, "pickler", None)
+    if pickler is None:
+        pickler = _local.pickler = _Pickler()
+    return pickler
+
+
+def _pack_refs(refs: list[FrameRef]) -> bytes:
+    out = []
+    for ref in refs:
+        name = ref.store.encode()
+        out.append(bytes([len(name)]) + name + _REF.pack(ref.camera, ref.slot, ref.generation))
+    return b"".join(out)
+
+
+def _unpack_refs(raw: bytes | memoryview) -> list[FrameRef]:
+    refs, pos = [], 0
+    while pos < len(raw):
+        n = raw[pos]
+        store = bytes(raw[pos + 1 : pos + 1 + n]).decode()
+        camera, slot, gen = _REF.unpack_from(raw, pos + 1 + n)
+        refs.append(FrameRef(store, camera, slot, gen))
+        pos += 1 + n + _REF.size
+    return refs
+
+
 def encode(value: object) -> Encoded:
-    """Split ``value`` into a pickle header and the arrays to copy into shared memory."""
-    file = io.BytesIO()
-    pickler = _Pickler(file)
+    """Split ``value`` into a header and the arrays to copy into shared memory."""
+    pickler = _pickler()
+    pickler.reset()
+    flags, root = 0, b""
+    payload: object = value
+    info = _info_for(type(value))
+    if info is not None:
+        values = _field_values(value, info)
+        if values is not None:
+            payload, flags, root = values, _F_ROOT_DATACLASS, info.key.encode()
     try:
-        pickler.dump(value)
+        pickler.dump(payload)
     except Exception as exc:
         raise _explain(value, exc) from exc
-    return Encoded(file.getvalue(), pickler.arrays, pickler.frame_refs)
+    finally:
+        pickler.clear_memo()  # the memo would keep the caller's objects alive
+    refs = _pack_refs(pickler.frame_refs) if pickler.frame_refs else b""
+    header = _HEAD.pack(flags, len(root), len(refs)) + root + refs + pickler.file.getvalue()
+    return Encoded(header, pickler.arrays, pickler.frame_refs)
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, header: bytes | memoryview, buffers: Sequence[memoryview]) -> None:
-        super().__init__(io.BytesIO(header))
-        self.buffers = buffers
-        self.frame_refs: list[FrameRef] = []
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == __name__:
-            if name == "_array_placeholder":
-                return self._array
-            if name == "_frame_ref_placeholder":
-                return self._frame_ref
-        return super().find_class(module, name)
-
-    def _array(self, index: int, dtype: np.dtype, shape: tuple[int, ...], order: str) -> Any:
-        try:
-            buf = self.buffers[index]
-        except IndexError:
-            raise DecodeError(f"message names array {index} but carries {len(self.buffers)}")
-        return np.ndarray(shape, dtype=dtype, buffer=buf, order=order)  # type: ignore[call-overload]
-
-    def _frame_ref(self, store: str, camera: int, slot: int, generation: int) -> FrameRef:
-        ref = FrameRef(store, camera, slot, generation)
-        self.frame_refs.append(ref)
-        return ref
-
-
-def decode(
-    header: bytes | memoryview, buffers: Sequence[memoryview]
-) -> tuple[Any, list[FrameRef]]:
+def decode(header: bytes | memoryview, buffers: Sequence[memoryview]) -> tuple[Any, list[FrameRef]]:
     """Rebuild a tree; its arrays are views over ``buffers`` (read-only if they are)."""
-    unpickler = _Unpickler(header, buffers)
     try:
-        value = unpickler.load()
+        flags, root_len, refs_len = _HEAD.unpack_from(header, 0)
+        pos = _HEAD.size + root_len
+        refs = _unpack_refs(header[pos : pos + refs_len]) if refs_len else []
+        value = pickle.loads(header[pos + refs_len :], buffers=buffers)
+        if flags & _F_ROOT_DATACLASS:
+            cls, info = _root_class(bytes(header[_HEAD.size : _HEAD.size + root_len]))
+            value = _build(cls, info, value)
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(f"cannot decode message: {exc}") from exc
-    return value, unpickler.frame_refs
+        raise DecodeError(f"cannot decode message: {exc!r}") from exc
+    return value, refs
+
+
+def frame_refs_of(header: bytes | memoryview) -> list[FrameRef]:
+    """The frame references a header carries, without decoding the message."""
+    _flags, root_len, refs_len = _HEAD.unpack_from(header, 0)
+    pos = _HEAD.size + root_len
+    return _unpack_refs(header[pos : pos + refs_len]) if refs_len else []
 
 
 def array_layout(arrays: Sequence[np.ndarray], start: int) -> list[tuple[int, int]]:
@@ -144,24 +302,30 @@ def write_array(dst: memoryview, arr: np.ndarray) -> None:
     """Copy ``arr`` into ``dst`` in the layout ``decode`` expects: the one copy on write."""
     if arr.nbytes == 0:
         return
-    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
-    target = np.ndarray(arr.shape, dtype=arr.dtype, buffer=dst, order=order)  # type: ignore[call-overload]
+    order: Any = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    target = np.ndarray(arr.shape, dtype=arr.dtype, buffer=dst, order=order)
     np.copyto(target, arr, casting="no")
 
 
 # -- naming the field that cannot cross --------------------------------------------------------
 
 _HINTS: list[tuple[type | tuple[type, ...], str]] = [
-    (types.LambdaType, "functions defined inline (lambdas, local functions) cannot be sent; "
-     "send data, or use a module-level function"),
+    (
+        types.LambdaType,
+        "functions defined inline (lambdas, local functions) cannot be sent; "
+        "send data, or use a module-level function",
+    ),
     (types.GeneratorType, "a generator's running state cannot be copied; send a list"),
     (io.IOBase, "an open file cannot be sent; send its path or its contents"),
 ]
 
 
 def _hint(obj: object) -> str:
-    if isinstance(obj, types.FunctionType) and "<locals>" not in obj.__qualname__ \
-            and obj.__name__ != "<lambda>":
+    if (
+        isinstance(obj, types.FunctionType)
+        and "<locals>" not in obj.__qualname__
+        and obj.__name__ != "<lambda>"
+    ):
         return "this function cannot be pickled"
     for kinds, text in _HINTS:
         if isinstance(obj, kinds):
@@ -190,7 +354,7 @@ def _children(obj: object, path: str) -> Iterator[tuple[object, str]]:
 
 def _fails(obj: object) -> BaseException | None:
     try:
-        _Pickler(io.BytesIO()).dump(obj)
+        _Pickler().dump(obj)
     except Exception as exc:
         return exc
     return None

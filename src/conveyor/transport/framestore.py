@@ -125,8 +125,10 @@ class FrameStore:
         if head[0] != _MAGIC:
             raise ConfigurationError(f"segment {self.name!r} is not a conveyor frame store")
         meta = json.loads(bytes(buf[64 : 64 + int(head[1])]))
-        self.cameras = [CameraSpec(c["name"], tuple(c["shape"]), c["dtype"], c["slots"])
-                        for c in meta["cameras"]]
+        self.cameras = [
+            CameraSpec(c["name"], tuple(c["shape"]), c["dtype"], c["slots"])
+            for c in meta["cameras"]
+        ]
         self._index = {c.name: i for i, c in enumerate(self.cameras)}
         self.lanes = int(meta["lanes"])
         self._first = meta["first_slot"]
@@ -139,8 +141,9 @@ class FrameStore:
         ro = buf.toreadonly()
         self._writable: list[list[np.ndarray]] = []
         self._readonly: list[list[np.ndarray]] = []
-        for cam, offset, stride in zip(self.cameras, meta["data_offsets"], meta["slot_strides"],
-                                       strict=True):
+        for cam, offset, stride in zip(
+            self.cameras, meta["data_offsets"], meta["slot_strides"], strict=True
+        ):
             w, r = [], []
             for s in range(cam.slots):
                 at = offset + s * stride
@@ -170,9 +173,12 @@ class FrameStore:
             first.append(acc)
             acc += c.slots
         meta: dict[str, Any] = {
-            "cameras": [{"name": c.name, "shape": list(c.shape), "dtype": c.dtype,
-                         "slots": c.slots} for c in cameras],
-            "lanes": lanes, "first_slot": first,
+            "cameras": [
+                {"name": c.name, "shape": list(c.shape), "dtype": c.dtype, "slots": c.slots}
+                for c in cameras
+            ],
+            "lanes": lanes,
+            "first_slot": first,
         }
         meta_size = _page(64 + len(json.dumps(meta)) + 1024)  # room for the offsets below
         meta["meta_offset"] = meta_size
@@ -284,8 +290,14 @@ class FrameStore:
         self._meta["generation"][idx] = gen
         return FrameRef(self.name, cam, slot, gen)
 
-    def write(self, camera: str | int, frame: np.ndarray, ts: float | None = None,
-              index: int = 0, timeout: float | None = None) -> FrameRef:
+    def write(
+        self,
+        camera: str | int,
+        frame: np.ndarray,
+        ts: float | None = None,
+        index: int = 0,
+        timeout: float | None = None,
+    ) -> FrameRef:
         """Copy ``frame`` into a free slot (the one copy) and return its reference, held once.
 
         The caller owns that hold: ``release(ref)`` it when done. Sending the reference in a
@@ -341,16 +353,19 @@ class FrameStore:
     def _slot_index(self, ref: FrameRef) -> int:
         if ref.store != self.name:
             raise ConfigurationError(f"{ref} belongs to store {ref.store!r}, not {self.name!r}")
-        if not (0 <= ref.camera < len(self.cameras)
-                and 0 <= ref.slot < self.cameras[ref.camera].slots):
+        if not (
+            0 <= ref.camera < len(self.cameras) and 0 <= ref.slot < self.cameras[ref.camera].slots
+        ):
             raise ConfigurationError(f"{ref} names no slot of store {self.name!r}")
         return self._first[ref.camera] + ref.slot
 
     def _stale_text(self, ref: FrameRef, idx: int) -> str:
         now = int(self._meta["generation"][idx])
-        return (f"frame reference is stale: camera {self.cameras[ref.camera].name!r} slot "
-                f"{ref.slot} was generation {ref.generation} and is now {now} (the frame was "
-                "released by every holder and the slot reused)")
+        return (
+            f"frame reference is stale: camera {self.cameras[ref.camera].name!r} slot "
+            f"{ref.slot} was generation {ref.generation} and is now {now} (the frame was "
+            "released by every holder and the slot reused)"
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 

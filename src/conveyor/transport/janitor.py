@@ -14,6 +14,7 @@ takes down the owner does not take the janitor with it before it has cleaned up.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import subprocess
 import sys
@@ -82,10 +83,8 @@ def forget(name: str) -> None:
     """The name was unlinked by its owner; nothing left for the janitor to do."""
     if _proc is None or _proc_pid_owner != os.getpid():
         return
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError):
         _send("-" + name)
-    except (BrokenPipeError, ValueError):
-        pass
 
 
 @atexit.register

@@ -12,12 +12,12 @@ is wrong for a segment that outlives a crashed worker.
 
 from __future__ import annotations
 
+import _posixshmem
+import contextlib
 import mmap
 import os
 import secrets
 from pathlib import Path
-
-import _posixshmem
 
 from conveyor._errors import ConfigurationError
 from conveyor.transport import janitor
@@ -60,9 +60,7 @@ class Segment:
         self.buf = memoryview(mm)
 
     @classmethod
-    def create(
-        cls, kind: str, size: int, name: str | None = None, watch: bool = True
-    ) -> Segment:
+    def create(cls, kind: str, size: int, name: str | None = None, watch: bool = True) -> Segment:
         """Create a new segment of ``size`` bytes, mode 0600, owned by this process.
 
         ``watch=False`` leaves it out of this process's janitor: for a segment made on behalf of
@@ -112,10 +110,9 @@ class Segment:
         if mm is None:
             return
         self.buf.release()
-        try:
+        # If numpy views are still alive, the mapping goes when the last one does.
+        with contextlib.suppress(BufferError):
             mm.close()
-        except BufferError:
-            pass  # numpy views are still alive: the mapping goes when the last one does
         if self.owner:
             unlink(self.name)
 
@@ -132,10 +129,8 @@ class Segment:
 
 def unlink(name: str) -> None:
     """Remove a segment's name (its memory goes when the last mapping does). Idempotent."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         _posixshmem.shm_unlink("/" + name)
-    except FileNotFoundError:
-        pass
     janitor.forget(name)
 
 
