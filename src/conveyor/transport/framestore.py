@@ -138,7 +138,7 @@ class FrameStore:
         self._holds = np.frombuffer(
             buf, "<i4", self.lanes * nslots, offset=meta["holds_offset"]
         ).reshape(self.lanes, nslots)
-        ro = buf.toreadonly()
+        ro = segment.readonly()
         self._writable: list[list[np.ndarray]] = []
         self._readonly: list[list[np.ndarray]] = []
         for cam, offset, stride in zip(

@@ -400,7 +400,7 @@ class RingReader(_Endpoint):
         self._cons[_CPID] = os.getpid()
         self._cons[_RCLOSED] = 0
         self._cursor = int(self._cons[_RPOS])  # private: where the next read starts
-        self._ro = self._data.toreadonly()
+        self._ro = self._seg.readonly()[_DATA_OFFSET : _DATA_OFFSET + self.capacity]
         self._pending: deque[Message] = deque()
 
     def has_data(self) -> bool:
@@ -484,7 +484,7 @@ class RingReader(_Endpoint):
             return None
         elif kind == _OVERFLOW:
             overflow = bytes(ro[start + _REC.size : start + _REC.size + header_len]).decode()
-            rec = Segment.attach(overflow).buf.toreadonly()
+            rec = Segment.attach(overflow).readonly()
             _k, nbuf, _t, _s, header_len = _REC.unpack_from(rec, 0)
             value, refs = _decode_record(rec, 0, nbuf, header_len)
         else:

@@ -57,7 +57,25 @@ class Segment:
         self.size = len(mm)
         self.owner = owner
         self._mm: mmap.mmap | None = mm
+        self._ro_mm: mmap.mmap | None = None
         self.buf = memoryview(mm)
+
+    def readonly(self) -> memoryview:
+        """A second mapping of the segment with PROT_READ: views over it cannot be written.
+
+        numpy lets ``flags.writeable = True`` succeed on a view whose base is writable, so
+        read-only views handed to users come from this mapping, where a write is refused (and
+        the kernel would stop it even if forced).
+        """
+        if self._ro_mm is None:
+            fd = _posixshmem.shm_open("/" + self.name, os.O_RDONLY, mode=_MODE)
+            try:
+                self._ro_mm = mmap.mmap(
+                    fd, self.size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ
+                )
+            finally:
+                os.close(fd)
+        return memoryview(self._ro_mm)
 
     @classmethod
     def create(cls, kind: str, size: int, name: str | None = None, watch: bool = True) -> Segment:
@@ -111,8 +129,11 @@ class Segment:
             return
         self.buf.release()
         # If numpy views are still alive, the mapping goes when the last one does.
-        with contextlib.suppress(BufferError):
-            mm.close()
+        for m in (mm, self._ro_mm):
+            if m is not None:
+                with contextlib.suppress(BufferError):
+                    m.close()
+        self._ro_mm = None
         if self.owner:
             unlink(self.name)
 

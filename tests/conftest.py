@@ -1,0 +1,59 @@
+"""Every test must leave no conveyor segment and no child process behind, even when it fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from conveyor.transport import janitor
+from conveyor.transport.segment import leaked_segments, unlink
+
+
+def _children() -> set[int]:
+    """Child processes, less the long-lived helpers: our janitor and multiprocessing's tracker."""
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            helper = p.pid == janitor.janitor_pid() or any(
+                "resource_tracker" in part for part in p.cmdline()
+            )
+        except psutil.NoSuchProcess:
+            continue
+        if not helper:
+            out.add(p.pid)
+    return out
+
+
+def _new_segments(before: set[str], wait: float) -> list[str]:
+    """Segments made during the test; waits a little for janitors of dead owners to finish."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = [n for n in leaked_segments() if n not in before]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    before_segments = set(leaked_segments())
+    before_children = _children()
+    yield
+    stray = _children() - before_children
+    procs = []
+    for pid in stray:
+        try:
+            proc = psutil.Process(pid)
+            proc.kill()
+            procs.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+    left = _new_segments(before_segments, wait=3.0)
+    for name in left:
+        unlink(name)
+    assert not stray, f"test left child processes running: {sorted(stray)}"
+    assert not left, f"test left shared-memory segments: {left}"

@@ -1,0 +1,187 @@
+"""Ring channel in one process: wrap-around, full and empty, timeouts, oversize, redelivery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from conveyor import (
+    ChannelClosed,
+    ConfigurationError,
+    ConveyorTimeout,
+    EndOfChannel,
+    Ring,
+    RingReader,
+    RingWriter,
+)
+from conveyor.transport.segment import leaked_segments
+
+
+@pytest.fixture
+def ring() -> Iterator[Ring]:
+    with Ring(capacity=16 * 1024, max_items=64) as r:
+        yield r
+
+
+def test_messages_arrive_in_order_across_many_wraps(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    rng = np.random.default_rng(0)
+    sent = 0
+    for i in range(600):  # ~30x the ring: every record position and PAD case is hit
+        arr = rng.integers(0, 255, rng.integers(0, 1500), dtype=np.uint8)
+        w.write({"i": i, "a": arr})
+        sent += 1
+        if rng.random() < 0.7 or i == 599:
+            while sent:
+                msg = r.read(timeout=1)
+                assert msg.value["i"] == i - sent + 1
+                msg.commit()
+                sent -= 1
+    assert r.try_read() is None
+
+
+def test_sequence_numbers_count_messages(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    for i in range(5):
+        w.write(i)
+    seqs = [r.read(timeout=1).seq for _ in range(5)]
+    assert seqs == [0, 1, 2, 3, 4]
+
+
+def test_full_by_items_and_by_bytes() -> None:
+    with Ring(capacity=4096, max_items=3) as ring:
+        w, r = ring.writer(), ring.reader()
+        assert all(w.try_write(i) for i in range(3))
+        assert not w.try_write(3), "max_items must bound the ring"
+        r.read(timeout=1).commit()
+        assert w.try_write(3)
+    with Ring(capacity=4096, max_items=100) as ring:
+        w = ring.writer()
+        block = np.zeros(1000, np.uint8)
+        written = 0
+        while w.try_write(block):
+            written += 1
+        assert 2 <= written <= 4, "capacity in bytes must bound the ring"
+
+
+def test_empty_read_returns_none_and_blocking_read_times_out(ring: Ring) -> None:
+    r = ring.reader()
+    ring.writer()
+    assert r.try_read() is None
+    with pytest.raises(ConveyorTimeout) as info:
+        r.read(timeout=0.05)
+    assert isinstance(info.value, TimeoutError)
+
+
+def test_blocking_write_times_out_when_full() -> None:
+    with Ring(capacity=4096, max_items=1) as ring:
+        w = ring.writer()
+        ring.reader()
+        w.write("first")
+        with pytest.raises(ConveyorTimeout):
+            w.write("second", timeout=0.05)
+
+
+def test_oversize_message_uses_an_overflow_segment_removed_on_commit(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    big = np.arange(ring.capacity, dtype=np.float64)  # 8x the ring
+    w.write({"big": big, "tag": "x"})
+    assert any(n.startswith(ring.name + "-ovf-") for n in leaked_segments())
+    msg = r.read(timeout=1)
+    np.testing.assert_array_equal(msg.value["big"], big)
+    assert not msg.value["big"].flags.writeable
+    del big
+    msg.commit()
+    assert not any(n.startswith(ring.name + "-ovf-") for n in leaked_segments())
+    w.write("small after big")
+    assert r.read(timeout=1).value == "small after big"
+
+
+def test_views_are_read_only_and_cannot_be_made_writable(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    w.write(np.arange(10))
+    arr = r.read(timeout=1).value
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError):
+        arr.flags.writeable = True
+
+
+def test_uncommitted_reads_are_delivered_again_to_a_new_reader(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    for i in range(5):
+        w.write(i)
+    first = r.read(timeout=1)
+    first.commit()
+    assert [r.read(timeout=1).value for _ in range(3)] == [1, 2, 3]  # read, never committed
+    replacement = RingReader(ring.name)  # as a restarted consumer would
+    assert [replacement.read(timeout=1).value for _ in range(4)] == [1, 2, 3, 4]
+
+
+def test_out_of_order_commit_frees_space_only_in_order() -> None:
+    with Ring(capacity=4096, max_items=2) as ring:
+        w, r = ring.writer(), ring.reader()
+        w.write("a")
+        w.write("b")
+        a, b = r.read(timeout=1), r.read(timeout=1)
+        b.commit()
+        assert not w.try_write("c"), "b's commit must wait for a's"
+        a.commit()
+        assert w.try_write("c")
+        assert RingReader(ring.name).read(timeout=1).value == "c"
+
+
+def test_write_many_and_read_many(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    w.write_many(list(range(10)))
+    batch = r.read_many(max_items=8, timeout=1)
+    assert [m.value for m in batch] == list(range(8))
+    r.commit_all(batch)
+    rest = r.read_many(timeout=1)
+    assert [m.value for m in rest] == [8, 9]
+
+
+def test_closed_endpoint_raises_channel_closed(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    w.close()
+    with pytest.raises(ChannelClosed):
+        w.write(1)
+    r.close()
+    with pytest.raises(ChannelClosed):
+        r.try_read()
+
+
+def test_producer_close_drains_then_end_of_channel(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    w.write("last words")
+    w.close()
+    assert r.read(timeout=1).value == "last words"
+    with pytest.raises(EndOfChannel):
+        r.read(timeout=1)
+
+
+def test_writer_sees_reader_closed(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    r.close()
+    with pytest.raises(ChannelClosed, match="consumer"):
+        w.write(1)
+
+
+def test_bad_arguments_are_explained() -> None:
+    with pytest.raises(ConfigurationError, match="multiple of 64"):
+        Ring(capacity=1000)
+    with pytest.raises(ConfigurationError, match="max_items"):
+        Ring(capacity=4096, max_items=0)
+    with pytest.raises(ConfigurationError, match="no shared-memory segment"):
+        RingWriter("conveyor-1-ring-doesnotexist")
+
+
+def test_segments_are_private_and_named_for_their_owner(ring: Ring) -> None:
+    name = ring.name
+    assert name.startswith(f"conveyor-{os.getpid()}-")
+    mode = os.stat(f"/dev/shm/{name}").st_mode & 0o777
+    assert mode == 0o600
+    ring.close()
+    assert name not in leaked_segments()
