@@ -270,6 +270,9 @@ def _noop() -> None:
     pass
 
 
+RESOLVE_TIMES: list[float] = []  # frame store only: FrameRef -> numpy view, in the consumer
+
+
 # -- the consumer process -------------------------------------------------------------------
 
 
@@ -282,13 +285,14 @@ def consumer_main(spec: tuple, ctl) -> None:  # noqa: ANN001
         if cmd[0] == "burst":  # frames already sent: time each read
             first, count = cmd[1], cmd[2]
             times = []
+            RESOLVE_TIMES.clear()
             for i in range(first, first + count):
                 t0 = time.perf_counter()
                 frame, done = recv()
                 times.append(time.perf_counter() - t0)
                 check_frame(bases, frame, i)
                 done()
-            ctl.send(times)
+            ctl.send((times, list(RESOLVE_TIMES)))
         elif cmd[0] == "stream":
             first, count = cmd[1], cmd[2]
             cpu0 = time.process_time()
@@ -328,7 +332,7 @@ def bench_frames(channel, frames: int) -> dict:  # noqa: ANN001
             np.random.rand(50).astype(np.float32),
         )
         # Phase 1: write and read times, in bursts the channel can hold without blocking.
-        writes, reads = [], []
+        writes, reads, resolves = [], [], []
         burst = max(1, min(BURST, channel.capacity))
         index = 0
         while len(reads) < min(frames, 60):
@@ -344,7 +348,9 @@ def bench_frames(channel, frames: int) -> dict:  # noqa: ANN001
                 index += 1
             if not channel.send_blocks:
                 parent_ctl.send(("burst", index - burst, burst))
-            reads.extend(parent_ctl.recv())
+            got, resolved = parent_ctl.recv()
+            reads.extend(got)
+            resolves.extend(resolved)
         # Phase 2: end-to-end stream.
         me = psutil.Process()
         cpu0 = tree_cpu(me)
@@ -361,12 +367,15 @@ def bench_frames(channel, frames: int) -> dict:  # noqa: ANN001
             proc.kill()
             proc.join()
         channel.close()
-    return {
+    out = {
         "write_ms": statistics.median(writes) * 1e3,
         "read_ms": statistics.median(reads) * 1e3,
         "fps": frames / (t_end - t_start),
         "cpu_ms_per_frame": cpu / frames * 1e3,
     }
+    if resolves:
+        out["resolve_ms"] = statistics.median(resolves) * 1e3
+    return out
 
 
 def memcpy_ms() -> float:
@@ -585,6 +594,9 @@ def main() -> None:
         },
         "read_speedup_vs_queue": queue["read_ms"] / ring["read_ms"],
         "read_speedup_vs_queue_framestore": queue["read_ms"] / store["read_ms"],
+        # The frame itself, once its reference is in hand: FrameRef -> numpy view.
+        "frame_resolve_us": store["resolve_ms"] * 1e3,
+        "frame_resolve_speedup_vs_queue": queue["read_ms"] / store["resolve_ms"],
         "throughput_speedup_vs_queue": best / queue["fps"],
         "throughput_vs_ray": (
             best / results["ray object store"]["fps"] if "ray object store" in results else None

@@ -52,8 +52,9 @@ def test_every_frame_arrives_intact(procs: list, use_store: bool) -> None:
         store = FrameStore.create([CameraSpec("cam", shape, slots=4)]) if use_store else None
         try:
             r = RingReader(ring.name)
-            start(procs, children.produce_frames, ring.name, n, shape,
-                  store.name if store else None)
+            start(
+                procs, children.produce_frames, ring.name, n, shape, store.name if store else None
+            )
             got = []
             while True:
                 try:
@@ -123,9 +124,10 @@ def test_replacement_consumer_gets_every_uncommitted_message(procs: list) -> Non
 
 
 def test_frames_held_by_a_dead_consumers_messages_stay_held(procs: list) -> None:
-    with Ring(capacity=1 << 16) as ring, FrameStore.create(
-        [CameraSpec("cam", (4, 4), slots=2)]
-    ) as store:
+    with (
+        Ring(capacity=1 << 16) as ring,
+        FrameStore.create([CameraSpec("cam", (4, 4), slots=2)]) as store,
+    ):
         w = RingWriter(ring.name)
         refs = []
         for i in range(2):

@@ -165,8 +165,13 @@ class CustomState:
 
 
 def test_dataclass_fast_path_roundtrip() -> None:
-    det = Detections("cam-3", 12.5, np.random.rand(50, 4).astype(np.float32),
-                     np.random.rand(50).astype(np.float32), ["person"] * 3)
+    det = Detections(
+        "cam-3",
+        12.5,
+        np.random.rand(50, 4).astype(np.float32),
+        np.random.rand(50).astype(np.float32),
+        ["person"] * 3,
+    )
     msg = Nested("n", [Box(np.arange(4.0), "a"), Box(np.zeros(4, np.float32)[::2], "b")], det)
     out, _, _ = roundtrip(msg)
     assert type(out) is Nested and type(out.boxes[1]) is Box and type(out.det) is Detections
@@ -208,12 +213,19 @@ def local_function() -> None:
 @pytest.mark.parametrize(
     ("make", "path", "hint"),
     [
-        (lambda: Detections("c", 0.0, np.zeros(1), np.zeros(1), ["a", "b", "c", lambda: 1]),
-         "Detections.labels[3]", "lambdas"),
+        (
+            lambda: Detections("c", 0.0, np.zeros(1), np.zeros(1), ["a", "b", "c", lambda: 1]),
+            "Detections.labels[3]",
+            "lambdas",
+        ),
         (lambda: {"meta": {"lock": threading.Lock()}}, "message['meta']['lock']", "lock"),
-        (lambda: Nested("n", [], Detections("c", 0.0, np.zeros(1), np.zeros(1),
-                                            [(i for i in range(3))])),
-         "Nested.det.labels[0]", "generator"),
+        (
+            lambda: Nested(
+                "n", [], Detections("c", 0.0, np.zeros(1), np.zeros(1), [(i for i in range(3))])
+            ),
+            "Nested.det.labels[0]",
+            "generator",
+        ),
     ],
 )
 def test_unsendable_values_are_refused_with_their_path(make: Any, path: str, hint: str) -> None:
@@ -224,9 +236,8 @@ def test_unsendable_values_are_refused_with_their_path(make: Any, path: str, hin
 
 
 def test_open_file_is_refused_with_its_path() -> None:
-    with open(__file__) as handle:
-        with pytest.raises(EncodeError) as info:
-            encode([1, {"log": handle}])
+    with open(__file__) as handle, pytest.raises(EncodeError) as info:
+        encode([1, {"log": handle}])
     assert info.value.path == "message[1]['log']" and "open file" in str(info.value)
 
 
