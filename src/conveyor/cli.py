@@ -1,4 +1,4 @@
-"""The ``conveyor`` command. Today: ``demo`` and ``clean``; ``plan`` and ``run`` come with graphs."""
+"""The ``conveyor`` command: ``demo`` and ``clean`` today; ``plan`` and ``run`` come with graphs."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="watch frames cross processes through shared memory",
-                   add_help=False)
+    sub.add_parser(
+        "demo", help="watch frames cross processes through shared memory", add_help=False
+    )
     sub.add_parser("clean", help="remove shared-memory segments left by dead processes")
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":

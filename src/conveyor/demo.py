@@ -57,8 +57,9 @@ def render(base: np.ndarray, index: int, out: np.ndarray) -> None:
 def check(frame: np.ndarray, index: int) -> bool:
     col = (index * 37) % (SHAPE[1] - 40)
     stamp = int.from_bytes(frame[0, :8, 0].tobytes(), "little")
-    return stamp == index and bool((frame[500, col + 20] == (255, 255 - index % 256,
-                                                             index % 256)).all())
+    return stamp == index and bool(
+        (frame[500, col + 20] == (255, 255 - index % 256, index % 256)).all()
+    )
 
 
 def gradient() -> np.ndarray:
@@ -97,8 +98,10 @@ def run_conveyor(console: Console, cameras: int, seconds: float) -> dict[str, fl
     register_bell(bell)
     rings = [Ring(capacity=1 << 20, consumer_bell=bell.name) for _ in range(cameras)]
     readers = [RingReader(r.name) for r in rings]
-    procs = [ctx.Process(target=camera_process, args=(store.name, r.name, i, seconds))
-             for i, r in enumerate(rings)]
+    procs = [
+        ctx.Process(target=camera_process, args=(store.name, r.name, i, seconds))
+        for i, r in enumerate(rings)
+    ]
     for p in procs:
         p.start()
     counts, bad, reads = [0] * cameras, 0, []
@@ -108,8 +111,12 @@ def run_conveyor(console: Console, cameras: int, seconds: float) -> dict[str, fl
         with Live(console=console, refresh_per_second=8, transient=False) as live:
             while open_rings:
                 # Sleep until any camera's ring has data (or closes): one call, one fd.
-                bell.wait(lambda: any(readers[i].has_data() or readers[i].producer_closed
-                                      for i in open_rings), timeout=0.2)
+                bell.wait(
+                    lambda: any(
+                        readers[i].has_data() or readers[i].producer_closed for i in open_rings
+                    ),
+                    timeout=0.2,
+                )
                 for i in list(open_rings):
                     while True:
                         t0 = time.perf_counter()  # data is there: time "available -> usable"
@@ -131,15 +138,18 @@ def run_conveyor(console: Console, cameras: int, seconds: float) -> dict[str, fl
             p.join(15)
             if p.is_alive():
                 p.kill()
-        for r in readers:
-            r.close()
-        for r in rings:
-            r.close()
+        for reader in readers:
+            reader.close()
+        for ring in rings:
+            ring.close()
         store.close()
         bell.close()
     elapsed = time.monotonic() - start
-    return {"fps": sum(counts) / elapsed, "bad": bad,
-            "read_us": statistics.median(reads) * 1e6 if reads else 0.0}
+    return {
+        "fps": sum(counts) / elapsed,
+        "bad": bad,
+        "read_us": statistics.median(reads) * 1e6 if reads else 0.0,
+    }
 
 
 def _table(counts: list[int], bad: int, elapsed: float, reads: list[float]) -> Table:
@@ -152,8 +162,10 @@ def _table(counts: list[int], bad: int, elapsed: float, reads: list[float]) -> T
     median_read = statistics.median(reads[-500:]) * 1e6 if reads else 0.0
     total = sum(counts) / max(elapsed, 1e-9)
     table.add_row("[bold]all[/]", str(sum(counts)), f"[bold]{total:.0f}[/]")
-    table.caption = (f"{total * 6.2:.0f} MB/s of pixels; median read {median_read:.0f} us; "
-                     f"corrupted frames: {bad}")
+    table.caption = (
+        f"{total * 6.2:.0f} MB/s of pixels; median read {median_read:.0f} us; "
+        f"corrupted frames: {bad}"
+    )
     return table
 
 
@@ -185,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cameras < 1 or args.seconds <= 0:
         parser.error("--cameras must be at least 1 and --seconds positive")
     console = Console()
-    console.print(f"[bold]conveyor transport demo[/]: {args.cameras} camera process(es) render "
-                  f"distinct {SHAPE[1]}x{SHAPE[0]} frames for {args.seconds:.0f} s; this "
-                  "process checks every frame.\n")
+    console.print(
+        f"[bold]conveyor transport demo[/]: {args.cameras} camera process(es) render "
+        f"distinct {SHAPE[1]}x{SHAPE[0]} frames for {args.seconds:.0f} s; this "
+        "process checks every frame.\n"
+    )
     ours = run_conveyor(console, args.cameras, args.seconds)
     console.print("\nthe same frames through [bold]multiprocessing.Queue[/] (one camera) ...")
     theirs = run_queue(frames=40)
@@ -199,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{ours['fps'] / max(theirs['fps'], 1e-9):.1f}x the frames/s; corrupted frames: "
         f"{ours['bad'] + theirs['bad']}"
     )
-    console.print("\nFull comparison (Pipe, Array, Ray, small messages): "
-                  "[bold]make bench[/] (benchmarks/bench_transport.py).")
+    console.print(
+        "\nFull comparison (Pipe, Array, Ray, small messages): "
+        "[bold]make bench[/] (benchmarks/bench_transport.py)."
+    )
     return 1 if ours["bad"] or theirs["bad"] else 0
 
 

@@ -11,8 +11,12 @@ from conveyor import cli, demo
 
 
 def test_version_and_clean() -> None:
-    out = subprocess.run([sys.executable, "-m", "conveyor.cli", "--version"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.startswith("conveyor ")
     assert cli.main(["clean"]) == 0
 
