@@ -81,3 +81,11 @@ def own_segments_then_wait(conn: Any) -> None:
     w.write(np.zeros(ring.capacity))  # an overflow segment too
     conn.send([ring.name, store.name, bell.name])
     time.sleep(60)
+
+
+def try_second_writer(ring: str, conn: Any) -> None:
+    try:
+        RingWriter(ring)
+        conn.send("attached")
+    except Exception as exc:
+        conn.send(str(exc))

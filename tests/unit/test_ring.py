@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -185,3 +187,61 @@ def test_segments_are_private_and_named_for_their_owner(ring: Ring) -> None:
     assert mode == 0o600
     ring.close()
     assert name not in leaked_segments()
+
+
+def test_no_system_call_while_the_reader_is_awake(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    for i in range(50):
+        w.write(i)
+        assert r.read(timeout=1).value == i  # the reader is awake: it never sleeps here
+    assert w.consumer_bell.rings_sent == 0, "a write rang the doorbell of an awake reader"
+
+
+def test_a_sleeping_reader_is_rung(ring: Ring) -> None:
+    w, r = ring.writer(), ring.reader()
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(r.read(timeout=5, spin=0).value))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not r.consumer_bell._sleeping[0] and time.monotonic() < deadline:
+        pass  # wait until the reader has announced that it sleeps
+    w.write(7)
+    t.join(5)
+    assert got == [7] and w.consumer_bell.rings_sent == 1
+
+
+def test_one_wait_covers_every_input_of_a_process() -> None:
+    from conveyor import Doorbell
+    from conveyor.transport.ring import register_bell
+
+    with Doorbell.create() as bell:
+        register_bell(bell)
+        with (
+            Ring(capacity=4096, consumer_bell=bell.name) as a,
+            Ring(capacity=4096, consumer_bell=bell.name) as b,
+        ):
+            ra, rb = a.reader(), b.reader()
+            wb = b.writer()
+            a.writer()
+            ready = lambda: ra.has_data() or rb.has_data()  # noqa: E731
+            assert not bell.wait(ready, timeout=0.05)
+            wb.write("on b")
+            assert bell.wait(ready, timeout=1)
+            assert rb.read(timeout=1).value == "on b"
+
+
+def test_a_second_live_producer_is_refused(ring: Ring) -> None:
+    import multiprocessing as mp
+
+    from tests.integration import children
+
+    ring.writer()
+    ctx = mp.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    p = ctx.Process(target=children.try_second_writer, args=(ring.name, child_end))
+    p.start()
+    try:
+        assert parent_end.poll(30)
+        assert "already has a live producer" in parent_end.recv()
+    finally:
+        p.join(10)

@@ -188,6 +188,22 @@ class _Endpoint:
         self.close()  # type: ignore[attr-defined]
 
 
+def _claim_end(end: _Endpoint, line: memoryview, pid_at: int, closed_at: int, role: str) -> None:
+    """Record this process as the ring's producer or consumer; refuse a second live one.
+
+    A ring has one producer and one consumer: a second live writer would corrupt it. A dead or
+    cleanly closed predecessor may be replaced (that is how crash recovery resumes).
+    """
+    me, pid = os.getpid(), int(line[pid_at])
+    if pid and pid != me and not line[closed_at] and pid_alive(pid):
+        end._release_views()
+        raise ConfigurationError(
+            f"ring {end.name} already has a live {role} (pid {pid}); a ring has exactly one "
+            f"{role} at a time: give each {role} a ring of its own"
+        )
+    line[pid_at] = me
+
+
 def _read_name(buf: memoryview, offset: int) -> str:
     return bytes(buf[offset : offset + _NAME_BYTES]).rstrip(b"\0").decode()
 
@@ -197,7 +213,7 @@ class RingWriter(_Endpoint):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._prod[_PPID] = os.getpid()
+        _claim_end(self, self._prod, _PPID, _CLOSED, "producer")
         self._prod[_CLOSED] = 0
         # Private copies of the producer line: records are placed first, published together.
         self._wpos, self._wcount = int(self._prod[_WPOS]), int(self._prod[_WCOUNT])
@@ -397,7 +413,7 @@ class RingReader(_Endpoint):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._cons[_CPID] = os.getpid()
+        _claim_end(self, self._cons, _CPID, _RCLOSED, "consumer")
         self._cons[_RCLOSED] = 0
         self._cursor = int(self._cons[_RPOS])  # private: where the next read starts
         self._ro = self._seg.readonly()[_DATA_OFFSET : _DATA_OFFSET + self.capacity]
