@@ -197,7 +197,10 @@ def test_no_system_call_while_the_reader_is_awake(ring: Ring) -> None:
     assert w.consumer_bell.rings_sent == 0, "a write rang the doorbell of an awake reader"
 
 
-def test_a_sleeping_reader_is_rung(ring: Ring) -> None:
+def test_a_sleeping_reader_is_rung(ring: Ring, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.transport import doorbell
+
+    monkeypatch.setattr(doorbell, "MAX_NAP", 30.0)  # no timed re-check: only a ring wakes it
     w, r = ring.writer(), ring.reader()
     got: list[int] = []
     t = threading.Thread(target=lambda: got.append(r.read(timeout=5, spin=0).value))
