@@ -244,9 +244,11 @@ def open_receiver(spec: tuple):  # noqa: ANN201
         def recv():  # noqa: ANN202
             m = reader.read(timeout=30)
             msg = m.value
-            frame = (
-                msg.frame if kind == "ring" else FrameStore.attach(msg.frame.store).view(msg.frame)
-            )
+            if kind == "ring":
+                return msg.frame, m.commit
+            t0 = time.perf_counter()
+            frame = FrameStore.attach(msg.frame.store).view(msg.frame)
+            RESOLVE_TIMES.append(time.perf_counter() - t0)
             return frame, m.commit
 
         return recv
@@ -570,14 +572,15 @@ def main() -> None:
         ch = make()
         print(f"  {ch.name} ...", flush=True)
         results[ch.name] = bench_frames(ch, args.frames)
+    print("  small messages ...", flush=True)
+    small_ring, small_queue = bench_small("ring"), bench_small("queue")
+    small_batched = bench_small("ring-batched")
+    # Ray last: its daemons keep a core busy for a while after shutdown.
     if not args.no_ray:
         print("  ray put/get ...", flush=True)
         ray_result = bench_ray(args.frames)
         if ray_result is not None:
             results["ray object store"] = ray_result
-    print("  small messages ...", flush=True)
-    small_ring, small_queue = bench_small("ring"), bench_small("queue")
-    small_batched = bench_small("ring-batched")
 
     ring, store, queue = (
         results[k] for k in ("conveyor ring", "conveyor frame store", "multiprocessing.Queue")

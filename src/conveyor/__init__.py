@@ -1,7 +1,8 @@
 """conveyor: turn deep-learning inference code into a multi-process pipeline for live video.
 
-The public surface is exactly what ``__all__`` lists (a test checks it). Today that is the
-shared-memory transport and the error tree; tasks, graphs and backends build on it.
+The public surface is exactly what ``__all__`` lists (a test checks it). Today that is: tasks and
+the graph they form (define), the planner (build), the shared-memory transport, and the error
+tree. Backends that run a plan build on these.
 """
 
 from conveyor._errors import (
@@ -18,6 +19,9 @@ from conveyor._errors import (
     FrameStoreFull,
     StaleFrameError,
 )
+from conveyor.graph import Edge, Graph
+from conveyor.plan import Plan, make_plan
+from conveyor.task import TaskSpec, source, task
 from conveyor.transport import (
     CameraSpec,
     Doorbell,
@@ -41,16 +45,23 @@ __all__ = [
     "ConveyorTimeout",
     "DecodeError",
     "Doorbell",
+    "Edge",
     "EncodeError",
     "EndOfChannel",
     "FrameRef",
     "FrameStore",
     "FrameStoreError",
     "FrameStoreFull",
+    "Graph",
     "Message",
+    "Plan",
     "Ring",
     "RingReader",
     "RingWriter",
     "StaleFrameError",
+    "TaskSpec",
     "__version__",
+    "make_plan",
+    "source",
+    "task",
 ]

@@ -1,0 +1,142 @@
+"""The task graph, wired by message types.
+
+``Graph([camera, detect, Track, heatmap])`` connects the output of every task to each task that
+takes its type: an output of type ``T`` goes to *every* task with a ``T`` parameter (fan-out);
+a task with several parameters takes one message from each (a join, done by the runtime).
+
+Build-time errors say what is wrong and how to fix it:
+
+* an input no task produces ("add a task that returns Detections, or a source that yields it");
+* an input two tasks produce (name the one you mean: ``@task(wire={"det": "detect_a"})``);
+* a cycle (with the path);
+* two tasks with one name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor._errors import ConfigurationError
+from conveyor.task import TaskSpec, spec_of
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``producer``'s output goes to ``consumer``'s parameter ``param`` (of type ``type``)."""
+
+    producer: str
+    consumer: str
+    param: str
+    type: type
+
+    def __str__(self) -> str:
+        return f"{self.producer} -> {self.consumer}.{self.param} ({self.type.__name__})"
+
+
+class Graph:
+    """Tasks and the edges between them; validated on construction."""
+
+    def __init__(self, tasks: Iterable[Any]) -> None:
+        specs = [spec_of(t) for t in tasks]
+        if not specs:
+            raise ConfigurationError("a graph needs at least one task")
+        self.tasks: dict[str, TaskSpec] = {}
+        for spec in specs:
+            if spec.name in self.tasks:
+                raise ConfigurationError(
+                    f"two tasks are named {spec.name!r}; give one another name with "
+                    "@conveyor.task(name=...)"
+                )
+            self.tasks[spec.name] = spec
+        if not any(s.kind == "source" for s in specs):
+            raise ConfigurationError("the graph has no source: add a @conveyor.source")
+        self.edges: list[Edge] = [e for spec in specs for e in self._wire(spec)]
+        self.order: list[str] = self._topological_order()
+
+    def _wire(self, spec: TaskSpec) -> Iterator[Edge]:
+        for param, tp in spec.inputs:
+            wanted = spec.wire.get(param)
+            if wanted is not None:
+                producer = self.tasks.get(wanted)
+                if producer is None:
+                    raise ConfigurationError(
+                        f"task {spec.name!r}: wire={{{param!r}: {wanted!r}}} names no task in "
+                        f"the graph; tasks are {sorted(self.tasks)}"
+                    )
+                if producer.output is None or not issubclass(producer.output, tp):
+                    raise ConfigurationError(
+                        f"task {spec.name!r}: {param!r} takes {tp.__name__}, but {wanted!r} "
+                        f"produces {_name(producer.output)}"
+                    )
+                yield Edge(wanted, spec.name, param, tp)
+                continue
+            producers = [
+                p
+                for p in self.tasks.values()
+                if p.output is not None and issubclass(p.output, tp) and p.name != spec.name
+            ]
+            if not producers:
+                raise ConfigurationError(
+                    f"no task produces {tp.__name__}, which task {spec.name!r} takes as "
+                    f"{param!r}; add a task that returns {tp.__name__} or a source that yields "
+                    "it (and include it in the graph)"
+                )
+            if len(producers) > 1:
+                names = sorted(p.name for p in producers)
+                raise ConfigurationError(
+                    f"task {spec.name!r} takes {tp.__name__} as {param!r}, and {names} all "
+                    f"produce it; say which with @conveyor.task(wire={{{param!r}: {names[0]!r}}})"
+                )
+            yield Edge(producers[0].name, spec.name, param, tp)
+
+    def _topological_order(self) -> list[str]:
+        downstream: dict[str, list[str]] = {n: [] for n in self.tasks}
+        for e in self.edges:
+            downstream[e.producer].append(e.consumer)
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(node: str, path: list[str]) -> None:
+            if state.get(node) == 2:
+                return
+            if state.get(node) == 1:
+                cycle = path[path.index(node) :] + [node]
+                raise ConfigurationError(
+                    f"the graph has a cycle: {' -> '.join(cycle)}; conveyor graphs are acyclic "
+                    "(keep state inside a stateful task instead of feeding outputs back)"
+                )
+            state[node] = 1
+            for nxt in downstream[node]:
+                visit(nxt, [*path, node])
+            state[node] = 2
+            order.append(node)
+
+        for name in self.tasks:
+            visit(name, [])
+        return order[::-1]
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def inputs_of(self, name: str) -> list[Edge]:
+        return [e for e in self.edges if e.consumer == name]
+
+    def outputs_of(self, name: str) -> list[Edge]:
+        return [e for e in self.edges if e.producer == name]
+
+    def sources(self) -> list[str]:
+        return [n for n in self.order if self.tasks[n].kind == "source"]
+
+    def describe(self) -> str:
+        lines = [f"graph of {len(self.tasks)} tasks:"]
+        lines += [f"  {self.tasks[n].describe()}" for n in self.order]
+        lines += ["edges:"] + [f"  {e}" for e in self.edges]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Graph {' -> '.join(self.order)}>"
+
+
+def _name(tp: type | None) -> str:
+    return "nothing (it is a sink)" if tp is None else tp.__name__

@@ -1,0 +1,242 @@
+"""Placement: which task runs in which pipeline process, and why. Pure functions, no processes.
+
+``make_plan(graph, workers=2, gpus=0, costs=...)`` packs the graph's tasks into pipelines:
+
+1. **Cost** of each task, in seconds per item: a measured value (``costs``), else the task's
+   ``cost`` hint, else an assumed 1 ms (said so in the plan's reasons).
+2. **GPU tasks** go to one pipeline per device (the model loads once per process); with no GPU
+   they run on the CPU like any other task, and the plan says so.
+3. **Replicas.** A stateless task declared ``replicas="auto"`` whose cost alone exceeds the
+   balanced share of one pipeline is split into replicas (each takes every k-th item; the
+   runtime restores order). A fixed ``replicas=k`` is taken as given.
+4. **CPU packing** minimises the most loaded pipeline (min-max): longest units first, each into
+   the least loaded pipeline (LPT, within 4/3 of optimal); among pipelines whose load is within
+   10% of the least, one that already holds a neighbour in the graph wins, so tasks that
+   exchange data stay together when that costs (almost) nothing.
+
+``Plan.describe()`` prints the placement with loads and reasons; ``Plan.to_dot()`` draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from conveyor._errors import ConfigurationError
+from conveyor.graph import Edge, Graph
+from conveyor.task import Resource
+
+DEFAULT_COST = 1e-3  # seconds per item assumed for a task with no measurement and no hint
+NEAR = 0.10  # "about as light": within 10% of the least loaded pipeline
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One placeable piece: a task, or one replica of it."""
+
+    task: str
+    replica: int  # 0..replicas-1
+    replicas: int
+    cost: float  # seconds per item of the task's stream that this unit handles
+
+    @property
+    def label(self) -> str:
+        return self.task if self.replicas == 1 else f"{self.task}#{self.replica}"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    index: int
+    resource: Resource
+    units: tuple[Unit, ...]
+    device: int | None = None  # GPU index for a GPU pipeline
+
+    @property
+    def load(self) -> float:
+        """Estimated busy seconds per item flowing through the graph."""
+        return sum(u.cost for u in self.units)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(u.task for u in self.units))
+
+    @property
+    def name(self) -> str:
+        kind = f"gpu{self.device}" if self.resource == "gpu" else "cpu"
+        return f"p{self.index}-{kind}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    graph: Graph
+    pipelines: tuple[PipelineSpec, ...]
+    costs: Mapping[str, float]
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+    def placement(self) -> dict[str, list[int]]:
+        """Task name -> indices of the pipelines running it (several with replicas)."""
+        out: dict[str, list[int]] = {}
+        for p in self.pipelines:
+            for u in p.units:
+                out.setdefault(u.task, []).append(p.index)
+        return out
+
+    def pipeline_of(self, task: str) -> int:
+        """The pipeline of a task that is not replicated."""
+        (index,) = set(self.placement()[task])
+        return index
+
+    def cross_edges(self) -> list[Edge]:
+        """Edges whose ends run in different pipelines: these become shared-memory rings."""
+        where = self.placement()
+        return [
+            e
+            for e in self.graph.edges
+            if set(where[e.producer]) != set(where[e.consumer]) or len(where[e.producer]) > 1
+        ]
+
+    @property
+    def bottleneck(self) -> PipelineSpec:
+        return max(self.pipelines, key=lambda p: p.load)
+
+    def describe(self) -> str:
+        top = self.bottleneck.load or 1.0
+        lines = [
+            f"plan: {len(self.graph.tasks)} tasks on {len(self.pipelines)} pipeline(s); "
+            f"bottleneck {self.bottleneck.name} at {top * 1e3:.2f} ms per item "
+            f"(about {1 / top if top else float('inf'):.0f} items/s)"
+        ]
+        for p in self.pipelines:
+            lines.append(
+                f"  {p.name}: load {p.load * 1e3:.2f} ms/item "
+                f"({100 * p.load / top:.0f}% of the bottleneck)"
+            )
+            for u in p.units:
+                lines.append(
+                    f"    {u.label:<24} {u.cost * 1e3:8.2f} ms   {self.reasons.get(u.task, '')}"
+                )
+        crossing = self.cross_edges()
+        lines.append(f"  channels between pipelines: {len(crossing)}")
+        lines += [f"    {e}" for e in crossing]
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        """Graphviz source: one cluster per pipeline, one node per unit."""
+        out = ["digraph plan {", "  rankdir=LR; node [shape=box, fontname=Helvetica];"]
+        for p in self.pipelines:
+            out.append(
+                f'  subgraph cluster_{p.index} {{ label="{p.name} ({p.load * 1e3:.1f} ms/item)";'
+            )
+            out += [f'    "{u.label}";' for u in p.units]
+            out.append("  }")
+        labels = {
+            t: [u.label for p in self.pipelines for u in p.units if u.task == t]
+            for t in self.graph.tasks
+        }
+        for e in self.graph.edges:
+            for a in labels[e.producer]:
+                for b in labels[e.consumer]:
+                    out.append(f'  "{a}" -> "{b}" [label="{e.type.__name__}"];')
+        out.append("}")
+        return "\n".join(out)
+
+
+def make_plan(
+    graph: Graph,
+    workers: int = 2,
+    gpus: int = 0,
+    costs: Mapping[str, float] | None = None,
+) -> Plan:
+    """Place ``graph`` onto ``workers`` CPU pipelines (plus one per GPU used)."""
+    if workers < 1:
+        raise ConfigurationError(f"workers must be at least 1, got {workers}")
+    if gpus < 0:
+        raise ConfigurationError(f"gpus must be 0 or more, got {gpus}")
+    costs = dict(costs or {})
+    unknown = set(costs) - set(graph.tasks)
+    if unknown:
+        raise ConfigurationError(f"costs name tasks not in the graph: {sorted(unknown)}")
+
+    reasons: dict[str, str] = {}
+    cost: dict[str, float] = {}
+    for name, spec in graph.tasks.items():
+        if name in costs:
+            cost[name], why = float(costs[name]), "measured"
+        elif spec.cost is not None:
+            cost[name], why = float(spec.cost), "cost hint"
+        else:
+            cost[name], why = DEFAULT_COST, "no measurement: assumed 1 ms"
+        reasons[name] = why
+
+    gpu_tasks = [n for n in graph.order if graph.tasks[n].resource == "gpu"]
+    if gpu_tasks and not gpus:
+        for n in gpu_tasks:
+            reasons[n] += "; no GPU: runs on the CPU"
+        gpu_tasks = []
+    cpu_tasks = [n for n in graph.order if n not in gpu_tasks]
+
+    pipelines: list[PipelineSpec] = []
+    # GPU tasks: one pipeline per device, balanced across devices.
+    if gpu_tasks:
+        devices = min(gpus, len(gpu_tasks))
+        gpu_bins = _pack([_unit(graph, n, cost, 1) for n in gpu_tasks], devices, graph)
+        for d, units in enumerate(gpu_bins):
+            for u in units:
+                reasons[u.task] += f"; GPU {d}"
+            pipelines.append(PipelineSpec(len(pipelines), "gpu", tuple(units), device=d))
+
+    # CPU tasks: replicas where one task would be the bottleneck on its own, then min-max.
+    share = sum(cost[n] for n in cpu_tasks) / workers
+    units = []
+    for n in cpu_tasks:
+        k = _replicas(graph, n, cost[n], share, workers, reasons)
+        units += [_unit(graph, n, cost, k, r) for r in range(k)]
+    bins = _pack(units, min(workers, max(1, len(units))), graph)
+    for b in bins:
+        if b:
+            pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
+    return Plan(graph, tuple(pipelines), cost, reasons)
+
+
+def _unit(graph: Graph, name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:
+    return Unit(name, r, k, cost[name] / k)
+
+
+def _replicas(
+    graph: Graph, name: str, cost: float, share: float, workers: int, reasons: dict[str, str]
+) -> int:
+    spec = graph.tasks[name]
+    if spec.replicas != "auto":
+        if spec.replicas > 1:
+            reasons[name] += f"; {spec.replicas} replicas (declared)"
+        return int(spec.replicas)
+    if spec.kind == "source" or (spec.stateful and not spec.key) or cost <= share:
+        return 1
+    k = min(workers, math.ceil(cost / share))
+    if k > 1:
+        reasons[name] += f"; {k} replicas (alone it would exceed a pipeline's share)"
+    return k
+
+
+def _pack(units: list[Unit], bins: int, graph: Graph) -> list[list[Unit]]:
+    """Min-max packing: LPT, with ties (within NEAR) going to a pipeline holding a neighbour."""
+    neighbours: dict[str, set[str]] = {n: set() for n in graph.tasks}
+    for e in graph.edges:
+        neighbours[e.producer].add(e.consumer)
+        neighbours[e.consumer].add(e.producer)
+    out: list[list[Unit]] = [[] for _ in range(bins)]
+    loads = [0.0] * bins
+    # Longest first; graph order breaks ties so equal plans come out the same every time.
+    rank = {n: i for i, n in enumerate(graph.order)}
+    for unit in sorted(units, key=lambda u: (-u.cost, rank[u.task], u.replica)):
+        least = min(loads)
+        near = [i for i in range(bins) if loads[i] <= least + NEAR * max(least, unit.cost)]
+        # Replicas of one task go to different pipelines when they can.
+        near = [i for i in near if all(u.task != unit.task for u in out[i])] or near
+        friendly = [i for i in near if any(u.task in neighbours[unit.task] for u in out[i])]
+        choice = min(friendly or near, key=lambda i: (loads[i], i))
+        out[choice].append(unit)
+        loads[choice] += unit.cost
+    # Inside a pipeline, keep graph order (easier to read; sources first).
+    return [sorted(b, key=lambda u: (rank[u.task], u.replica)) for b in out]

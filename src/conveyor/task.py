@@ -1,0 +1,296 @@
+"""Declaring tasks: plain functions and classes, typed by their annotations.
+
+    @conveyor.task(resource="gpu", batch=8)
+    def detect(frames: list[Frame]) -> list[Detections]: ...
+
+    @conveyor.task(key="camera")
+    class Track:
+        def __init__(self) -> None: ...
+        def __call__(self, det: Detections) -> Tracks | None: ...
+
+    @conveyor.source
+    def camera() -> Iterator[Frame]: ...
+
+The decorator leaves the function or class usable as before and attaches a ``TaskSpec`` (as
+``.spec``) that records what the graph and the planner need: input and output *message types*
+(the graph is wired by them), resource kind, batching, partitioning key, timeout, replicas and a
+cost hint. A class is a stateful task: it is constructed once inside the process that runs it
+(so a model loads once per process; with ``key``, once per key value).
+
+Annotations decide the wiring, so they are checked here, at definition time, with messages that
+say how to fix them: a missing annotation, a batch task that is not ``list[T] -> list[U]``, a
+source that is not a generator of one type.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar, overload
+
+from conveyor._errors import ConfigurationError
+
+Resource = Literal["cpu", "gpu"]
+Kind = Literal["source", "task", "sink"]
+_RESOURCES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the graph and the planner know about one task."""
+
+    name: str
+    target: Callable[..., Any]  # the function, or the class to construct in the worker
+    kind: Kind
+    inputs: tuple[tuple[str, type], ...]  # (parameter, message type) in signature order
+    output: type | None  # the message type produced (element type for a batch task)
+    resource: Resource = "cpu"
+    batch: int = 1  # >1: takes and returns lists of up to this many items
+    max_wait: float = 0.01  # seconds a partial batch may wait for more items
+    key: str | None = None  # attribute of the input that partitions a stateful task
+    timeout: float | None = None  # seconds one call may take (the monitor enforces it)
+    replicas: int | Literal["auto"] = 1
+    cost: float | None = None  # hint: seconds of work per item
+    optional_output: bool = False  # returns T | None: None means "nothing for this input"
+    wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
+
+    @property
+    def stateful(self) -> bool:
+        return inspect.isclass(self.target)
+
+    @property
+    def batched(self) -> bool:
+        return self.batch > 1
+
+    def describe(self) -> str:
+        ins = ", ".join(f"{p}: {t.__name__}" for p, t in self.inputs) or "-"
+        out = self.output.__name__ if self.output else "-"
+        extras: list[str] = [self.resource]
+        if self.batched:
+            extras.append(f"batch={self.batch}")
+        if self.key:
+            extras.append(f"key={self.key}")
+        return f"{self.kind} {self.name}({ins}) -> {out} [{', '.join(extras)}]"
+
+    def with_options(self, **changes: Any) -> TaskSpec:
+        return replace(self, **changes)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def task(fn: F, /) -> F: ...
+@overload
+def task(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    resource: Resource = "cpu",
+    batch: int = 1,
+    max_wait: float = 0.01,
+    key: str | None = None,
+    timeout: float | None = None,
+    replicas: int | Literal["auto"] = 1,
+    cost: float | None = None,
+    wire: dict[str, str] | None = None,
+) -> Callable[[F], F]: ...
+def task(fn: Any = None, /, **options: Any) -> Any:
+    """Declare a task (a function or a class whose instances are called per item)."""
+    if fn is not None:
+        return _declare(fn, "task", options)
+    return lambda f: _declare(f, "task", options)
+
+
+@overload
+def source(fn: F, /) -> F: ...
+@overload
+def source(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    resource: Resource = "cpu",
+    cost: float | None = None,
+) -> Callable[[F], F]: ...
+def source(fn: Any = None, /, **options: Any) -> Any:
+    """Declare a source: a generator function (or class with ``__iter__``) yielding one type."""
+    if fn is not None:
+        return _declare(fn, "source", options)
+    return lambda f: _declare(f, "source", options)
+
+
+def spec_of(obj: Any) -> TaskSpec:
+    """The TaskSpec of a decorated function or class (or a TaskSpec itself)."""
+    if isinstance(obj, TaskSpec):
+        return obj
+    spec = getattr(obj, "spec", None) if obj is not None else None
+    if isinstance(spec, TaskSpec):
+        return spec
+    raise ConfigurationError(
+        f"expected a task (decorated with @conveyor.task or @conveyor.source), got {obj!r}"
+    )
+
+
+# -- reading the annotations -------------------------------------------------------------------
+
+
+def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
+    if not callable(target):
+        raise ConfigurationError(f"@{kind} expects a function or a class, got {target!r}")
+    name = options.pop("name", None) or getattr(target, "__name__", None) or repr(target)
+    _check_options(name, options)
+    call = _entry_point(target, kind)
+    hints = _hints(call, name)
+    params = [p for p in inspect.signature(call).parameters.values() if p.name != "self"]
+    batch = options.get("batch", 1)
+
+    if kind == "source":
+        if params:
+            raise ConfigurationError(
+                f"source {name!r} takes parameters {[p.name for p in params]}; a source takes "
+                "none (configure it with functools.partial or a class's __init__)"
+            )
+        yielded = _yielded_type(hints.get("return"), name)
+        spec = TaskSpec(name, target, "source", (), yielded, **options)
+    else:
+        if not params:
+            raise ConfigurationError(
+                f"task {name!r} takes no input; a task takes one or more messages "
+                "(use @conveyor.source for a task that produces messages from nothing)"
+            )
+        inputs = []
+        for p in params:
+            if p.name not in hints:
+                raise ConfigurationError(
+                    f"task {name!r}: parameter {p.name!r} has no type annotation; annotate it "
+                    "with the message type it takes (the graph is wired by these types)"
+                )
+            inputs.append((p.name, _element(hints[p.name], name, f"parameter {p.name!r}", batch)))
+        if "return" not in hints:
+            raise ConfigurationError(
+                f"task {name!r} has no return annotation; annotate it with the message type it "
+                "returns, or '-> None' for a sink"
+            )
+        output, optional = _output_type(hints["return"], name, batch)
+        spec = TaskSpec(
+            name,
+            target,
+            "sink" if output is None else "task",
+            tuple(inputs),
+            output,
+            optional_output=optional,
+            **options,
+        )
+    try:
+        target.spec = spec
+    except (AttributeError, TypeError):
+        raise ConfigurationError(f"cannot attach a task spec to {target!r}") from None
+    return target
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    resource = options.get("resource", "cpu")
+    if resource not in _RESOURCES:
+        raise ConfigurationError(
+            f"task {name!r}: resource must be one of {_RESOURCES}, got {resource!r}"
+        )
+    batch = options.get("batch", 1)
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigurationError(f"task {name!r}: batch must be a positive int, got {batch!r}")
+    for opt in ("max_wait", "timeout", "cost"):
+        value = options.get(opt)
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ConfigurationError(
+                f"task {name!r}: {opt} must be a non-negative number of seconds, got {value!r}"
+            )
+    replicas = options.get("replicas", 1)
+    if replicas != "auto" and (not isinstance(replicas, int) or replicas < 1):
+        raise ConfigurationError(
+            f"task {name!r}: replicas must be a positive int or 'auto', got {replicas!r}"
+        )
+    if "wire" in options:
+        options["wire"] = dict(options["wire"] or {})
+
+
+def _entry_point(target: Any, kind: Kind) -> Callable[..., Any]:
+    if not inspect.isclass(target):
+        return target
+    method = "__iter__" if kind == "source" else "__call__"
+    if method not in vars(target) and not any(method in vars(b) for b in target.__mro__[1:-1]):
+        raise ConfigurationError(f"class {target.__name__!r} used as a {kind} must define {method}")
+    return getattr(target, method)
+
+
+def _hints(call: Callable[..., Any], name: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(call)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"task {name!r}: cannot resolve its type annotations "
+            f"({exc}); define the message types before the task"
+        ) from exc
+
+
+def _is_list(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, collections.abc.Sequence)
+
+
+def _element(tp: Any, name: str, what: str, batch: int) -> type:
+    if batch > 1:
+        if not _is_list(tp):
+            raise ConfigurationError(
+                f"batch task {name!r}: {what} must be annotated list[T] (it receives up to "
+                f"{batch} items at once), got {_show(tp)}"
+            )
+        (tp,) = typing.get_args(tp) or (Any,)
+    if not isinstance(tp, type):
+        raise ConfigurationError(
+            f"task {name!r}: {what} must be annotated with a message class, got {_show(tp)}"
+        )
+    return tp
+
+
+def _output_type(tp: Any, name: str, batch: int) -> tuple[type | None, bool]:
+    if tp is type(None):
+        if batch > 1:
+            raise ConfigurationError(
+                f"batch task {name!r} returns None; a batch task returns "
+                "list[T] with one result per input"
+            )
+        return None, False
+    optional = False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            raise ConfigurationError(
+                f"task {name!r} returns {_show(tp)}; return one message "
+                "type (optionally '| None' to produce nothing)"
+            )
+        tp, optional = args[0], True
+    return _element(tp, name, "its return", batch), optional
+
+
+def _yielded_type(tp: Any, name: str) -> type:
+    origin = typing.get_origin(tp)
+    iterables = (collections.abc.Iterator, collections.abc.Iterable, collections.abc.Generator)
+    if origin not in iterables or not typing.get_args(tp):
+        raise ConfigurationError(
+            f"source {name!r} must be annotated '-> Iterator[T]' (a generator of one message "
+            f"type), got {_show(tp)}"
+        )
+    out = typing.get_args(tp)[0]
+    if not isinstance(out, type):
+        raise ConfigurationError(f"source {name!r} must yield a message class, got {_show(out)}")
+    return out
+
+
+def _show(tp: Any) -> str:
+    if tp is None:
+        return "no annotation"
+    return getattr(tp, "__name__", None) or repr(tp)

@@ -1,0 +1,111 @@
+"""The planner: pure placement decisions, tested without processes."""
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import conveyor as cv
+from conveyor.graph import Graph
+from conveyor.plan import make_plan
+from tests.unit.graph_fixtures import Track, cameras, collect, detect
+
+
+def graph() -> Graph:
+    return Graph([cameras, detect, Track, collect])
+
+
+def test_gpu_tasks_get_their_own_pipeline_when_there_is_a_gpu() -> None:
+    plan = make_plan(graph(), workers=2, gpus=1)
+    gpu = [p for p in plan.pipelines if p.resource == "gpu"]
+    assert len(gpu) == 1 and gpu[0].tasks == ("detect",)
+    assert all("detect" not in p.tasks for p in plan.pipelines if p.resource == "cpu")
+
+
+def test_without_a_gpu_gpu_tasks_run_on_the_cpu_and_the_plan_says_so() -> None:
+    plan = make_plan(graph(), workers=2, gpus=0)
+    assert all(p.resource == "cpu" for p in plan.pipelines)
+    assert "no GPU: runs on the CPU" in plan.reasons["detect"]
+    assert "no GPU" in plan.describe()
+
+
+def test_costs_come_from_measurements_then_hints_then_a_default() -> None:
+    plan = make_plan(graph(), workers=1, costs={"Track": 0.02})
+    assert plan.costs["Track"] == 0.02 and plan.reasons["Track"].startswith("measured")
+    assert plan.costs["detect"] == 0.004 and plan.reasons["detect"].startswith("cost hint")
+    assert plan.reasons["cameras"].startswith("no measurement")
+
+
+def test_min_max_balance_on_two_workers() -> None:
+    costs = {"cameras": 0.003, "detect": 0.004, "Track": 0.002, "collect": 0.001}
+    plan = make_plan(graph(), workers=2, costs=costs)
+    loads = sorted(round(p.load, 6) for p in plan.pipelines)
+    assert loads == [0.005, 0.005]  # the optimum: {detect, collect} and {cameras, Track}
+
+
+@dataclass
+class Item:
+    i: int
+
+
+@dataclass
+class Heavy:
+    i: int
+
+
+@cv.source
+def numbers() -> Iterator[Item]:
+    yield Item(0)
+
+
+@cv.task(replicas="auto", cost=0.030)
+def heavy(item: Item) -> Heavy:
+    return Heavy(item.i)
+
+
+@cv.task(cost=0.001)
+def sink(h: Heavy) -> None: ...
+
+
+def test_auto_replicas_split_a_task_that_would_be_the_bottleneck_alone() -> None:
+    plan = make_plan(Graph([numbers, heavy, sink]), workers=2)
+    assert sorted(plan.placement()["heavy"]) == [0, 1]
+    assert "replicas" in plan.reasons["heavy"]
+    assert plan.bottleneck.load < 0.030
+    assert any("heavy" in str(e) for e in plan.cross_edges())
+
+
+def test_describe_and_dot_name_every_task() -> None:
+    plan = make_plan(graph(), workers=2, gpus=1)
+    text, dot = plan.describe(), plan.to_dot()
+    for name in ("cameras", "detect", "Track", "collect"):
+        assert name in text and f'"{name}"' in dot
+    assert dot.startswith("digraph") and "cluster_0" in dot
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(cv.ConfigurationError, match="workers"):
+        make_plan(graph(), workers=0)
+    with pytest.raises(cv.ConfigurationError, match="not in the graph"):
+        make_plan(graph(), costs={"nope": 1.0})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    costs=st.lists(st.floats(1e-4, 0.05), min_size=4, max_size=4),
+    workers=st.integers(1, 4),
+)
+def test_lpt_is_within_four_thirds_of_the_lower_bound(costs: list[float], workers: int) -> None:
+    names = ["cameras", "detect", "Track", "collect"]
+    plan = make_plan(graph(), workers=workers, costs=dict(zip(names, costs, strict=True)))
+    placed = sorted(u.task for p in plan.pipelines for u in p.units)
+    assert placed == sorted(names)  # every task placed exactly once
+    best = min(  # the true optimum, by brute force over every assignment
+        max(sum(c for c, b in zip(costs, assign, strict=True) if b == k) for k in range(workers))
+        for assign in itertools.product(range(workers), repeat=len(costs))
+    )
+    # LPT is within 4/3 of optimal; the neighbour tie-break (within NEAR) loosens that a little.
+    assert plan.bottleneck.load <= 1.5 * best + 1e-12
