@@ -17,8 +17,11 @@ from conveyor._errors import (
     EndOfChannel,
     FrameStoreError,
     FrameStoreFull,
+    PipelineCrashed,
     StaleFrameError,
+    TaskFailed,
 )
+from conveyor.backends.base import RunResult, run
 from conveyor.graph import Edge, Graph
 from conveyor.plan import Plan, make_plan
 from conveyor.task import TaskSpec, source, task
@@ -54,14 +57,18 @@ __all__ = [
     "FrameStoreFull",
     "Graph",
     "Message",
+    "PipelineCrashed",
     "Plan",
     "Ring",
     "RingReader",
     "RingWriter",
+    "RunResult",
     "StaleFrameError",
+    "TaskFailed",
     "TaskSpec",
     "__version__",
     "make_plan",
+    "run",
     "source",
     "task",
 ]

@@ -5,6 +5,8 @@
      ├── EncodeError (TypeError)           a value cannot cross processes; names the field path
      ├── DecodeError                       a message in shared memory is not one we wrote
      ├── ConveyorTimeout (TimeoutError)    a blocking call ran past its timeout
+     ├── TaskFailed                        user code raised; carries task, item, traceback
+     ├── PipelineCrashed                   a pipeline process died (exit code or signal)
      ├── ChannelError
      │    ├── ChannelClosed                closed by us: this endpoint was closed, then used
      │    ├── EndOfChannel                 the producer closed cleanly and everything was read
@@ -47,6 +49,37 @@ class DecodeError(ConveyorError):
 
 class ConveyorTimeout(ConveyorError, TimeoutError):
     """A blocking call ran past its timeout."""
+
+
+class TaskFailed(ConveyorError):
+    """A task's code raised. ``task``, ``item`` and the worker's ``remote_traceback`` say
+    where; in the parent, the worker's traceback also rides as ``__cause__``."""
+
+    def __init__(
+        self, message: str, task: str = "", item: str = "", remote_traceback: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.task = task
+        self.item = item
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.args[0], self.task, self.item, self.remote_traceback))
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in another process, as text."""
+
+    def __str__(self) -> str:
+        return "\n\n" + str(self.args[0]) if self.args else ""
+
+
+class PipelineCrashed(ConveyorError):
+    """A pipeline process died without reporting an error (a signal or a hard exit)."""
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
 
 
 class ChannelError(ConveyorError):

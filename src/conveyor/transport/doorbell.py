@@ -27,7 +27,7 @@ import select
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conveyor.transport import janitor
@@ -111,12 +111,14 @@ class Doorbell:
         timeout: float | None = None,
         spin: float = 0.0,
         on_nap: Callable[[], None] | None = None,
+        extra_fds: Sequence[int] = (),
     ) -> bool:
         """Return True as soon as ``ready()`` is true, False if ``timeout`` passes first.
 
         ``spin`` seconds of busy re-checking come first (cheaper than a sleep when data is
         microseconds away and a core is free). ``on_nap`` runs after each nap without data, for
-        example to check that the peer is still alive.
+        example to check that the peer is still alive. ``extra_fds`` are waited on in the same
+        call (process sentinels, a control pipe): when one is readable, ``wait`` returns True.
         """
         if ready():
             return True
@@ -141,11 +143,11 @@ class Doorbell:
                 if nap <= 0:
                     self._sleeping[0] = 0
                     return ready()
-            readable, _, _ = select.select([self._read_fd], [], [], nap)
+            readable, _, _ = select.select([self._read_fd, *extra_fds], [], [], nap)
             self._sleeping[0] = 0
-            if readable:
+            if self._read_fd in readable:
                 self._drain()
-            if ready():
+            if ready() or any(fd in readable for fd in extra_fds):
                 return True
             if on_nap is not None:
                 on_nap()

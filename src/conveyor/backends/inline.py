@@ -1,0 +1,23 @@
+"""The inline backend: the whole graph in this process, serially.
+
+For debugging (breakpoints in task code work) and as the serial baseline. It runs the same
+``PipelineLoop`` as every process of the local backend, with all tasks in one pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conveyor.backends.base import RunResult
+from conveyor.graph import Graph
+from conveyor.runtime.loop import PipelineLoop
+
+
+def run_inline(graph: Graph, collect: list[str]) -> RunResult:
+    outputs: dict[str, list] = {name: [] for name in collect}
+    loop = PipelineLoop(
+        graph, graph.order, collect={name: outputs[name].append for name in collect}
+    )
+    start = time.monotonic()
+    loop.run()
+    return RunResult("inline", time.monotonic() - start, outputs)

@@ -1,0 +1,242 @@
+"""The local backend (the default): one process per planned pipeline on this machine.
+
+The parent creates every shared object before it starts a process: one doorbell per pipeline
+(and one for itself), one ring per edge between two pipelines (its consumer's doorbell to ring
+on data, its producer's to ring on space), and one ring per collected task back to the parent.
+Each pipeline process runs a ``PipelineLoop`` over its tasks and reports how it ended on a pipe.
+
+The parent blocks in one call on its doorbell, every process sentinel and every report pipe
+(never a sleep loop). A task that raises stops the run: the other pipelines are stopped and the
+parent raises ``TaskFailed`` with the task, the item and the worker's traceback as
+``__cause__``. A pipeline that dies without a report (a signal, a hard exit) raises
+``PipelineCrashed`` with its exit code or signal name; restarting it is the recovery layer's job.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conveyor._errors import (
+    ConveyorError,
+    EndOfChannel,
+    PipelineCrashed,
+    RemoteTraceback,
+    TaskFailed,
+)
+from conveyor.backends.base import RunResult
+from conveyor.graph import Graph
+from conveyor.plan import Plan, make_plan
+from conveyor.runtime.loop import PipelineLoop
+from conveyor.transport.doorbell import Doorbell
+from conveyor.transport.ring import Ring, RingReader, RingWriter, register_bell
+
+RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
+COLLECT_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a pipeline process needs, by name (it attaches to the shared objects)."""
+
+    index: int
+    graph: Graph
+    tasks: list[str]
+    bell: str
+    ring_in: list[tuple[str, str, str]]  # (ring, consumer task, param)
+    ring_out: list[tuple[str, str]]  # (producer task, ring)
+
+
+def worker_main(config: WorkerConfig, report: Connection) -> None:
+    """Entry point of a pipeline process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
+    try:
+        bell = Doorbell.attach(config.bell)
+        register_bell(bell)
+        loop = PipelineLoop(
+            config.graph,
+            config.tasks,
+            ring_in=[(RingReader(r), t, p) for r, t, p in config.ring_in],
+            ring_out=[(t, RingWriter(r)) for t, r in config.ring_out],
+            bell=bell,
+        )
+        loop.run()
+        report.send(("done", config.index))
+    except TaskFailed as exc:
+        report.send(("failed", config.index, exc))
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        text = "".join(traceback.format_exception(exc))
+        report.send(("crashed", config.index, f"{type(exc).__name__}: {exc}", text))
+
+
+def run_local(
+    graph: Graph, collect: list[str], plan: Plan | None = None, workers: int | None = None
+) -> RunResult:
+    plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2)
+    ctx = mp.get_context("spawn")
+    owned: list[Any] = []  # everything to close at the end, whatever happens
+    procs: list[mp.process.BaseProcess] = []
+    try:
+        parent_bell = Doorbell.create()
+        owned.append(parent_bell)
+        register_bell(parent_bell)
+        bells = [Doorbell.create() for _ in plan.pipelines]
+        owned += bells
+        where = {t: p.index for p in plan.pipelines for t in p.tasks}
+        ring_in: dict[int, list[tuple[str, str, str]]] = {p.index: [] for p in plan.pipelines}
+        ring_out: dict[int, list[tuple[str, str]]] = {p.index: [] for p in plan.pipelines}
+        for e in plan.cross_edges():
+            src, dst = where[e.producer], where[e.consumer]
+            ring = Ring(RING_BYTES, consumer_bell=bells[dst].name, producer_bell=bells[src].name)
+            owned.append(ring)
+            ring_in[dst].append((ring.name, e.consumer, e.param))
+            ring_out[src].append((e.producer, ring.name))
+        readers: dict[str, RingReader] = {}
+        for name in collect:
+            src = where[name]
+            ring = Ring(
+                COLLECT_BYTES, consumer_bell=parent_bell.name, producer_bell=bells[src].name
+            )
+            owned.append(ring)
+            ring_out[src].append((name, ring.name))
+            readers[name] = RingReader(ring.name)
+        reports = []
+        for p in plan.pipelines:
+            config = WorkerConfig(
+                p.index,
+                graph,
+                list(p.tasks),
+                bells[p.index].name,
+                ring_in[p.index],
+                ring_out[p.index],
+            )
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=worker_main, args=(config, child_end), name=f"conveyor-{p.name}", daemon=True
+            )
+            proc.start()
+            child_end.close()
+            procs.append(proc)
+            reports.append(parent_end)
+        start = time.monotonic()
+        outputs = _supervise(procs, reports, readers, parent_bell)
+        return RunResult("local", time.monotonic() - start, outputs, plan)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(10)
+        for obj in reversed(owned):
+            obj.close()
+
+
+def _supervise(
+    procs: list[mp.process.BaseProcess],
+    reports: list[Connection],
+    readers: dict[str, RingReader],
+    bell: Doorbell,
+) -> dict[str, list[Any]]:
+    """Collect outputs until every pipeline reports done; raise on the first failure."""
+    outputs: dict[str, list[Any]] = {name: [] for name in readers}
+    open_readers = dict(readers)
+    pending = set(range(len(procs)))
+    fds = [r.fileno() for r in reports] + [p.sentinel for p in procs]
+    while pending or open_readers:
+        _drain(open_readers, outputs)
+        for i in list(pending):
+            if reports[i].poll():
+                try:
+                    report = reports[i].recv()
+                except EOFError:  # it died before it could report
+                    procs[i].join(5)
+                    raise _crashed(procs[i]) from None
+                _handle_report(report, procs)
+                pending.discard(i)
+            elif not procs[i].is_alive():
+                procs[i].join(5)
+                if not reports[i].poll():
+                    raise _crashed(procs[i])
+        if not pending and not open_readers:
+            break
+        live_fds = [fd for i, fd in enumerate(fds) if i % len(procs) in pending]
+        bell.wait(
+            lambda: any(r.has_data() or r.producer_closed for r in open_readers.values()),
+            timeout=1.0,
+            extra_fds=live_fds,
+        )
+    return outputs
+
+
+def _drain(open_readers: dict[str, RingReader], outputs: dict[str, list[Any]]) -> None:
+    for name, reader in list(open_readers.items()):
+        while True:
+            try:
+                msg = reader.try_read()
+            except EndOfChannel:
+                del open_readers[name]
+                break
+            if msg is None:
+                break
+            outputs[name].append(_detach(msg.value))
+            msg.commit()
+
+
+def _detach(value: Any) -> Any:
+    """Copy a collected value out of the ring (its arrays are views valid until commit)."""
+    import copy
+
+    return copy.deepcopy(value) if _has_arrays(value) else value
+
+
+def _has_arrays(value: Any) -> bool:
+    import dataclasses
+
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return True
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_arrays(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return any(_has_arrays(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_arrays(v) for v in value)
+    return False
+
+
+def _crashed(proc: mp.process.BaseProcess) -> PipelineCrashed:
+    return PipelineCrashed(
+        f"pipeline process {proc.name} (pid {proc.pid}) died {_exit_reason(proc.exitcode)} "
+        "without reporting an error",
+        exitcode=proc.exitcode,
+    )
+
+
+def _handle_report(report: tuple, procs: list[mp.process.BaseProcess]) -> None:
+    kind = report[0]
+    if kind == "done":
+        return
+    if kind == "failed":
+        exc: TaskFailed = report[2]
+        raise exc from RemoteTraceback(exc.remote_traceback)
+    name = procs[report[1]].name
+    raise ConveyorError(
+        f"pipeline {name} crashed in conveyor itself: {report[2]}"
+    ) from RemoteTraceback(report[3])
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "(still running)"
+    if code < 0:
+        try:
+            return f"from signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"from signal {-code}"
+    return f"with exit code {code}"

@@ -1,0 +1,315 @@
+"""The loop inside one pipeline: pull inputs, choose a task by policy, run it, pass results on.
+
+The same loop runs the inline backend (every task in this process, no rings) and each process
+of the local backend (its share of the tasks; rings to and from the other pipelines), so both
+backends have the same semantics by construction.
+
+Within a pipeline, messages pass as plain Python objects through bounded deques (no
+serialization). Across pipelines they go through shared-memory rings. A ring message's arrays
+are views that are valid until it is committed, and a task may pass such a view on to a task in
+the same pipeline; so every in-process item carries a *lease* on the ring messages it came
+from, and a message is committed only when all the in-process work derived from it is done.
+
+Joins: a task with several parameters takes the n-th message of each input together (zip
+order). Keyed stateful tasks get one instance per value of their key attribute.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor._errors import ConfigurationError, EndOfChannel, TaskFailed
+from conveyor.graph import Graph
+from conveyor.runtime.policy import TaskState, choose
+from conveyor.task import TaskSpec
+from conveyor.transport.doorbell import Doorbell
+from conveyor.transport.ring import RingReader, RingWriter
+
+DEFAULT_QUEUE = 64  # items per in-process input queue
+
+
+class Lease:
+    """Keeps ring messages (or other resources) alive while in-process work derived from them
+    remains. Released (its callbacks run) when its count drops to zero."""
+
+    __slots__ = ("refs", "on_release")
+
+    def __init__(self, on_release: list[Callable[[], None]]) -> None:
+        self.refs = 1
+        self.on_release = on_release
+
+    def add(self, n: int) -> None:
+        self.refs += n
+
+    def drop(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            for callback in self.on_release:
+                callback()
+
+
+@dataclass
+class _Entry:
+    value: Any
+    lease: Lease | None
+    arrived: float
+
+
+@dataclass
+class _Task:
+    spec: TaskSpec
+    order: int
+    queues: dict[str, deque[_Entry]] = field(default_factory=dict)
+    upstream_open: dict[str, int] = field(default_factory=dict)  # param -> producers not done
+    local_out: list[tuple[_Task, str]] = field(default_factory=list)
+    ring_out: list[RingWriter] = field(default_factory=list)
+    collect: Callable[[Any], None] | None = None
+    instances: dict[Any, Any] = field(default_factory=dict)
+    generator: Iterator[Any] | None = None
+    done: bool = False
+    calls: int = 0
+    items: int = 0
+
+
+class PipelineLoop:
+    """Runs ``tasks`` of ``graph`` until every one of them has finished."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        tasks: list[str],
+        ring_in: list[tuple[RingReader, str, str]] | None = None,  # (reader, task, param)
+        ring_out: list[tuple[str, RingWriter]] | None = None,  # (producer task, writer)
+        collect: dict[str, Callable[[Any], None]] | None = None,
+        bell: Doorbell | None = None,
+        queue_size: int = DEFAULT_QUEUE,
+    ) -> None:
+        self.graph = graph
+        self.queue_size = queue_size
+        self.bell = bell
+        mine = set(tasks)
+        self.tasks: dict[str, _Task] = {
+            n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
+        }
+        for t in self.tasks.values():
+            for param, _tp in t.spec.inputs:
+                t.queues[param] = deque()
+                t.upstream_open[param] = 0
+            if t.spec.replicas not in (1,):
+                raise ConfigurationError(
+                    f"task {t.spec.name!r} asks for replicas={t.spec.replicas!r}; running "
+                    "replicas is not supported yet: use replicas=1"
+                )
+        for e in graph.edges:
+            if e.producer in mine and e.consumer in mine:
+                self.tasks[e.producer].local_out.append((self.tasks[e.consumer], e.param))
+                self.tasks[e.consumer].upstream_open[e.param] += 1
+        self.ring_in = list(ring_in or [])
+        for _reader, task, param in self.ring_in:
+            self.tasks[task].upstream_open[param] += 1
+        for producer, writer in ring_out or []:
+            self.tasks[producer].ring_out.append(writer)
+        for name, callback in (collect or {}).items():
+            self.tasks[name].collect = callback
+        self._open_readers = list(self.ring_in)
+        self._blocked_writers: set[RingWriter] = set()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not all(t.done for t in self.tasks.values()):
+            self._blocked_writers.clear()
+            self._pull()
+            now = time.monotonic()
+            decision = choose([self._state(t, now) for t in self.tasks.values()], now)
+            if decision.task is not None:
+                self._run(self.tasks[decision.task])
+                continue
+            if self._finish_idle_tasks():
+                continue
+            self._sleep(decision.wake_in)
+
+    def _sleep(self, wake_in: float | None) -> None:
+        if self.bell is None:
+            if wake_in:
+                time.sleep(wake_in)
+            return
+        self.bell.wait(self._ready, timeout=wake_in if wake_in is not None else 1.0)
+
+    def _ready(self) -> bool:
+        """Worth waking for: input arrived (or closed), or a full output ring has room now."""
+        return any(r.has_data() or r.producer_closed for r, _, _ in self._open_readers) or any(
+            w.has_space(1 << 16) for w in self._blocked_writers
+        )
+
+    def _pull(self) -> None:
+        """Move messages that arrived on rings into input queues, while they have room."""
+        for item in list(self._open_readers):
+            reader, task_name, param = item
+            queue = self.tasks[task_name].queues[param]
+            while len(queue) < self.queue_size:
+                try:
+                    msg = reader.try_read()
+                except EndOfChannel:
+                    self._open_readers.remove(item)
+                    self.tasks[task_name].upstream_open[param] -= 1
+                    break
+                if msg is None:
+                    break
+                queue.append(_Entry(msg.value, Lease([msg.commit]), time.monotonic()))
+
+    def _state(self, t: _Task, now: float) -> TaskState:
+        spec = t.spec
+        queued = min((len(q) for q in t.queues.values()), default=0)
+        oldest = None
+        if queued:
+            oldest = min(q[0].arrived for q in t.queues.values())
+        return TaskState(
+            name=spec.name,
+            order=t.order,
+            queued=queued,
+            capacity=self.queue_size,
+            batch=spec.batch,
+            max_wait=spec.max_wait,
+            oldest=oldest,
+            outputs_full=self._outputs_full(t),
+            is_source=spec.kind == "source",
+            exhausted=t.done,
+            upstream_done=not any(t.upstream_open.values()),
+        )
+
+    def _outputs_full(self, t: _Task) -> bool:
+        if any(len(c.queues[p]) >= self.queue_size for c, p in t.local_out):
+            return True
+        full = [w for w in t.ring_out if not w.has_space(1 << 16)]
+        self._blocked_writers.update(full)
+        return bool(full)
+
+    def _finish_idle_tasks(self) -> bool:
+        """Mark tasks whose inputs are all closed and drained as done; True if any changed."""
+        changed = False
+        for t in self.tasks.values():
+            if t.done or t.spec.kind == "source":
+                continue
+            if not any(t.upstream_open.values()) and not any(t.queues.values()):
+                self._close(t)
+                changed = True
+        return changed
+
+    def _close(self, t: _Task) -> None:
+        t.done = True
+        for writer in t.ring_out:
+            writer.close()
+            self._blocked_writers.discard(writer)
+        t.ring_out = []
+        for consumer, param in t.local_out:
+            consumer.upstream_open[param] -= 1
+
+    # -- running one task ----------------------------------------------------------------------
+
+    def _run(self, t: _Task) -> None:
+        spec = t.spec
+        if spec.kind == "source":
+            if t.generator is None:
+                target = spec.target() if spec.stateful else spec.target
+                t.generator = iter(target if spec.stateful else target())
+            try:
+                item = next(t.generator)
+            except StopIteration:
+                self._close(t)
+                return
+            except Exception as exc:
+                raise _failed(spec, None, exc) from exc
+            t.calls += 1
+            self._emit(t, [item], [None])
+            return
+        if spec.batched:
+            (param,) = t.queues
+            queue = t.queues[param]
+            entries = [queue.popleft() for _ in range(min(spec.batch, len(queue)))]
+            values = [e.value for e in entries]
+            results = self._call(t, values, (values,))
+            if not isinstance(results, list) or len(results) != len(values):
+                raise TaskFailed(
+                    f"batch task {spec.name!r} must return a list with one result per input: "
+                    f"got {_describe(results)} for {len(values)} inputs",
+                    task=spec.name,
+                )
+            self._emit(t, results, [e.lease for e in entries])
+            return
+        entries = [t.queues[p].popleft() for p, _ in spec.inputs]
+        values = [e.value for e in entries]
+        result = self._call(t, values[0] if len(values) == 1 else tuple(values), values)
+        leases = [e.lease for e in entries if e.lease is not None]
+        if len(leases) > 1:  # a join: the output holds every input's lease
+            lease: Lease | None = Lease([x.drop for x in leases])
+        else:
+            lease = leases[0] if leases else None
+        self._emit(t, [result], [lease])
+
+    def _call(self, t: _Task, item: Any, args: Any) -> Any:
+        spec = t.spec
+        try:
+            if spec.stateful:
+                key = (
+                    getattr(args[0][0] if spec.batched else args[0], spec.key) if spec.key else None
+                )
+                instance = t.instances.get(key)
+                if instance is None:
+                    instance = t.instances[key] = spec.target()
+                fn = instance
+            else:
+                fn = spec.target
+            t.calls += 1
+            t.items += len(args[0]) if spec.batched else 1
+            return fn(*args)
+        except TaskFailed:
+            raise
+        except Exception as exc:
+            raise _failed(spec, item, exc) from exc
+
+    def _emit(self, t: _Task, results: list[Any], leases: list[Lease | None]) -> None:
+        optional = t.spec.optional_output
+        for value, lease in zip(results, leases, strict=True):
+            if value is None:
+                if not (optional or t.spec.kind == "sink"):
+                    raise TaskFailed(
+                        f"task {t.spec.name!r} returned None but is declared to return "
+                        f"{t.spec.output.__name__ if t.spec.output else '?'}; annotate it "
+                        "'-> T | None' if it may produce nothing",
+                        task=t.spec.name,
+                    )
+                if lease is not None:
+                    lease.drop()
+                continue
+            for writer in t.ring_out:
+                writer.write(value)  # copied into shared memory: needs no lease
+            if t.collect is not None:
+                t.collect(value)
+            if lease is not None:
+                lease.add(len(t.local_out))
+            now = time.monotonic()
+            for consumer, param in t.local_out:
+                consumer.queues[param].append(_Entry(value, lease, now))
+            if lease is not None:
+                lease.drop()  # the input is consumed; its outputs hold the lease now
+
+
+def _failed(spec: TaskSpec, item: Any, exc: BaseException) -> TaskFailed:
+    text = "".join(traceback.format_exception(exc))
+    return TaskFailed(
+        f"task {spec.name!r} raised {type(exc).__name__}: {exc} (item: {_describe(item)})",
+        task=spec.name,
+        item=_describe(item),
+        remote_traceback=text,
+    )
+
+
+def _describe(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,67 @@
+"""Which task a pipeline runs next: a pure function over an explicit snapshot of its state.
+
+Rules, in order:
+
+1. A task whose output has no room is skipped (backpressure travels upstream).
+2. A batch task runs when its batch is full, when its oldest item has waited ``max_wait``, or
+   when no more input can come; otherwise it waits, and the pipeline runs other tasks meanwhile
+   (the returned ``wake_in`` says when the partial batch becomes due).
+3. Among runnable tasks, the most congested input queue (fill fraction) goes first; ties go to
+   the task furthest downstream, which finishes items and frees memory soonest.
+4. Sources run only when nothing else is runnable: a pipeline drains before it takes in more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskState:
+    name: str
+    order: int  # topological position: larger is further downstream
+    queued: int  # items ready to run (for a join: complete sets)
+    capacity: int  # input queue capacity
+    batch: int = 1
+    max_wait: float = 0.0
+    oldest: float | None = None  # when the oldest queued item arrived (monotonic seconds)
+    outputs_full: bool = False
+    is_source: bool = False
+    exhausted: bool = False  # a source that has finished
+    upstream_done: bool = False  # no more input will arrive
+
+
+@dataclass(frozen=True)
+class Decision:
+    task: str | None  # what to run now, or None
+    wake_in: float | None = None  # seconds until a waiting partial batch is due
+
+
+def choose(tasks: Sequence[TaskState], now: float) -> Decision:
+    best: TaskState | None = None
+    best_key: tuple[float, int] | None = None
+    source: TaskState | None = None
+    wake: float | None = None
+    for t in tasks:
+        if t.outputs_full:
+            continue
+        if t.is_source:
+            if not t.exhausted and source is None:
+                source = t
+            continue
+        if t.queued <= 0:
+            continue
+        if t.batch > 1 and t.queued < t.batch and not t.upstream_done:
+            due = (t.oldest if t.oldest is not None else now) + t.max_wait
+            if now < due:
+                wake = due - now if wake is None else min(wake, due - now)
+                continue
+        key = (t.queued / max(t.capacity, 1), t.order)
+        if best_key is None or key > best_key:
+            best, best_key = t, key
+    if best is not None:
+        return Decision(best.name, wake)
+    if source is not None:
+        return Decision(source.name, wake)
+    return Decision(None, wake)
