@@ -81,7 +81,7 @@ def run_local(
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2)
     ctx = mp.get_context("spawn")
     owned: list[Any] = []  # everything to close at the end, whatever happens
-    procs: list[mp.process.BaseProcess] = []
+    procs: list[Any] = []  # multiprocessing's process objects
     try:
         parent_bell = Doorbell.create()
         owned.append(parent_bell)
@@ -128,10 +128,10 @@ def run_local(
         outputs = _supervise(procs, reports, readers, parent_bell)
         return RunResult("local", time.monotonic() - start, outputs, plan)
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(10)
+        for worker in procs:
+            if worker.is_alive():
+                worker.kill()
+            worker.join(10)
         for obj in reversed(owned):
             obj.close()
 

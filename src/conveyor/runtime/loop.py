@@ -216,8 +216,8 @@ class PipelineLoop:
         spec = t.spec
         if spec.kind == "source":
             if t.generator is None:
-                target = spec.target() if spec.stateful else spec.target
-                t.generator = iter(target if spec.stateful else target())
+                made: Any = spec.target()  # a generator, or an instance with __iter__
+                t.generator = iter(made)
             try:
                 item = next(t.generator)
             except StopIteration:
