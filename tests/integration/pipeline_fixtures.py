@@ -1,0 +1,61 @@
+"""Graphs for the local-backend tests (module level: worker processes import them)."""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+import conveyor as cv
+
+
+@dataclass
+class Frame:
+    camera: str
+    index: int
+    pixels: np.ndarray
+
+
+@dataclass
+class Stats:
+    camera: str
+    index: int
+    mean: float
+    running: float
+
+
+@cv.source
+def frames() -> Iterator[Frame]:
+    rng = np.random.default_rng(7)
+    for index in range(40):
+        for camera in ("c0", "c1", "c2"):
+            yield Frame(camera, index, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+
+
+@cv.task(batch=4, max_wait=0.005, cost=0.002)
+def measure(batch: list[Frame]) -> list[Stats]:
+    return [Stats(f.camera, f.index, float(f.pixels.mean()), 0.0) for f in batch]
+
+
+@cv.task(key="camera", cost=0.001)
+class Smooth:
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def __call__(self, s: Stats) -> Stats:
+        self.value = s.mean if self.value is None else 0.9 * self.value + 0.1 * s.mean
+        return Stats(s.camera, s.index, s.mean, self.value)
+
+
+@cv.task(cost=0.001)
+def fails_at_17(s: Stats) -> Stats:
+    if s.index == 17:
+        raise RuntimeError("index 17 is cursed")
+    return s
+
+
+@cv.task(cost=0.001)
+def dies_at_5(s: Stats) -> Stats:
+    if s.index == 5:
+        os._exit(3)
+    return s

@@ -1,0 +1,56 @@
+"""The local backend: same outputs as the inline backend, errors and crashes reach the parent."""
+
+import pytest
+
+import conveyor as cv
+from conveyor.plan import make_plan
+from tests.integration.pipeline_fixtures import Smooth, dies_at_5, fails_at_17, frames, measure
+
+
+def key(stats: list) -> list:
+    return [(s.camera, s.index, round(s.mean, 9), round(s.running, 9)) for s in stats]
+
+
+def test_local_outputs_equal_inline_outputs_in_order() -> None:
+    graph = cv.Graph([frames, measure, Smooth])
+    inline = cv.run(graph, backend="inline", collect=["Smooth"])
+    local = cv.run(graph, backend="local", workers=2, collect=["Smooth"])
+    assert len(inline.outputs["Smooth"]) == 120
+    assert key(local.outputs["Smooth"]) == key(inline.outputs["Smooth"])
+    assert local.plan is not None and len(local.plan.pipelines) == 2
+
+
+def test_every_task_in_its_own_pipeline() -> None:
+    graph = cv.Graph([frames, measure, Smooth])
+    plan = make_plan(graph, workers=3)
+    assert len(plan.pipelines) == 3
+    local = cv.run(graph, backend="local", plan=plan, collect=["measure", "Smooth"])
+    inline = cv.run(graph, backend="inline", collect=["measure", "Smooth"])
+    for name in ("measure", "Smooth"):
+        assert key(local.outputs[name]) == key(inline.outputs[name])
+
+
+def test_user_error_reaches_the_parent_with_task_item_and_traceback() -> None:
+    graph = cv.Graph([frames, measure, fails_at_17])
+    with pytest.raises(cv.TaskFailed) as info:
+        cv.run(graph, backend="local", workers=2)
+    exc = info.value
+    assert exc.task == "fails_at_17" and "index=17" in exc.item
+    assert "index 17 is cursed" in str(exc)
+    cause = str(exc.__cause__)  # the worker's traceback, with its own frames
+    assert "RuntimeError: index 17 is cursed" in cause and "pipeline_fixtures.py" in cause
+
+
+def test_a_pipeline_that_dies_is_reported_with_its_exit_code() -> None:
+    graph = cv.Graph([frames, measure, dies_at_5])
+    with pytest.raises(cv.PipelineCrashed, match="exit code 3") as info:
+        cv.run(graph, backend="local", workers=2)
+    assert info.value.exitcode == 3
+
+
+def test_bad_run_arguments() -> None:
+    graph = cv.Graph([frames, measure])
+    with pytest.raises(cv.ConfigurationError, match="backend"):
+        cv.run(graph, backend="threads")
+    with pytest.raises(cv.ConfigurationError, match="not in the graph"):
+        cv.run(graph, backend="inline", collect=["nope"])

@@ -1,0 +1,162 @@
+"""The pipeline loop in one process (what the inline backend runs)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import conveyor as cv
+from conveyor.graph import Graph
+from conveyor.runtime.loop import PipelineLoop
+
+
+@dataclass
+class Num:
+    key: str
+    i: int
+
+
+@dataclass
+class Pair:
+    left: int
+    right: int
+
+
+@cv.source
+def numbers() -> Iterator[Num]:
+    for i in range(20):
+        yield Num("ab"[i % 2], i)
+
+
+BATCHES: list[int] = []
+DEPTHS: list[int] = []
+
+
+@cv.task(batch=8, max_wait=60)
+def batched(items: list[Num]) -> list[Num]:
+    BATCHES.append(len(items))
+    return [Num(n.key, n.i * 10) for n in items]
+
+
+@cv.task(key="key")
+class RunningSum:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __call__(self, n: Num) -> Pair:
+        self.total += n.i
+        return Pair(n.i, self.total)
+
+
+def run(tasks: list, collect: str, queue_size: int = 64) -> list:
+    out: list = []
+    loop = PipelineLoop(
+        Graph(tasks), Graph(tasks).order, collect={collect: out.append}, queue_size=queue_size
+    )
+    loop.run()
+    return out
+
+
+def test_batches_are_full_except_the_last_when_input_ends() -> None:
+    BATCHES.clear()
+    out = run([numbers, batched], "batched")
+    assert [n.i for n in out] == [i * 10 for i in range(20)]
+    assert BATCHES == [8, 8, 4]  # max_wait is long: only the end of input flushes the rest
+
+
+def test_keyed_tasks_get_one_instance_per_key() -> None:
+    out = run([numbers, RunningSum], "RunningSum")
+    evens = [p.right for p in out if p.left % 2 == 0]
+    assert evens[-1] == sum(range(0, 20, 2))
+
+
+@cv.task
+def slow_sink(n: Num) -> None:
+    DEPTHS.append(0)
+
+
+def test_backpressure_bounds_every_queue() -> None:
+    graph = Graph([numbers, slow_sink])
+    loop = PipelineLoop(graph, graph.order, queue_size=3)
+    seen = []
+    original = loop._run
+
+    def spy(t):  # noqa: ANN001, ANN202
+        queues = [len(q) for x in loop.tasks.values() for q in x.queues.values()]
+        seen.append(max(queues, default=0))
+        return original(t)
+
+    loop._run = spy  # type: ignore[method-assign]
+    loop.run()
+    assert len(seen) > 20 and max(seen) <= 3
+
+
+@dataclass
+class Left:
+    i: int
+
+
+@dataclass
+class Right:
+    i: int
+
+
+@cv.source
+def lefts() -> Iterator[Left]:
+    yield from (Left(i) for i in range(5))
+
+
+@cv.task
+def to_right(left: Left) -> Right:
+    return Right(left.i * 100)
+
+
+@cv.task
+def join(left: Left, right: Right) -> Pair:
+    return Pair(left.i, right.i)
+
+
+def test_join_takes_one_message_of_each_input_in_order() -> None:
+    out = run([lefts, to_right, join], "join")
+    assert [(p.left, p.right) for p in out] == [(i, i * 100) for i in range(5)]
+
+
+@cv.task
+def explode(n: Num) -> Pair:
+    if n.i == 7:
+        raise ValueError("bad pixel")
+    return Pair(n.i, 0)
+
+
+def test_user_errors_name_the_task_and_the_item() -> None:
+    with pytest.raises(cv.TaskFailed) as info:
+        run([numbers, explode], "explode")
+    exc = info.value
+    assert exc.task == "explode" and "Num(key='b', i=7)" in exc.item
+    assert "bad pixel" in str(exc) and "ValueError" in exc.remote_traceback
+
+
+@cv.task
+def maybe(n: Num) -> Pair | None:
+    return Pair(n.i, 0) if n.i % 5 == 0 else None
+
+
+@cv.task
+def forgot(n: Num) -> Pair:
+    return None  # type: ignore[return-value]
+
+
+def test_optional_outputs_and_a_none_that_was_not_declared() -> None:
+    assert [p.left for p in run([numbers, maybe], "maybe")] == [0, 5, 10, 15]
+    with pytest.raises(cv.TaskFailed, match="returned None"):
+        run([numbers, forgot], "forgot")
+
+
+@cv.task(batch=4)
+def wrong_length(items: list[Num]) -> list[Pair]:
+    return []
+
+
+def test_batch_task_must_return_one_result_per_input() -> None:
+    with pytest.raises(cv.TaskFailed, match="one result per input"):
+        run([numbers, wrong_length], "wrong_length")
