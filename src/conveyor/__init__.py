@@ -18,6 +18,7 @@ from conveyor._errors import (
     FrameStoreError,
     FrameStoreFull,
     PipelineCrashed,
+    RemoteTraceback,
     StaleFrameError,
     TaskFailed,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "Message",
     "PipelineCrashed",
     "Plan",
+    "RemoteTraceback",
     "Ring",
     "RingReader",
     "RingWriter",

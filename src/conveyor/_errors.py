@@ -6,6 +6,7 @@
      ├── DecodeError                       a message in shared memory is not one we wrote
      ├── ConveyorTimeout (TimeoutError)    a blocking call ran past its timeout
      ├── TaskFailed                        user code raised; carries task, item, traceback
+     ├── RemoteTraceback                   a worker's traceback as text (rides as __cause__)
      ├── PipelineCrashed                   a pipeline process died (exit code or signal)
      ├── ChannelError
      │    ├── ChannelClosed                closed by us: this endpoint was closed, then used
@@ -67,7 +68,7 @@ class TaskFailed(ConveyorError):
         return (type(self), (self.args[0], self.task, self.item, self.remote_traceback))
 
 
-class RemoteTraceback(Exception):
+class RemoteTraceback(ConveyorError):
     """The traceback of an exception raised in another process, as text."""
 
     def __str__(self) -> str:
