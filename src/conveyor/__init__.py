@@ -24,7 +24,7 @@ from conveyor._errors import (
 )
 from conveyor.backends.base import RunResult, run
 from conveyor.graph import Edge, Graph
-from conveyor.plan import Plan, make_plan
+from conveyor.plan import Plan, make_plan, measure_costs
 from conveyor.task import TaskSpec, source, task
 from conveyor.transport import (
     CameraSpec,
@@ -70,6 +70,7 @@ __all__ = [
     "TaskSpec",
     "__version__",
     "make_plan",
+    "measure_costs",
     "run",
     "source",
     "task",

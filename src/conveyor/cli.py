@@ -1,21 +1,89 @@
-"""The ``conveyor`` command: ``demo`` and ``clean`` today; ``plan`` and ``run`` come with graphs."""
+"""The ``conveyor`` command.
+
+    conveyor plan MODULE:GRAPH [--workers N] [--gpus N] [--measure ITEMS] [--dot FILE]
+    conveyor run  MODULE:GRAPH [--backend inline|local] [--workers N] [--measure ITEMS]
+    conveyor demo [--seconds S] [--cameras N]
+    conveyor clean
+
+``MODULE:GRAPH`` names a ``conveyor.Graph`` (or a function returning one) in an importable
+module or a ``.py`` file, e.g. ``examples/hello.py:graph``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import os
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 from conveyor import __version__
+from conveyor._errors import ConfigurationError, ConveyorError, TaskFailed
 
 
-def _clean(args: argparse.Namespace) -> int:
-    from conveyor.transport.segment import leaked_segments, sweep_orphans
+def load_graph(ref: str) -> Any:
+    """Import ``module:attr`` (or ``path/to/file.py:attr``) and return the Graph it names."""
+    from conveyor.graph import Graph
 
-    removed = sweep_orphans()
-    for name in removed:
-        print(f"removed {name}")
-    live = leaked_segments()
-    print(f"removed {len(removed)} segment(s) of dead processes; {len(live)} belong to live ones")
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"expected MODULE:GRAPH (e.g. examples/hello.py:graph), got {ref!r}"
+        )
+    sys.path.insert(0, os.getcwd())
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise ConfigurationError(f"no such file: {path}")
+        # Import it under its own name (not as a path) so worker processes can import it too.
+        sys.path.insert(0, str(path.parent.resolve()))
+        module_name = path.stem
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Graph):
+        obj = obj()
+    if not isinstance(obj, Graph):
+        raise ConfigurationError(f"{ref} is a {type(obj).__name__}, expected a conveyor.Graph")
+    return obj
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from conveyor.plan import make_plan, measure_costs
+
+    graph = load_graph(args.graph)
+    costs = measure_costs(graph, args.measure) if args.measure else None
+    plan = make_plan(graph, workers=args.workers, gpus=args.gpus, costs=costs)
+    print(graph.describe())
+    print()
+    print(plan.describe())
+    if args.dot:
+        Path(args.dot).write_text(plan.to_dot())
+        print(f"\nwrote {args.dot} (render it with: dot -Tpng {args.dot} -o plan.png)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from conveyor.backends.base import run
+    from conveyor.plan import make_plan, measure_costs
+
+    graph = load_graph(args.graph)
+    plan = None
+    if args.backend == "local":
+        costs = measure_costs(graph, args.measure) if args.measure else None
+        plan = make_plan(graph, workers=args.workers, costs=costs)
+        print(plan.describe(), flush=True)
+    start = time.monotonic()
+    result = run(graph, backend=args.backend, plan=plan)
+    print(f"done: {result.backend} backend, {time.monotonic() - start:.2f} s")
     return 0
 
 
@@ -25,6 +93,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    cpus = os.cpu_count() or 2
+
+    p = sub.add_parser("plan", help="show which task runs in which pipeline, and why")
+    p.add_argument("graph", help="MODULE:GRAPH")
+    p.add_argument("--workers", type=int, default=cpus, help=f"CPU pipelines (default {cpus})")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs to place GPU tasks on")
+    p.add_argument(
+        "--measure",
+        type=int,
+        default=0,
+        metavar="ITEMS",
+        help="measure costs by running the first ITEMS source items inline "
+        "(sinks run too) instead of using hints",
+    )
+    p.add_argument("--dot", help="also write the plan as Graphviz DOT to this file")
+
+    r = sub.add_parser("run", help="run a graph until its sources end")
+    r.add_argument("graph", help="MODULE:GRAPH")
+    r.add_argument("--backend", choices=["inline", "local"], default="local")
+    r.add_argument("--workers", type=int, default=cpus, help=f"CPU pipelines (default {cpus})")
+    r.add_argument(
+        "--measure",
+        type=int,
+        default=0,
+        metavar="ITEMS",
+        help="measure costs on the first ITEMS items before planning",
+    )
+
     sub.add_parser(
         "demo", help="watch frames cross processes through shared memory", add_help=False
     )
@@ -36,7 +132,32 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return _clean(args)
+    try:
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "run":
+            return _run(args)
+        return _clean()
+    except TaskFailed as exc:
+        print(f"error: {exc}\n\nthe worker's traceback:\n{exc.remote_traceback}", file=sys.stderr)
+        return 1
+    except ConveyorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every pipeline was stopped", file=sys.stderr)
+        return 130
+
+
+def _clean() -> int:
+    from conveyor.transport.segment import leaked_segments, sweep_orphans
+
+    removed = sweep_orphans()
+    for name in removed:
+        print(f"removed {name}")
+    live = leaked_segments()
+    print(f"removed {len(removed)} segment(s) of dead processes; {len(live)} belong to live ones")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Placement: which task runs in which pipeline process, and why. Pure functions, no processes.
 
-``make_plan(graph, workers=2, gpus=0, costs=...)`` packs the graph's tasks into pipelines:
+``make_plan(graph, workers=2, gpus=0, costs=measure_costs(graph))`` packs the graph's tasks
+into pipelines:
 
 1. **Cost** of each task, in seconds per item: a measured value (``costs``), else the task's
    ``cost`` hint, else an assumed 1 ms (said so in the plan's reasons).
@@ -197,6 +198,22 @@ def make_plan(
         if b:
             pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
     return Plan(graph, tuple(pipelines), cost, reasons)
+
+
+def measure_costs(graph: Graph, items: int = 16) -> dict[str, float]:
+    """Run the graph inline on its sources' first ``items`` items; seconds per item per task.
+
+    The first call of a task (model loading, JIT warm-up) is part of the measurement, so keep
+    ``items`` large enough that it does not dominate; a task's ``cost`` hint is used when it
+    processed nothing.
+    """
+    from conveyor.runtime.loop import PipelineLoop
+
+    if items < 1:
+        raise ConfigurationError(f"items must be at least 1, got {items}")
+    loop = PipelineLoop(graph, graph.order, max_source_items=items)
+    loop.run()
+    return loop.costs()
 
 
 def _unit(graph: Graph, name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:

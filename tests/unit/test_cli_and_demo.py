@@ -31,3 +31,19 @@ def test_demo_checks_every_frame_and_reports_rates(capsys: pytest.CaptureFixture
     assert demo.main(["--seconds", "0.5", "--cameras", "1"]) == 0
     text = capsys.readouterr().out
     assert "frames/s" in text and "corrupted frames: 0" in text
+
+
+def test_plan_and_run_an_example_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", "examples/hello.py:graph", "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "p0-cpu" in text and "brightness" in text and "channels between pipelines" in text
+    assert cli.main(["run", "examples/hello.py:graph", "--backend", "inline"]) == 0
+    text = capsys.readouterr().out
+    assert "cam-3 frame  75" in text and "done: inline backend" in text
+
+
+def test_bad_graph_reference_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", "examples/hello.py"]) == 2
+    assert "expected MODULE:GRAPH" in capsys.readouterr().err
+    assert cli.main(["plan", "examples/hello.py:nothing"]) == 2
+    assert "has no 'nothing'" in capsys.readouterr().err

@@ -109,3 +109,38 @@ def test_lpt_is_within_four_thirds_of_the_lower_bound(costs: list[float], worker
     )
     # LPT is within 4/3 of optimal; the neighbour tie-break (within NEAR) loosens that a little.
     assert plan.bottleneck.load <= 1.5 * best + 1e-12
+
+
+@dataclass
+class Tick:
+    i: int
+
+
+@cv.source
+def ticks() -> Iterator[Tick]:
+    i = 0
+    while True:  # endless: the warm-up must stop it
+        yield Tick(i)
+        i += 1
+
+
+@cv.task
+def busy(t: Tick) -> Heavy:
+    import time
+
+    time.sleep(0.004)
+    return Heavy(t.i)
+
+
+@cv.task
+def cheap(h: Heavy) -> None: ...
+
+
+def test_measured_costs_drive_the_plan() -> None:
+    g = Graph([ticks, busy, cheap])
+    costs = cv.measure_costs(g, items=10)
+    assert set(costs) == {"ticks", "busy", "cheap"}
+    assert 0.003 < costs["busy"] < 0.05 and costs["cheap"] < costs["busy"]
+    plan = make_plan(g, workers=2, costs=costs)
+    assert plan.reasons["busy"] == "measured"
+    assert plan.pipeline_of("busy") != plan.pipeline_of("cheap")  # the heavy one alone

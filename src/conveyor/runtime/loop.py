@@ -74,6 +74,7 @@ class _Task:
     done: bool = False
     calls: int = 0
     items: int = 0
+    busy: float = 0.0  # seconds spent in the task's own code
 
 
 class PipelineLoop:
@@ -88,8 +89,10 @@ class PipelineLoop:
         collect: dict[str, Callable[[Any], None]] | None = None,
         bell: Doorbell | None = None,
         queue_size: int = DEFAULT_QUEUE,
+        max_source_items: int | None = None,
     ) -> None:
         self.graph = graph
+        self.max_source_items = max_source_items  # stop sources early (a warm-up run)
         self.queue_size = queue_size
         self.bell = bell
         mine = set(tasks)
@@ -118,6 +121,10 @@ class PipelineLoop:
             self.tasks[name].collect = callback
         self._open_readers = list(self.ring_in)
         self._blocked_writers: set[RingWriter] = set()
+
+    def costs(self) -> dict[str, float]:
+        """Measured seconds per item of every task that processed something."""
+        return {n: t.busy / t.items for n, t in self.tasks.items() if t.items}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -218,6 +225,10 @@ class PipelineLoop:
             if t.generator is None:
                 made: Any = spec.target()  # a generator, or an instance with __iter__
                 t.generator = iter(made)
+            if self.max_source_items is not None and t.calls >= self.max_source_items:
+                self._close(t)
+                return
+            started = time.perf_counter()
             try:
                 item = next(t.generator)
             except StopIteration:
@@ -225,7 +236,10 @@ class PipelineLoop:
                 return
             except Exception as exc:
                 raise _failed(spec, None, exc) from exc
+            finally:
+                t.busy += time.perf_counter() - started
             t.calls += 1
+            t.items += 1
             self._emit(t, [item], [None])
             return
         if spec.batched:
@@ -267,7 +281,11 @@ class PipelineLoop:
                 fn = spec.target
             t.calls += 1
             t.items += len(args[0]) if spec.batched else 1
-            return fn(*args)
+            started = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                t.busy += time.perf_counter() - started
         except TaskFailed:
             raise
         except Exception as exc:
