@@ -59,3 +59,37 @@ def dies_at_5(s: Stats) -> Stats:
     if s.index == 5:
         os._exit(3)
     return s
+
+
+@dataclass
+class Half:
+    camera: str
+    index: int
+    value: float
+
+
+@cv.task(wire={"s": "measure"})
+def halve(s: Stats) -> Half:
+    return Half(s.camera, s.index, s.mean / 2)
+
+
+@cv.task(wire={"s": "measure"})
+def combine(s: Stats, h: Half) -> Stats:
+    return Stats(s.camera, s.index, s.mean + h.value, float(s.index))
+
+
+@cv.source
+def endless() -> Iterator[Frame]:
+    index = 0
+    while True:
+        yield Frame("c0", index, np.zeros((8, 8, 3), np.uint8))
+        index += 1
+
+
+@cv.task
+def announce(f: Frame) -> None:
+    if f.index == 100:
+        print("running", flush=True)
+
+
+endless_graph = cv.Graph([endless, announce])

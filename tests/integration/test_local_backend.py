@@ -1,10 +1,28 @@
 """The local backend: same outputs as the inline backend, errors and crashes reach the parent."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import conveyor as cv
 from conveyor.plan import make_plan
-from tests.integration.pipeline_fixtures import Smooth, dies_at_5, fails_at_17, frames, measure
+from conveyor.transport.segment import leaked_segments
+from tests.integration.pipeline_fixtures import (
+    Smooth,
+    combine,
+    dies_at_5,
+    fails_at_17,
+    frames,
+    halve,
+    measure,
+)
 
 
 def key(stats: list) -> list:
@@ -54,3 +72,63 @@ def test_bad_run_arguments() -> None:
         cv.run(graph, backend="threads")
     with pytest.raises(cv.ConfigurationError, match="not in the graph"):
         cv.run(graph, backend="inline", collect=["nope"])
+
+
+SHAPES = {
+    "chain": lambda: [frames, measure],
+    "keyed": lambda: [frames, measure, Smooth],
+    "fan-out-join": lambda: [frames, measure, halve, combine],
+}
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(shape=st.sampled_from(sorted(SHAPES)), workers=st.integers(1, 3))
+def test_property_local_equals_inline(shape: str, workers: int) -> None:
+    graph = cv.Graph(SHAPES[shape]())
+    last = graph.order[-1]
+    inline = cv.run(graph, backend="inline", collect=[last])
+    local = cv.run(graph, backend="local", workers=workers, collect=[last])
+    # Same outputs in the same order per key (camera).
+    for cam in ("c0", "c1", "c2"):
+        a = [x for x in key(inline.outputs[last]) if x[0] == cam]
+        b = [x for x in key(local.outputs[last]) if x[0] == cam]
+        assert a == b and len(a) == 40
+
+
+def test_ctrl_c_stops_every_pipeline_and_cleans_up() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "run",
+            "tests.integration.pipeline_fixtures:endless_graph",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "running" in line:
+                break
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"pipelines outlived Ctrl-C: {alive}"
+    deadline = time.monotonic() + 5
+    while leaked_segments({proc.pid}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leaked_segments({proc.pid}) == []
