@@ -26,7 +26,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/bench_transport.py --frames 300 --json out/bench_transport.json
+	$(BIN)/python benchmarks/bench_pipeline.py --seconds 15 --json out/bench_pipeline.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .hypothesis
