@@ -339,6 +339,11 @@ def run_ray(seconds: float) -> tuple[float, list[float], int] | None:
         import ray
     except ImportError:
         return None
+    # Ray pickles functions of __main__ by value, with the globals they use: drop this
+    # process's model session and frame cache so each actor builds its own.
+    global _session
+    _session = None
+    _bases.clear()
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=False,
