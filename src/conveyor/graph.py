@@ -117,6 +117,27 @@ class Graph:
             visit(name, [])
         return order[::-1]
 
+    def check_importable(self) -> None:
+        """Raise if a worker process could not import a task or a message type.
+
+        Worker processes find tasks and message types by module and name (spawn re-imports
+        them), so both must be defined at a module's top level, not inside a function.
+        """
+        for spec in self.tasks.values():
+            what = [("task", spec.name, spec.target)]
+            what += [("message type", f"{spec.name}.{p}", tp) for p, tp in spec.inputs]
+            if spec.output is not None:
+                what.append(("message type", f"output of {spec.name}", spec.output))
+            for kind, where, obj in what:
+                qualname = getattr(obj, "__qualname__", "")
+                module = getattr(obj, "__module__", None)
+                if "<locals>" in qualname or "<lambda>" in qualname or module is None:
+                    raise ConfigurationError(
+                        f"{kind} {qualname or obj!r} ({where}) is defined inside a function, "
+                        "so worker processes cannot import it; define it at the top level of "
+                        "a module (or run with backend='inline')"
+                    )
+
     # -- queries -----------------------------------------------------------------------------
 
     def inputs_of(self, name: str) -> list[Edge]:

@@ -15,6 +15,7 @@ import conveyor as cv
 from conveyor.plan import make_plan
 from conveyor.transport.segment import leaked_segments
 from tests.integration.pipeline_fixtures import (
+    Frame,
     Smooth,
     combine,
     dies_at_5,
@@ -132,3 +133,13 @@ def test_ctrl_c_stops_every_pipeline_and_cleans_up() -> None:
     while leaked_segments({proc.pid}) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leaked_segments({proc.pid}) == []
+
+
+def test_tasks_defined_inside_a_function_are_refused_before_any_process_starts() -> None:
+    @cv.task
+    def local_task(f: Frame) -> None: ...
+
+    graph = cv.Graph([frames, local_task])
+    with pytest.raises(cv.ConfigurationError, match="defined inside a function"):
+        cv.run(graph, backend="local")
+    assert cv.run(graph, backend="inline").backend == "inline"  # fine in one process

@@ -78,6 +78,7 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
 def run_local(
     graph: Graph, collect: list[str], plan: Plan | None = None, workers: int | None = None
 ) -> RunResult:
+    graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2)
     ctx = mp.get_context("spawn")
     owned: list[Any] = []  # everything to close at the end, whatever happens
