@@ -57,6 +57,7 @@ class TaskSpec:
     cost: float | None = None  # hint: seconds of work per item
     optional_output: bool = False  # returns T | None: None means "nothing for this input"
     wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
+    join_on: tuple[str, ...] = ()  # a join matches inputs whose these attributes are equal
 
     @property
     def stateful(self) -> bool:
@@ -99,6 +100,7 @@ def task(
     replicas: int | Literal["auto"] = 1,
     cost: float | None = None,
     wire: dict[str, str] | None = None,
+    join_on: tuple[str, ...] | str = (),
 ) -> Callable[[F], F]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task (a function or a class whose instances are called per item)."""
@@ -178,6 +180,12 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
                 "returns, or '-> None' for a sink"
             )
         output, optional = _output_type(hints["return"], name, batch)
+        if options.get("join_on") and len(inputs) < 2:
+            raise ConfigurationError(f"task {name!r}: join_on needs two or more inputs to join")
+        if options.get("join_on") and batch > 1:
+            raise ConfigurationError(
+                f"task {name!r}: a joining task takes one set at a time (batch=1)"
+            )
         spec = TaskSpec(
             name,
             target,
@@ -216,6 +224,9 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
         )
     if "wire" in options:
         options["wire"] = dict(options["wire"] or {})
+    if "join_on" in options:
+        join_on = options["join_on"]
+        options["join_on"] = (join_on,) if isinstance(join_on, str) else tuple(join_on)
 
 
 def _entry_point(target: Any, kind: Kind) -> Callable[..., Any]:

@@ -160,3 +160,43 @@ def wrong_length(items: list[Num]) -> list[Pair]:
 def test_batch_task_must_return_one_result_per_input() -> None:
     with pytest.raises(cv.TaskFailed, match="one result per input"):
         run([numbers, wrong_length], "wrong_length")
+
+
+@cv.source
+def rights_reversed() -> Iterator[Right]:
+    yield from (Right(i) for i in (4, 3, 2, 1, 0))
+
+
+@cv.task(join_on="i")
+def match(left: Left, right: Right) -> Pair:
+    assert left.i == right.i
+    return Pair(left.i, right.i)
+
+
+def test_join_on_matches_fields_whatever_the_arrival_order() -> None:
+    out = run([lefts, rights_reversed, match], "match")
+    assert sorted(p.left for p in out) == [0, 1, 2, 3, 4]
+    assert all(p.left == p.right for p in out)
+
+
+@cv.source
+def three_rights() -> Iterator[Right]:
+    yield from (Right(i) for i in range(3))
+
+
+@cv.task
+def zip_join(left: Left, right: Right) -> Pair:
+    return Pair(left.i, right.i)
+
+
+def test_unmatched_join_inputs_fail_clearly_instead_of_hanging() -> None:
+    with pytest.raises(cv.TaskFailed, match="unmatched messages"):
+        run([lefts, three_rights, zip_join], "zip_join")
+
+
+def test_join_on_needs_two_inputs() -> None:
+    with pytest.raises(cv.ConfigurationError, match="two or more inputs"):
+        cv.task(join_on="i")(_one_input)
+
+
+def _one_input(left: Left) -> Pair: ...

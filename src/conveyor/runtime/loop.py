@@ -10,8 +10,10 @@ are views that are valid until it is committed, and a task may pass such a view 
 the same pipeline; so every in-process item carries a *lease* on the ring messages it came
 from, and a message is committed only when all the in-process work derived from it is done.
 
-Joins: a task with several parameters takes the n-th message of each input together (zip
-order). Keyed stateful tasks get one instance per value of their key attribute.
+Joins: a task with several parameters takes one message of each input together: the n-th of
+each (zip order), or, with ``join_on=("camera", "index")``, the oldest set whose fields are
+equal. Inputs that end unmatched raise ``TaskFailed`` instead of hanging. Keyed stateful tasks
+get one instance per value of their key attribute.
 """
 
 from __future__ import annotations
@@ -172,7 +174,10 @@ class PipelineLoop:
 
     def _state(self, t: _Task, now: float) -> TaskState:
         spec = t.spec
-        queued = min((len(q) for q in t.queues.values()), default=0)
+        if spec.join_on:
+            queued = len(next(iter(t.queues.values()))) if self._match(t) is not None else 0
+        else:
+            queued = min((len(q) for q in t.queues.values()), default=0)
         oldest = None
         if queued:
             oldest = min(q[0].arrived for q in t.queues.values())
@@ -201,12 +206,51 @@ class PipelineLoop:
         """Mark tasks whose inputs are all closed and drained as done; True if any changed."""
         changed = False
         for t in self.tasks.values():
-            if t.done or t.spec.kind == "source":
+            if t.done or t.spec.kind == "source" or any(t.upstream_open.values()):
                 continue
-            if not any(t.upstream_open.values()) and not any(t.queues.values()):
-                self._close(t)
-                changed = True
+            if any(t.queues.values()):
+                # Inputs are closed, messages remain, and the policy found nothing to run: a
+                # join whose inputs can never be completed. Say so instead of hanging.
+                left = {p: len(q) for p, q in t.queues.items()}
+                how = f"on {t.spec.join_on}" if t.spec.join_on else "in order (zip)"
+                raise TaskFailed(
+                    f"join task {t.spec.name!r}: its inputs ended with unmatched messages "
+                    f"{left}; a join needs one message from every input, matched {how}",
+                    task=t.spec.name,
+                )
+            self._close(t)
+            changed = True
         return changed
+
+    def _match(self, t: _Task) -> list[int] | None:
+        """Positions of the oldest complete set of a join_on task (one entry per input)."""
+        fields = t.spec.join_on
+        queues = list(t.queues.values())
+        for i, entry in enumerate(queues[0]):
+            key = tuple(getattr(entry.value, f) for f in fields)
+            found = [i]
+            for other in queues[1:]:
+                pos = next(
+                    (
+                        j
+                        for j, e in enumerate(other)
+                        if tuple(getattr(e.value, f) for f in fields) == key
+                    ),
+                    None,
+                )
+                if pos is None:
+                    break
+                found.append(pos)
+            else:
+                return found
+        if any(len(q) >= self.queue_size for q in queues):
+            full = [p for p, q in t.queues.items() if len(q) >= self.queue_size]
+            raise TaskFailed(
+                f"join task {t.spec.name!r}: input(s) {full} hold {self.queue_size} messages "
+                f"and none matches the other inputs on {fields}; check the join fields",
+                task=t.spec.name,
+            )
+        return None
 
     def _close(self, t: _Task) -> None:
         t.done = True
@@ -256,7 +300,16 @@ class PipelineLoop:
                 )
             self._emit(t, results, [e.lease for e in entries])
             return
-        entries = [t.queues[p].popleft() for p, _ in spec.inputs]
+        if spec.join_on:
+            positions = self._match(t)
+            assert positions is not None  # the policy chose it, so a complete set exists
+            entries = []
+            for (p, _), pos in zip(spec.inputs, positions, strict=True):
+                queue = t.queues[p]
+                entries.append(queue[pos])
+                del queue[pos]
+        else:
+            entries = [t.queues[p].popleft() for p, _ in spec.inputs]
         values = [e.value for e in entries]
         result = self._call(t, values[0] if len(values) == 1 else tuple(values), values)
         leases = [e.lease for e in entries if e.lease is not None]
