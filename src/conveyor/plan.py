@@ -181,7 +181,7 @@ def make_plan(
     # GPU tasks: one pipeline per device, balanced across devices.
     if gpu_tasks:
         devices = min(gpus, len(gpu_tasks))
-        gpu_bins = _pack([_unit(graph, n, cost, 1) for n in gpu_tasks], devices, graph)
+        gpu_bins = _pack([_unit(n, cost, 1) for n in gpu_tasks], devices, graph)
         for d, units in enumerate(gpu_bins):
             for u in units:
                 reasons[u.task] += f"; GPU {d}"
@@ -192,7 +192,7 @@ def make_plan(
     units = []
     for n in cpu_tasks:
         k = _replicas(graph, n, cost[n], share, workers, reasons)
-        units += [_unit(graph, n, cost, k, r) for r in range(k)]
+        units += [_unit(n, cost, k, r) for r in range(k)]
     bins = _pack(units, min(workers, max(1, len(units))), graph)
     for b in bins:
         if b:
@@ -216,7 +216,7 @@ def measure_costs(graph: Graph, items: int = 16) -> dict[str, float]:
     return loop.costs()
 
 
-def _unit(graph: Graph, name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:
+def _unit(name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:
     return Unit(name, r, k, cost[name] / k)
 
 

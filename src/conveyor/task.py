@@ -29,7 +29,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from conveyor._errors import ConfigurationError
@@ -76,9 +76,6 @@ class TaskSpec:
         if self.key:
             extras.append(f"key={self.key}")
         return f"{self.kind} {self.name}({ins}) -> {out} [{', '.join(extras)}]"
-
-    def with_options(self, **changes: Any) -> TaskSpec:
-        return replace(self, **changes)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -48,10 +48,6 @@ class Encoded:
     arrays: list[np.ndarray]
     frame_refs: list[FrameRef]
 
-    @property
-    def array_nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays)
-
 
 # Header: flags u8 | root-class length u16 | refs length u16 | root class ("module:qualname")
 # | frame refs (packed) | pickle stream (protocol 5; arrays are out-of-band buffers).
@@ -278,13 +274,6 @@ def decode(header: bytes | memoryview, buffers: Sequence[memoryview]) -> tuple[A
     except Exception as exc:
         raise DecodeError(f"cannot decode message: {exc!r}") from exc
     return value, refs
-
-
-def frame_refs_of(header: bytes | memoryview) -> list[FrameRef]:
-    """The frame references a header carries, without decoding the message."""
-    _flags, root_len, refs_len = _HEAD.unpack_from(header, 0)
-    pos = _HEAD.size + root_len
-    return _unpack_refs(header[pos : pos + refs_len]) if refs_len else []
 
 
 def array_layout(arrays: Sequence[np.ndarray], start: int) -> list[tuple[int, int]]:

@@ -44,7 +44,7 @@ from conveyor._errors import (
 from conveyor.transport import codec, framestore
 from conveyor.transport.doorbell import Doorbell
 from conveyor.transport.procs import pid_alive
-from conveyor.transport.segment import Segment, new_name, unlink
+from conveyor.transport.segment import Segment, leaked_segments, new_name, unlink
 
 _MAGIC = 0x31474E4952564E43  # b"CNVRING1"
 _DATA_OFFSET = 4096
@@ -135,8 +135,6 @@ class Ring:
         if self.segment.closed:
             return
         self.segment.close()
-        from conveyor.transport.segment import leaked_segments
-
         for name in leaked_segments():
             if name.startswith(self.name + "-ovf-"):
                 unlink(name)
