@@ -14,6 +14,8 @@ parent raises ``TaskFailed`` with the task, the item and the worker's traceback 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -22,6 +24,8 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+import numpy as np
 
 from conveyor._errors import (
     ConveyorError,
@@ -147,7 +151,6 @@ def _supervise(
     outputs: dict[str, list[Any]] = {name: [] for name in readers}
     open_readers = dict(readers)
     pending = set(range(len(procs)))
-    fds = [r.fileno() for r in reports] + [p.sentinel for p in procs]
     while pending or open_readers:
         _drain(open_readers, outputs)
         for i in list(pending):
@@ -165,7 +168,7 @@ def _supervise(
                     raise _crashed(procs[i])
         if not pending and not open_readers:
             break
-        live_fds = [fd for i, fd in enumerate(fds) if i % len(procs) in pending]
+        live_fds = [reports[i].fileno() for i in pending] + [procs[i].sentinel for i in pending]
         bell.wait(
             lambda: any(r.has_data() or r.producer_closed for r in open_readers.values()),
             timeout=1.0,
@@ -190,16 +193,10 @@ def _drain(open_readers: dict[str, RingReader], outputs: dict[str, list[Any]]) -
 
 def _detach(value: Any) -> Any:
     """Copy a collected value out of the ring (its arrays are views valid until commit)."""
-    import copy
-
     return copy.deepcopy(value) if _has_arrays(value) else value
 
 
 def _has_arrays(value: Any) -> bool:
-    import dataclasses
-
-    import numpy as np
-
     if isinstance(value, np.ndarray):
         return True
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

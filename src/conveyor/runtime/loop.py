@@ -323,9 +323,8 @@ class PipelineLoop:
         spec = t.spec
         try:
             if spec.stateful:
-                key = (
-                    getattr(args[0][0] if spec.batched else args[0], spec.key) if spec.key else None
-                )
+                first = args[0][0] if spec.batched else args[0]
+                key = getattr(first, spec.key) if spec.key else None
                 instance = t.instances.get(key)
                 if instance is None:
                     instance = t.instances[key] = spec.target()

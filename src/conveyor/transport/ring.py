@@ -246,7 +246,11 @@ class RingWriter(_Endpoint):
     def write(self, value: object, timeout: float | None = None) -> None:
         """Write, waiting up to ``timeout`` seconds (None: forever) while the ring is full."""
         self._check_open()
-        self._write_all([codec.encode(value)], timeout)
+        enc = codec.encode(value)
+        if self._place(enc):  # the common case: room now, no waiting machinery
+            self._publish()
+            return
+        self._write_all([enc], timeout)
 
     def write_many(self, values: list[object], timeout: float | None = None) -> None:
         """Write several messages, publishing them together (one doorbell check, not one each).
