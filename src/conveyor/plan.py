@@ -83,6 +83,13 @@ class Plan:
                 out.setdefault(u.task, []).append(p.index)
         return out
 
+    def replicas_of(self, task: str) -> list[int]:
+        """The pipeline of each replica of ``task``, in replica order (one if not replicated)."""
+        found = sorted(
+            (u.replica, p.index) for p in self.pipelines for u in p.units if u.task == task
+        )
+        return [index for _, index in found]
+
     def pipeline_of(self, task: str) -> int:
         """The pipeline of a task that is not replicated."""
         (index,) = set(self.placement()[task])
@@ -190,10 +197,22 @@ def make_plan(
     # CPU tasks: replicas where one task would be the bottleneck on its own, then min-max.
     share = sum(cost[n] for n in cpu_tasks) / workers
     units = []
-    for n in cpu_tasks:
-        k = _replicas(graph, n, cost[n], share, workers, reasons)
+    count: dict[str, int] = {}
+    for n in cpu_tasks:  # graph order: a task's producers are decided before it
+        k = count[n] = _replicas(graph, n, cost[n], share, workers, reasons)
+        fed_by = [e.producer for e in graph.inputs_of(n) if count.get(e.producer, 1) > 1]
+        if k > 1 and fed_by:
+            if graph.tasks[n].replicas != "auto":
+                raise ConfigurationError(
+                    f"task {n!r} has {k} replicas and takes the output of replicated task "
+                    f"{fed_by[0]!r}; a replicated task cannot feed another directly: merge "
+                    "the two into one task, or give one of them replicas=1"
+                )
+            k = count[n] = 1
+            why = f"; not replicated (fed by replicas of {fed_by[0]!r})"
+            reasons[n] = reasons[n].split("; ")[0] + why
         units += [_unit(n, cost, k, r) for r in range(k)]
-    bins = _pack(units, min(workers, max(1, len(units))), graph)
+    bins = _pack(units, min(workers, max(1, len(units))), graph)  # replicas <= workers
     for b in bins:
         if b:
             pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
@@ -225,10 +244,12 @@ def _replicas(
 ) -> int:
     spec = graph.tasks[name]
     if spec.replicas != "auto":
+        k = min(int(spec.replicas), workers)
         if spec.replicas > 1:
-            reasons[name] += f"; {spec.replicas} replicas (declared)"
-        return int(spec.replicas)
-    if spec.kind == "source" or (spec.stateful and not spec.key) or cost <= share:
+            reasons[name] += f"; {k} replicas (declared {spec.replicas}"
+            reasons[name] += ", at most one per pipeline)" if k < spec.replicas else ")"
+        return k
+    if not spec.replicable or cost <= share:
         return 1
     k = min(workers, math.ceil(cost / share))
     if k > 1:
@@ -247,10 +268,10 @@ def _pack(units: list[Unit], bins: int, graph: Graph) -> list[list[Unit]]:
     # Longest first; graph order breaks ties so equal plans come out the same every time.
     rank = {n: i for i, n in enumerate(graph.order)}
     for unit in sorted(units, key=lambda u: (-u.cost, rank[u.task], u.replica)):
-        least = min(loads)
-        near = [i for i in range(bins) if loads[i] <= least + NEAR * max(least, unit.cost)]
-        # Replicas of one task go to different pipelines when they can.
-        near = [i for i in near if all(u.task != unit.task for u in out[i])] or near
+        # Replicas of one task go to different pipelines (a pipeline runs a task once).
+        free = [i for i in range(bins) if all(u.task != unit.task for u in out[i])]
+        least = min(loads[i] for i in free)
+        near = [i for i in free if loads[i] <= least + NEAR * max(least, unit.cost)]
         friendly = [i for i in near if any(u.task in neighbours[unit.task] for u in out[i])]
         choice = min(friendly or near, key=lambda i: (loads[i], i))
         out[choice].append(unit)

@@ -67,6 +67,12 @@ class TaskSpec:
     def batched(self) -> bool:
         return self.batch > 1
 
+    @property
+    def replicable(self) -> bool:
+        """Can run as several replicas: one input, and stateless or partitioned by key."""
+        one_input = self.kind != "source" and len(self.inputs) == 1
+        return one_input and (not self.stateful or bool(self.key))
+
     def describe(self) -> str:
         ins = ", ".join(f"{p}: {t.__name__}" for p, t in self.inputs) or "-"
         out = self.output.__name__ if self.output else "-"
@@ -191,6 +197,18 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
             output,
             optional_output=optional,
             **options,
+        )
+    if spec.replicas != 1 and spec.replicas != "auto" and not spec.replicable:
+        why = (
+            "a source runs once"
+            if kind == "source"
+            else "a join takes several inputs"
+            if len(spec.inputs) > 1
+            else "a stateful task without a key would split its state"
+        )
+        raise ConfigurationError(
+            f"task {name!r} cannot have replicas={spec.replicas}: {why}; replicas suit "
+            "stateless one-input tasks, or stateful ones with key=..."
         )
     try:
         target.spec = spec

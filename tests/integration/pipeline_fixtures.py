@@ -93,3 +93,36 @@ def announce(f: Frame) -> None:
 
 
 endless_graph = cv.Graph([endless, announce])
+
+
+# -- replicas ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Bright:
+    camera: str
+    index: int
+    pixels: np.ndarray
+
+
+@cv.task(replicas=2, cost=0.002)
+def brighten(f: Frame) -> Bright | None:
+    """Stateless, replicated, and drops some items (replicas then send skip markers)."""
+    if f.index % 7 == 3:
+        return None
+    return Bright(f.camera, f.index, f.pixels // 2 + 10)
+
+
+@cv.task(replicas=3, cost=0.002)
+def brighten3(f: Frame) -> Bright | None:
+    return brighten(f)
+
+
+@cv.task(batch=4, max_wait=0.005, cost=0.002)
+def measure_bright(batch: list[Bright]) -> list[Stats]:
+    return [Stats(f.camera, f.index, float(f.pixels.mean()), 0.0) for f in batch]
+
+
+@cv.task(replicas=2, key="camera", cost=0.001)
+class SmoothReplicated(Smooth):
+    """Stateful and keyed: each camera's items go to one replica, in order."""

@@ -17,12 +17,16 @@ from conveyor.transport.segment import leaked_segments
 from tests.integration.pipeline_fixtures import (
     Frame,
     Smooth,
+    SmoothReplicated,
+    brighten,
+    brighten3,
     combine,
     dies_at_5,
     fails_at_17,
     frames,
     halve,
     measure,
+    measure_bright,
 )
 
 
@@ -143,3 +147,28 @@ def test_tasks_defined_inside_a_function_are_refused_before_any_process_starts()
     with pytest.raises(cv.ConfigurationError, match="defined inside a function"):
         cv.run(graph, backend="local")
     assert cv.run(graph, backend="inline").backend == "inline"  # fine in one process
+
+
+def test_replicas_split_the_stream_and_the_merge_restores_its_order() -> None:
+    graph = cv.Graph([frames, brighten, measure_bright, SmoothReplicated])
+    plan = make_plan(graph, workers=2)
+    assert len(plan.replicas_of("brighten")) == 2 == len(plan.replicas_of("SmoothReplicated"))
+    names = ["brighten", "SmoothReplicated"]
+    inline = cv.run(graph, backend="inline", collect=names)
+    local = cv.run(graph, backend="local", plan=plan, collect=names)
+    expected = inline.outputs["SmoothReplicated"]
+    assert len(expected) == 120 - 3 * 6  # index % 7 == 3 dropped: 6 indices per camera
+    # The whole stream in the inline order, not only each camera's: the merges restore it.
+    assert key(local.outputs["SmoothReplicated"]) == key(expected)
+    got = [(f.camera, f.index, f.pixels.tobytes()) for f in local.outputs["brighten"]]
+    want = [(f.camera, f.index, f.pixels.tobytes()) for f in inline.outputs["brighten"]]
+    assert got == want
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("heavy", [brighten, brighten3], ids=["2 replicas", "3 replicas"])
+def test_replicated_runs_equal_inline(workers: int, heavy: object) -> None:
+    graph = cv.Graph([frames, heavy, measure_bright, Smooth])
+    inline = cv.run(graph, backend="inline", collect=["Smooth"])
+    local = cv.run(graph, backend="local", workers=workers, collect=["Smooth"])
+    assert key(local.outputs["Smooth"]) == key(inline.outputs["Smooth"])

@@ -200,3 +200,24 @@ def test_join_on_needs_two_inputs() -> None:
 
 
 def _one_input(left: Left) -> Pair: ...
+
+
+@dataclass
+class Odd:
+    i: int
+
+
+@cv.task
+def odd_only(n: Num) -> Odd | None:
+    return Odd(n.i) if n.i % 2 else None
+
+
+@cv.task(batch=4, max_wait=60)
+def odd_batches(items: list[Odd]) -> list[Odd]:
+    return items
+
+
+def test_a_partial_last_batch_runs_when_an_inner_task_ends() -> None:
+    # 10 odd numbers: batches of 4, 4, then 2 once odd_only (not a source) has finished.
+    out = run([numbers, odd_only, odd_batches], "odd_batches")
+    assert [o.i for o in out] == list(range(1, 20, 2))

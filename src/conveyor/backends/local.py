@@ -37,9 +37,11 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
 from conveyor.plan import Plan, make_plan
+from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
+from conveyor.runtime.merge import Merger
 from conveyor.transport.doorbell import Doorbell
-from conveyor.transport.ring import Ring, RingReader, RingWriter, register_bell
+from conveyor.transport.ring import Ring, RingReader, register_bell
 
 RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
 COLLECT_BYTES = 16 << 20
@@ -53,8 +55,7 @@ class WorkerConfig:
     graph: Graph
     tasks: list[str]
     bell: str
-    ring_in: list[tuple[str, str, str]]  # (ring, consumer task, param)
-    ring_out: list[tuple[str, str]]  # (producer task, ring)
+    links: list[Link]  # the links that start or end in this pipeline
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
@@ -66,8 +67,8 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
         loop = PipelineLoop(
             config.graph,
             config.tasks,
-            ring_in=[(RingReader(r), t, p) for r, t, p in config.ring_in],
-            ring_out=[(t, RingWriter(r)) for t, r in config.ring_out],
+            links=config.links,
+            index=config.index,
             bell=bell,
         )
         loop.run()
@@ -93,24 +94,27 @@ def run_local(
         register_bell(parent_bell)
         bells = [Doorbell.create() for _ in plan.pipelines]
         owned += bells
-        where = {t: p.index for p in plan.pipelines for t in p.tasks}
-        ring_in: dict[int, list[tuple[str, str, str]]] = {p.index: [] for p in plan.pipelines}
-        ring_out: dict[int, list[tuple[str, str]]] = {p.index: [] for p in plan.pipelines}
-        for e in plan.cross_edges():
-            src, dst = where[e.producer], where[e.consumer]
-            ring = Ring(RING_BYTES, consumer_bell=bells[dst].name, producer_bell=bells[src].name)
-            owned.append(ring)
-            ring_in[dst].append((ring.name, e.consumer, e.param))
-            ring_out[src].append((e.producer, ring.name))
-        readers: dict[str, RingReader] = {}
-        for name in collect:
-            src = where[name]
-            ring = Ring(
-                COLLECT_BYTES, consumer_bell=parent_bell.name, producer_bell=bells[src].name
-            )
-            owned.append(ring)
-            ring_out[src].append((name, ring.name))
-            readers[name] = RingReader(ring.name)
+        links = []
+        for link in plan_links(plan, collect):
+            if not link.local:
+                src_bell = bells[link.src].name
+                dst_bell = parent_bell.name if link.dst == PARENT else bells[link.dst].name
+                size = COLLECT_BYTES if link.dst == PARENT else RING_BYTES
+                ring = Ring(size, consumer_bell=dst_bell, producer_bell=src_bell)
+                owned.append(ring)
+                link = link.with_ring(ring.name)
+            links.append(link)
+        readers: dict[str, RingReader | Merger] = {}
+        for link in links:
+            if link.dst != PARENT:
+                continue
+            reader = RingReader(link.ring_name)
+            if link.merged:
+                merger = readers.setdefault(link.producer, Merger([]))
+                assert isinstance(merger, Merger)
+                merger.add_reader(reader)
+            else:
+                readers[link.producer] = reader
         reports = []
         for p in plan.pipelines:
             config = WorkerConfig(
@@ -118,8 +122,7 @@ def run_local(
                 graph,
                 list(p.tasks),
                 bells[p.index].name,
-                ring_in[p.index],
-                ring_out[p.index],
+                [k for k in links if p.index in (k.src, k.dst)],
             )
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(
@@ -144,7 +147,7 @@ def run_local(
 def _supervise(
     procs: list[mp.process.BaseProcess],
     reports: list[Connection],
-    readers: dict[str, RingReader],
+    readers: dict[str, RingReader | Merger],
     bell: Doorbell,
 ) -> dict[str, list[Any]]:
     """Collect outputs until every pipeline reports done; raise on the first failure."""
@@ -170,25 +173,37 @@ def _supervise(
             break
         live_fds = [reports[i].fileno() for i in pending] + [procs[i].sentinel for i in pending]
         bell.wait(
-            lambda: any(r.has_data() or r.producer_closed for r in open_readers.values()),
+            lambda: any(_has_news(r) for r in open_readers.values()),
             timeout=1.0,
             extra_fds=live_fds,
         )
     return outputs
 
 
-def _drain(open_readers: dict[str, RingReader], outputs: dict[str, list[Any]]) -> None:
+def _drain(open_readers: dict[str, RingReader | Merger], outputs: dict[str, list[Any]]) -> None:
     for name, reader in list(open_readers.items()):
         while True:
             try:
-                msg = reader.try_read()
+                got = reader.try_read()
             except EndOfChannel:
                 del open_readers[name]
                 break
-            if msg is None:
+            if got is None:
                 break
-            outputs[name].append(_detach(msg.value))
+            if isinstance(got, tuple):  # merged replicas: (value or skip marker, message)
+                value, msg = got
+                if value is not None:
+                    outputs[name].append(_detach(value))
+            else:
+                msg = got
+                outputs[name].append(_detach(msg.value))
             msg.commit()
+
+
+def _has_news(reader: RingReader | Merger) -> bool:
+    if isinstance(reader, Merger):
+        return reader.has_data()
+    return reader.has_data() or reader.producer_closed
 
 
 def _detach(value: Any) -> Any:

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor._errors import ConfigurationError, EndOfChannel, TaskFailed
+from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
+from conveyor.runtime.links import Link, inline_links, route
+from conveyor.runtime.merge import Merger
 from conveyor.runtime.policy import TaskState, choose
 from conveyor.task import TaskSpec
 from conveyor.transport.doorbell import Doorbell
-from conveyor.transport.ring import RingReader, RingWriter
+from conveyor.transport.ring import Message, RingReader, RingWriter
 
 DEFAULT_QUEUE = 64  # items per in-process input queue
 
@@ -60,6 +62,15 @@ class _Entry:
     value: Any
     lease: Lease | None
     arrived: float
+    seq: int | None = None  # set on the input of a replica: its place in the split stream
+
+
+@dataclass
+class _Route:
+    """One output edge into a replicated task: each item goes to one replica's outlet."""
+
+    key: str | None
+    outlets: list[RingWriter | tuple[_Task, str]]  # by replica: a ring, or a local queue
 
 
 @dataclass
@@ -70,24 +81,31 @@ class _Task:
     upstream_open: dict[str, int] = field(default_factory=dict)  # param -> producers not done
     local_out: list[tuple[_Task, str]] = field(default_factory=list)
     ring_out: list[RingWriter] = field(default_factory=list)
+    routes: list[_Route] = field(default_factory=list)  # into replicated consumers
+    merge_out: list[RingWriter | Merger] = field(default_factory=list)  # as a replica
     collect: Callable[[Any], None] | None = None
     instances: dict[Any, Any] = field(default_factory=dict)
     generator: Iterator[Any] | None = None
     done: bool = False
     calls: int = 0
     items: int = 0
+    next_seq: int = 0  # numbers the items this task sends into replicas
     busy: float = 0.0  # seconds spent in the task's own code
 
 
 class PipelineLoop:
-    """Runs ``tasks`` of ``graph`` until every one of them has finished."""
+    """Runs the tasks of ``graph`` placed in pipeline ``index`` until every one has finished.
+
+    ``links`` are the plan's channels (``runtime.links``); the ones that start or end here are
+    used, ring links opened by name. Without links, every task of the graph runs here (inline).
+    """
 
     def __init__(
         self,
         graph: Graph,
         tasks: list[str],
-        ring_in: list[tuple[RingReader, str, str]] | None = None,  # (reader, task, param)
-        ring_out: list[tuple[str, RingWriter]] | None = None,  # (producer task, writer)
+        links: list[Link] | None = None,
+        index: int = 0,
         collect: dict[str, Callable[[Any], None]] | None = None,
         bell: Doorbell | None = None,
         queue_size: int = DEFAULT_QUEUE,
@@ -105,24 +123,66 @@ class PipelineLoop:
             for param, _tp in t.spec.inputs:
                 t.queues[param] = deque()
                 t.upstream_open[param] = 0
-            if t.spec.replicas not in (1,):
-                raise ConfigurationError(
-                    f"task {t.spec.name!r} asks for replicas={t.spec.replicas!r}; running "
-                    "replicas is not supported yet: use replicas=1"
-                )
-        for e in graph.edges:
-            if e.producer in mine and e.consumer in mine:
-                self.tasks[e.producer].local_out.append((self.tasks[e.consumer], e.param))
-                self.tasks[e.consumer].upstream_open[e.param] += 1
-        self.ring_in = list(ring_in or [])
-        for _reader, task, param in self.ring_in:
-            self.tasks[task].upstream_open[param] += 1
-        for producer, writer in ring_out or []:
-            self.tasks[producer].ring_out.append(writer)
+        self._readers: list[tuple[RingReader | Merger, str, str, bool]] = []  # (inlet, task,
+        # param, enveloped)
+        self._mergers: dict[tuple[str, str], Merger] = {}
+        self._blocked_writers: set[RingWriter] = set()
+        self._wire(inline_links(graph) if links is None else links, index)
         for name, callback in (collect or {}).items():
             self.tasks[name].collect = callback
-        self._open_readers = list(self.ring_in)
-        self._blocked_writers: set[RingWriter] = set()
+
+    def _wire(self, links: list[Link], index: int) -> None:
+        routes: dict[tuple[str, str | None, str], _Route] = {}
+        for link in links:
+            if link.consumer is not None and link.dst == index and link.merged:
+                merger = self._merger(link.consumer, link.param)
+                if link.local:
+                    merger.add_local()
+                else:
+                    merger.add_reader(RingReader(link.ring_name))
+            elif link.consumer is not None and link.dst == index and not link.local:
+                self.tasks[link.consumer].upstream_open[link.param] += 1
+                self._readers.append(
+                    (RingReader(link.ring_name), link.consumer, link.param, link.replicas > 1)
+                )
+            elif link.consumer is not None and link.local and link.dst == index:
+                self.tasks[link.consumer].upstream_open[link.param] += 1
+            if link.src != index:
+                continue
+            producer = self.tasks[link.producer]
+            outlet: RingWriter | tuple[_Task, str] | Merger
+            if link.local:
+                assert link.consumer is not None
+                if link.merged:
+                    outlet = self._merger(link.consumer, link.param)
+                else:
+                    outlet = (self.tasks[link.consumer], link.param)
+            else:
+                outlet = RingWriter(link.ring_name)
+            if link.merged:
+                assert not isinstance(outlet, tuple)
+                producer.merge_out.append(outlet)
+            elif link.replicas > 1:
+                assert not isinstance(outlet, Merger)
+                route = routes.get((link.producer, link.consumer, link.param))
+                if route is None:
+                    route = _Route(link.key, [None] * link.replicas)  # type: ignore[list-item]
+                    routes[(link.producer, link.consumer, link.param)] = route
+                    producer.routes.append(route)
+                route.outlets[link.replica] = outlet
+            elif isinstance(outlet, RingWriter):
+                producer.ring_out.append(outlet)
+            else:
+                assert isinstance(outlet, tuple)
+                producer.local_out.append(outlet)
+
+    def _merger(self, task: str, param: str) -> Merger:
+        merger = self._mergers.get((task, param))
+        if merger is None:
+            merger = self._mergers[(task, param)] = Merger([])
+            self.tasks[task].upstream_open[param] += 1
+            self._readers.append((merger, task, param, False))
+        return merger
 
     def costs(self) -> dict[str, float]:
         """Measured seconds per item of every task that processed something."""
@@ -152,25 +212,38 @@ class PipelineLoop:
 
     def _ready(self) -> bool:
         """Worth waking for: input arrived (or closed), or a full output ring has room now."""
-        return any(r.has_data() or r.producer_closed for r, _, _ in self._open_readers) or any(
-            w.has_space(1 << 16) for w in self._blocked_writers
-        )
+        return any(
+            r.has_data() or (not isinstance(r, Merger) and r.producer_closed)
+            for r, _, _, _ in self._readers
+        ) or any(w.has_space(1 << 16) for w in self._blocked_writers)
 
     def _pull(self) -> None:
         """Move messages that arrived on rings into input queues, while they have room."""
-        for item in list(self._open_readers):
-            reader, task_name, param = item
+        for item in list(self._readers):
+            inlet, task_name, param, enveloped = item
             queue = self.tasks[task_name].queues[param]
             while len(queue) < self.queue_size:
                 try:
-                    msg = reader.try_read()
+                    got = inlet.try_read()
                 except EndOfChannel:
-                    self._open_readers.remove(item)
+                    self._readers.remove(item)
                     self.tasks[task_name].upstream_open[param] -= 1
                     break
-                if msg is None:
+                if got is None:
                     break
-                queue.append(_Entry(msg.value, Lease([msg.commit]), time.monotonic()))
+                if isinstance(got, tuple):  # from a merge: (value, ring message or lease)
+                    value, token = got
+                    lease = Lease([token.commit]) if isinstance(token, Message) else token
+                    if value is None:  # a replica's skip marker
+                        if lease is not None:
+                            lease.drop()
+                        continue
+                    queue.append(_Entry(value, lease, time.monotonic()))
+                elif enveloped:  # into a replica: (seq, value)
+                    seq, value = got.value
+                    queue.append(_Entry(value, Lease([got.commit]), time.monotonic(), seq))
+                else:
+                    queue.append(_Entry(got.value, Lease([got.commit]), time.monotonic()))
 
     def _state(self, t: _Task, now: float) -> TaskState:
         spec = t.spec
@@ -196,15 +269,29 @@ class PipelineLoop:
         )
 
     def _outputs_full(self, t: _Task) -> bool:
-        if any(len(c.queues[p]) >= self.queue_size for c, p in t.local_out):
+        limit = self.queue_size
+        if any(len(c.queues[p]) >= limit for c, p in t.local_out):
             return True
-        full = [w for w in t.ring_out if not w.has_space(1 << 16)]
+        rings = list(t.ring_out)
+        for outlet in t.merge_out:
+            if isinstance(outlet, Merger):
+                if outlet.local_backlog >= limit:
+                    return True
+            else:
+                rings.append(outlet)
+        for r in t.routes:
+            for o in r.outlets:
+                if isinstance(o, tuple):
+                    if len(o[0].queues[o[1]]) >= limit:
+                        return True
+                else:
+                    rings.append(o)
+        full = [w for w in rings if not w.has_space(1 << 16)]
         self._blocked_writers.update(full)
         return bool(full)
 
     def _finish_idle_tasks(self) -> bool:
-        """Mark tasks whose inputs are all closed and drained as done; True if any changed."""
-        changed = False
+        """Mark one task whose inputs are all closed and drained as done; True if one was."""
         for t in self.tasks.values():
             if t.done or t.spec.kind == "source" or any(t.upstream_open.values()):
                 continue
@@ -219,8 +306,8 @@ class PipelineLoop:
                     task=t.spec.name,
                 )
             self._close(t)
-            changed = True
-        return changed
+            return True  # its consumers may be runnable now: let the policy look again
+        return False
 
     def _match(self, t: _Task) -> list[int] | None:
         """Positions of the oldest complete set of a join_on task (one entry per input)."""
@@ -254,12 +341,21 @@ class PipelineLoop:
 
     def _close(self, t: _Task) -> None:
         t.done = True
-        for writer in t.ring_out:
+        writers = t.ring_out + [o for o in t.merge_out if isinstance(o, RingWriter)]
+        writers += [o for r in t.routes for o in r.outlets if isinstance(o, RingWriter)]
+        for writer in writers:
             writer.close()
             self._blocked_writers.discard(writer)
-        t.ring_out = []
         for consumer, param in t.local_out:
             consumer.upstream_open[param] -= 1
+        for outlet in t.merge_out:
+            if isinstance(outlet, Merger):
+                outlet.close_local()
+        for r in t.routes:
+            for o in r.outlets:
+                if isinstance(o, tuple):
+                    o[0].upstream_open[o[1]] -= 1
+        t.ring_out, t.merge_out, t.routes = [], [], []
 
     # -- running one task ----------------------------------------------------------------------
 
@@ -298,7 +394,7 @@ class PipelineLoop:
                     f"got {_describe(results)} for {len(values)} inputs",
                     task=spec.name,
                 )
-            self._emit(t, results, [e.lease for e in entries])
+            self._emit(t, results, [e.lease for e in entries], [e.seq for e in entries])
             return
         if spec.join_on:
             positions = self._match(t)
@@ -317,7 +413,7 @@ class PipelineLoop:
             lease: Lease | None = Lease([x.drop for x in leases])
         else:
             lease = leases[0] if leases else None
-        self._emit(t, [result], [lease])
+        self._emit(t, [result], [lease], [entries[0].seq])
 
     def _call(self, t: _Task, item: Any, args: Any) -> Any:
         spec = t.spec
@@ -343,9 +439,16 @@ class PipelineLoop:
         except Exception as exc:
             raise _failed(spec, item, exc) from exc
 
-    def _emit(self, t: _Task, results: list[Any], leases: list[Lease | None]) -> None:
+    def _emit(
+        self,
+        t: _Task,
+        results: list[Any],
+        leases: list[Lease | None],
+        seqs: list[int | None] | None = None,
+    ) -> None:
         optional = t.spec.optional_output
-        for value, lease in zip(results, leases, strict=True):
+        for i, (value, lease) in enumerate(zip(results, leases, strict=True)):
+            seq = seqs[i] if seqs else None  # set when this task is a replica
             if value is None:
                 if not (optional or t.spec.kind == "sink"):
                     raise TaskFailed(
@@ -354,6 +457,12 @@ class PipelineLoop:
                         "'-> T | None' if it may produce nothing",
                         task=t.spec.name,
                     )
+                if seq is not None:  # the merge downstream waits for every seq: skip it
+                    for outlet in t.merge_out:
+                        if isinstance(outlet, Merger):
+                            outlet.push(seq, None, None)
+                        else:
+                            outlet.write((seq, None))
                 if lease is not None:
                     lease.drop()
                 continue
@@ -361,9 +470,29 @@ class PipelineLoop:
                 writer.write(value)  # copied into shared memory: needs no lease
             if t.collect is not None:
                 t.collect(value)
+            now = time.monotonic()
+            if t.merge_out:
+                assert seq is not None
+                for outlet in t.merge_out:
+                    if isinstance(outlet, Merger):
+                        if lease is not None:
+                            lease.add(1)
+                        outlet.push(seq, value, lease)
+                    else:
+                        outlet.write((seq, value))
+            if t.routes:
+                number = t.next_seq
+                t.next_seq += 1
+                for r in t.routes:
+                    target = r.outlets[route(value, number, r.key, len(r.outlets))]
+                    if isinstance(target, tuple):
+                        if lease is not None:
+                            lease.add(1)
+                        target[0].queues[target[1]].append(_Entry(value, lease, now, number))
+                    else:
+                        target.write((number, value))
             if lease is not None:
                 lease.add(len(t.local_out))
-            now = time.monotonic()
             for consumer, param in t.local_out:
                 consumer.queues[param].append(_Entry(value, lease, now))
             if lease is not None:

@@ -1,0 +1,96 @@
+"""Links: every channel a plan needs, by pipeline. Pure functions over the plan, no processes.
+
+A graph edge ``producer -> consumer.param`` becomes one link per pair of replicas placed for
+it: a *local* link when both ends run in one pipeline (plain Python objects, no copy), a *ring*
+link otherwise (a shared-memory ring, named by the backend). Replicas change what travels:
+
+- into a replicated consumer (``replicas > 1``) the producer numbers its outputs (``seq``) and
+  sends each to one replica: ``seq % replicas``, or by a hash of the consumer's key attribute
+  for a keyed task, so every key stays with one replica and keeps its order;
+- out of a replicated producer (``merged``) each message carries its input's ``seq`` (a
+  replica that produces nothing sends a skip marker), and the consumer merges the replicas'
+  streams back into seq order.
+
+A replicated task takes one input and feeds no other replicated task directly (the planner
+and the task decorator refuse the rest), so one merge restores the order of every stream.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+from conveyor.graph import Graph
+from conveyor.plan import Plan
+
+PARENT = -1  # the pipeline index of the parent process (it collects outputs)
+
+
+@dataclass(frozen=True)
+class Link:
+    producer: str
+    consumer: str | None  # None: the producer's outputs are collected by the parent
+    param: str
+    src: int  # pipeline of this producer replica
+    dst: int  # pipeline of this consumer replica, or PARENT
+    replica: int = 0  # which replica of the consumer this link feeds
+    replicas: int = 1  # how many replicas the consumer has
+    merged: bool = False  # the producer is replicated: messages carry seq, the consumer merges
+    key: str | None = None  # the consumer's key attribute (routing of a keyed replicated task)
+    ring: str | None = None  # the shared-memory ring's name (assigned by the backend)
+
+    @property
+    def local(self) -> bool:
+        return self.src == self.dst
+
+    @property
+    def ring_name(self) -> str:
+        if self.ring is None:
+            raise AssertionError(f"link {self} is local: it has no ring")
+        return self.ring
+
+    def with_ring(self, name: str) -> Link:
+        return replace(self, ring=name)
+
+
+def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
+    """Every link of ``plan``, plus links to the parent for each task named in ``collect``."""
+    graph = plan.graph
+    links = []
+    for e in graph.edges:
+        producers = plan.replicas_of(e.producer)
+        consumers = plan.replicas_of(e.consumer)
+        key = graph.tasks[e.consumer].key
+        for src in producers:
+            for j, dst in enumerate(consumers):
+                links.append(
+                    Link(
+                        e.producer,
+                        e.consumer,
+                        e.param,
+                        src,
+                        dst,
+                        replica=j,
+                        replicas=len(consumers),
+                        merged=len(producers) > 1,
+                        key=key if len(consumers) > 1 else None,
+                    )
+                )
+    for name in collect or []:
+        producers = plan.replicas_of(name)
+        links += [Link(name, None, "", src, PARENT, merged=len(producers) > 1) for src in producers]
+    return links
+
+
+def inline_links(graph: Graph) -> list[Link]:
+    """Every edge as a local link in pipeline 0 (the inline backend: no replicas)."""
+    return [Link(e.producer, e.consumer, e.param, 0, 0) for e in graph.edges]
+
+
+def route(value: Any, seq: int, key: str | None, replicas: int) -> int:
+    """The replica that takes ``value``: by key (stable across processes), else round-robin."""
+    if key is None:
+        return seq % replicas
+    # crc32 of the repr, not hash(): str hashes differ between processes (PYTHONHASHSEED).
+    return zlib.crc32(repr(getattr(value, key)).encode()) % replicas
