@@ -25,6 +25,7 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult, run
 from conveyor.graph import Edge, Graph
 from conveyor.plan import Plan, make_plan, measure_costs
+from conveyor.runtime.gather import Gather
 from conveyor.task import TaskSpec, source, task
 from conveyor.transport import (
     CameraSpec,
@@ -56,6 +57,7 @@ __all__ = [
     "FrameStore",
     "FrameStoreError",
     "FrameStoreFull",
+    "Gather",
     "Graph",
     "Message",
     "PipelineCrashed",

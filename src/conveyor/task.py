@@ -25,6 +25,7 @@ source that is not a generator of one type.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import inspect
 import types
 import typing
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from conveyor._errors import ConfigurationError
+from conveyor.runtime.gather import Gather
 
 Resource = Literal["cpu", "gpu"]
 Kind = Literal["source", "task", "sink"]
@@ -58,6 +60,7 @@ class TaskSpec:
     optional_output: bool = False  # returns T | None: None means "nothing for this input"
     wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
     join_on: tuple[str, ...] = ()  # a join matches inputs whose these attributes are equal
+    gather: Gather | None = None  # takes list[T]: the messages of one group (one instant)
 
     @property
     def stateful(self) -> bool:
@@ -70,7 +73,7 @@ class TaskSpec:
     @property
     def replicable(self) -> bool:
         """Can run as several replicas: one input, and stateless or partitioned by key."""
-        one_input = self.kind != "source" and len(self.inputs) == 1
+        one_input = self.kind != "source" and len(self.inputs) == 1 and self.gather is None
         return one_input and (not self.stateful or bool(self.key))
 
     def describe(self) -> str:
@@ -104,6 +107,7 @@ def task(
     cost: float | None = None,
     wire: dict[str, str] | None = None,
     join_on: tuple[str, ...] | str = (),
+    gather: Gather | None = None,
 ) -> Callable[[F], F]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task (a function or a class whose instances are called per item)."""
@@ -176,7 +180,9 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
                     f"task {name!r}: parameter {p.name!r} has no type annotation; annotate it "
                     "with the message type it takes (the graph is wired by these types)"
                 )
-            inputs.append((p.name, _element(hints[p.name], name, f"parameter {p.name!r}", batch)))
+            listed = batch > 1 or options.get("gather") is not None
+            what = f"parameter {p.name!r}"
+            inputs.append((p.name, _element(hints[p.name], name, what, listed, batch)))
         if "return" not in hints:
             raise ConfigurationError(
                 f"task {name!r} has no return annotation; annotate it with the message type it "
@@ -185,6 +191,9 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
         output, optional = _output_type(hints["return"], name, batch)
         if options.get("join_on") and len(inputs) < 2:
             raise ConfigurationError(f"task {name!r}: join_on needs two or more inputs to join")
+        gather = options.get("gather")
+        if gather is not None:
+            _check_gather(name, gather, inputs, batch, options)
         if options.get("join_on") and batch > 1:
             raise ConfigurationError(
                 f"task {name!r}: a joining task takes one set at a time (batch=1)"
@@ -244,6 +253,29 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
         options["join_on"] = (join_on,) if isinstance(join_on, str) else tuple(join_on)
 
 
+def _check_gather(
+    name: str, gather: Any, inputs: list[tuple[str, type]], batch: int, options: dict[str, Any]
+) -> None:
+    if not isinstance(gather, Gather):
+        raise ConfigurationError(
+            f"task {name!r}: gather must be a conveyor.Gather(by=..., member=...), got {gather!r}"
+        )
+    if len(inputs) != 1 or batch > 1 or options.get("join_on"):
+        raise ConfigurationError(
+            f"gathering task {name!r} takes exactly one parameter, list[T], and no batch or "
+            "join_on (the group is its batch)"
+        )
+    tp = inputs[0][1]
+    if dataclasses.is_dataclass(tp):
+        fields = {f.name for f in dataclasses.fields(tp)}
+        for attr in (gather.by, gather.member):
+            if attr not in fields:
+                raise ConfigurationError(
+                    f"gathering task {name!r} groups {tp.__name__} by {attr!r}, which is not "
+                    f"one of its fields {sorted(fields)}"
+                )
+
+
 def _entry_point(target: Any, kind: Kind) -> Callable[..., Any]:
     if not inspect.isclass(target):
         return target
@@ -267,12 +299,13 @@ def _is_list(tp: Any) -> bool:
     return typing.get_origin(tp) in (list, collections.abc.Sequence)
 
 
-def _element(tp: Any, name: str, what: str, batch: int) -> type:
-    if batch > 1:
+def _element(tp: Any, name: str, what: str, listed: bool, batch: int = 1) -> type:
+    if listed:
         if not _is_list(tp):
+            takes = f"up to {batch} items at once" if batch > 1 else "a group of messages"
             raise ConfigurationError(
-                f"batch task {name!r}: {what} must be annotated list[T] (it receives up to "
-                f"{batch} items at once), got {_show(tp)}"
+                f"{'batch' if batch > 1 else 'gathering'} task {name!r}: {what} must be "
+                f"annotated list[T] (it receives {takes}), got {_show(tp)}"
             )
         (tp,) = typing.get_args(tp) or (Any,)
     if not isinstance(tp, type):
@@ -299,7 +332,7 @@ def _output_type(tp: Any, name: str, batch: int) -> tuple[type | None, bool]:
                 "type (optionally '| None' to produce nothing)"
             )
         tp, optional = args[0], True
-    return _element(tp, name, "its return", batch), optional
+    return _element(tp, name, "its return", batch > 1, batch), optional
 
 
 def _yielded_type(tp: Any, name: str) -> type:

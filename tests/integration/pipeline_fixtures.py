@@ -126,3 +126,18 @@ def measure_bright(batch: list[Bright]) -> list[Stats]:
 @cv.task(replicas=2, key="camera", cost=0.001)
 class SmoothReplicated(Smooth):
     """Stateful and keyed: each camera's items go to one replica, in order."""
+
+
+# -- gathering across cameras ------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    index: int
+    cameras: tuple[str, ...]
+    total: float
+
+
+@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=5.0)
+def scene(stats: list[Stats]) -> Scene:
+    return Scene(stats[0].index, tuple(sorted(s.camera for s in stats)), sum(s.mean for s in stats))

@@ -27,6 +27,7 @@ from tests.integration.pipeline_fixtures import (
     halve,
     measure,
     measure_bright,
+    scene,
 )
 
 
@@ -172,3 +173,13 @@ def test_replicated_runs_equal_inline(workers: int, heavy: object) -> None:
     inline = cv.run(graph, backend="inline", collect=["Smooth"])
     local = cv.run(graph, backend="local", workers=workers, collect=["Smooth"])
     assert key(local.outputs["Smooth"]) == key(inline.outputs["Smooth"])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_gathering_across_processes_equals_inline(workers: int) -> None:
+    graph = cv.Graph([frames, measure, scene])
+    inline = cv.run(graph, backend="inline", collect=["scene"])
+    local = cv.run(graph, backend="local", workers=workers, collect=["scene"])
+    want = [(s.index, s.cameras, round(s.total, 6)) for s in inline.outputs["scene"]]
+    assert [(s.index, s.cameras, round(s.total, 6)) for s in local.outputs["scene"]] == want
+    assert len(want) == 40 and all(cams == ("c0", "c1", "c2") for _, cams, _ in want)

@@ -27,6 +27,7 @@ from typing import Any
 
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
+from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.links import Link, inline_links, route
 from conveyor.runtime.merge import Merger
 from conveyor.runtime.policy import TaskState, choose
@@ -35,6 +36,7 @@ from conveyor.transport.doorbell import Doorbell
 from conveyor.transport.ring import Message, RingReader, RingWriter
 
 DEFAULT_QUEUE = 64  # items per in-process input queue
+GATHER_ROOM = 4  # a gathering task's queue holds this many times more
 
 
 class Lease:
@@ -90,6 +92,8 @@ class _Task:
     calls: int = 0
     items: int = 0
     next_seq: int = 0  # numbers the items this task sends into replicas
+    capacity: int = DEFAULT_QUEUE  # items per input queue
+    latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
 
 
@@ -120,6 +124,8 @@ class PipelineLoop:
             n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
         }
         for t in self.tasks.values():
+            # A gathering task holds whole groups (one message per camera): room for several.
+            t.capacity = queue_size * GATHER_ROOM if t.spec.gather else queue_size
             for param, _tp in t.spec.inputs:
                 t.queues[param] = deque()
                 t.upstream_open[param] = 0
@@ -222,7 +228,8 @@ class PipelineLoop:
         for item in list(self._readers):
             inlet, task_name, param, enveloped = item
             queue = self.tasks[task_name].queues[param]
-            while len(queue) < self.queue_size:
+            capacity = self.tasks[task_name].capacity
+            while len(queue) < capacity:
                 try:
                     got = inlet.try_read()
                 except EndOfChannel:
@@ -247,6 +254,8 @@ class PipelineLoop:
 
     def _state(self, t: _Task, now: float) -> TaskState:
         spec = t.spec
+        if spec.gather is not None:
+            return self._gather_state(t, now)
         if spec.join_on:
             queued = len(next(iter(t.queues.values()))) if self._match(t) is not None else 0
         else:
@@ -268,9 +277,38 @@ class PipelineLoop:
             upstream_done=not any(t.upstream_open.values()),
         )
 
+    def _gather_state(self, t: _Task, now: float) -> TaskState:
+        upstream_done = not any(t.upstream_open.values())
+        positions, due_in = self._group(t, now, upstream_done)
+        (queue,) = t.queues.values()
+        # A group that is not complete yet is shown to the policy as a partial batch due in
+        # ``due_in``: the policy then runs other tasks and wakes the loop when it is due.
+        return TaskState(
+            name=t.spec.name,
+            order=t.order,
+            queued=len(queue) if positions or due_in is not None else 0,
+            capacity=t.capacity,
+            batch=1 if positions else len(queue) + 1,
+            max_wait=due_in or 0.0,
+            oldest=now,
+            outputs_full=self._outputs_full(t),
+            upstream_done=upstream_done,
+        )
+
+    def _group(
+        self, t: _Task, now: float, upstream_done: bool
+    ) -> tuple[list[int] | None, float | None]:
+        gather = t.spec.gather
+        assert gather is not None
+        (queue,) = t.queues.values()
+        pending = [
+            Pending(gather.key_of(e.value), gather.member_of(e.value), e.arrived) for e in queue
+        ]
+        return oldest_group(pending, t.latest, now, t.spec.max_wait, upstream_done)
+
     def _outputs_full(self, t: _Task) -> bool:
         limit = self.queue_size
-        if any(len(c.queues[p]) >= limit for c, p in t.local_out):
+        if any(len(c.queues[p]) >= c.capacity for c, p in t.local_out):
             return True
         rings = list(t.ring_out)
         for outlet in t.merge_out:
@@ -282,7 +320,7 @@ class PipelineLoop:
         for r in t.routes:
             for o in r.outlets:
                 if isinstance(o, tuple):
-                    if len(o[0].queues[o[1]]) >= limit:
+                    if len(o[0].queues[o[1]]) >= o[0].capacity:
                         return True
                 else:
                     rings.append(o)
@@ -382,6 +420,18 @@ class PipelineLoop:
             t.items += 1
             self._emit(t, [item], [None])
             return
+        if spec.gather is not None:
+            positions, _ = self._group(t, time.monotonic(), not any(t.upstream_open.values()))
+            assert positions  # the policy chose it, so a group is ready
+            (queue,) = t.queues.values()
+            entries = [queue[i] for i in positions]
+            for i in reversed(positions):
+                del queue[i]
+            values = [e.value for e in entries]
+            result = self._call(t, values, (values,))
+            held = [e.lease for e in entries if e.lease is not None]
+            self._emit(t, [result], [Lease([x.drop for x in held]) if held else None])
+            return
         if spec.batched:
             (param,) = t.queues
             queue = t.queues[param]
@@ -419,7 +469,7 @@ class PipelineLoop:
         spec = t.spec
         try:
             if spec.stateful:
-                first = args[0][0] if spec.batched else args[0]
+                first = args[0][0] if spec.batched or spec.gather else args[0]
                 key = getattr(first, spec.key) if spec.key else None
                 instance = t.instances.get(key)
                 if instance is None:

@@ -1,0 +1,107 @@
+"""Gathering many messages of one type into groups: every camera's detections for one instant.
+
+    @conveyor.task(gather=conveyor.Gather(by="index", member="camera"), max_wait=0.2)
+    def associate(dets: list[Detections]) -> FloorTracks: ...
+
+A group is the messages whose ``by`` attribute is equal (or, with ``window``, falls in the same
+``window``-wide bucket of a float timestamp). Groups go out oldest first, and a group is ready
+when no more of it can come:
+
+- every *member* seen so far (``member``: the attribute naming a stream, such as a camera) has
+  either sent its message for the group or already moved past it (each member's stream is in
+  order, so it will send nothing older), and at least one has moved past it (so the members
+  seen are not merely the first to arrive); no fixed camera count is needed, and a camera
+  that joins late joins the population. A group thus waits about one frame period;
+- or its first message waited ``max_wait`` seconds (a camera stalled or dropped the frame);
+- or no more input can come at all.
+
+A message that comes after its group went out is not lost: it forms a later group of its own.
+The decision is a pure function over the queued messages, tested without processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor._errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Gather:
+    """How a gathering task groups its input (see the module docstring)."""
+
+    by: str
+    member: str
+    window: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("by", "member"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.isidentifier():
+                raise ConfigurationError(
+                    f"Gather({name}=...) must name an attribute of the message, got {value!r}"
+                )
+        if self.window is not None and not self.window > 0:
+            raise ConfigurationError(
+                f"Gather(window=...) must be a positive number of seconds, got {self.window!r}"
+            )
+
+    def key_of(self, value: Any) -> Hashable:
+        raw = _attr(value, self.by)
+        return math.floor(raw / self.window) if self.window else raw
+
+    def member_of(self, value: Any) -> Hashable:
+        return _attr(value, self.member)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What the decision needs to know of one queued message."""
+
+    key: Any  # group key (orderable: an int index or a time bucket)
+    member: Hashable
+    arrived: float
+
+
+def oldest_group(
+    pending: Sequence[Pending],
+    latest: dict[Hashable, Any],
+    now: float,
+    max_wait: float,
+    upstream_done: bool,
+) -> tuple[list[int] | None, float | None]:
+    """Positions of the oldest group if it is ready, else None; and when it will be due.
+
+    ``latest`` maps each member seen so far to the largest key it has sent (kept by the caller
+    across calls, since messages already gathered still count); this call updates it.
+    """
+    if not pending:
+        return None, None
+    for p in pending:
+        if p.member not in latest or p.key > latest[p.member]:
+            latest[p.member] = p.key
+    first = min(pending, key=lambda p: (p.key, p.arrived))
+    key = first.key
+    positions = [i for i, p in enumerate(pending) if p.key == key]
+    arrived = min(pending[i].arrived for i in positions)
+    due = arrived + max_wait
+    if upstream_done or now >= due:
+        return positions, None
+    have = {pending[i].member for i in positions}
+    moved_on = any(k > key for k in latest.values())  # time has passed this group somewhere
+    if moved_on and all(m in have or k > key for m, k in latest.items()):
+        return positions, None
+    return None, due - now
+
+
+def _attr(value: Any, name: str) -> Any:
+    try:
+        return getattr(value, name)
+    except AttributeError:
+        raise ConfigurationError(
+            f"a gathering task groups by {name!r}, but a {type(value).__name__} message has "
+            "no such attribute"
+        ) from None

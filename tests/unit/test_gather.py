@@ -1,0 +1,98 @@
+"""Gathering: the pure decision, and a gathering task in the loop (cross-camera groups)."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import conveyor as cv
+from conveyor.graph import Graph
+from conveyor.runtime.gather import Pending, oldest_group
+from conveyor.runtime.loop import PipelineLoop
+
+
+def test_a_group_is_ready_when_every_member_has_sent_or_moved_past_it() -> None:
+    latest: dict = {}
+    pending = [Pending(0, "a", 0.0), Pending(0, "b", 0.0)]
+    # a and b sent group 0, but nothing has moved past it: c may still come.
+    assert oldest_group(pending, latest, 0.0, 1.0, False) == (None, pytest.approx(1.0))
+    latest["c"] = -1  # c was seen before (at key -1)
+    pending.append(Pending(1, "a", 0.1))  # time moved on, but c has not sent 0 yet
+    assert oldest_group(pending, latest, 0.1, 1.0, False) == (None, pytest.approx(0.9))
+    pending.append(Pending(1, "c", 0.2))  # c skipped 0 and moved on: group 0 is complete
+    assert oldest_group(pending, latest, 0.2, 1.0, False) == ([0, 1], None)
+
+
+def test_a_group_goes_out_when_it_waited_max_wait_or_input_ended() -> None:
+    latest = {"a": 0, "b": -1}
+    pending = [Pending(0, "a", 0.0)]
+    assert oldest_group(pending, latest, 0.5, 1.0, False)[0] is None
+    assert oldest_group(pending, latest, 1.0, 1.0, False)[0] == [0]
+    assert oldest_group(pending, latest, 0.5, 1.0, True)[0] == [0]
+
+
+def test_window_buckets_float_timestamps() -> None:
+    g = cv.Gather(by="ts", member="camera", window=0.1)
+    assert (
+        g.key_of(Shot("a", 3, 0.31)) == g.key_of(Shot("b", 3, 0.39)) != g.key_of(Shot("a", 4, 0.41))
+    )
+
+
+@dataclass
+class Shot:
+    camera: str
+    index: int
+    ts: float
+
+
+@dataclass
+class Instant:
+    index: int
+    cameras: tuple[str, ...]
+
+
+@cv.source
+def shots() -> Iterator[Shot]:
+    """Three cameras; camera c drops every third frame, b starts late (index 2)."""
+    for index in range(12):
+        for camera in ("a", "b", "c"):
+            if camera == "c" and index % 3 == 1:
+                continue
+            if camera == "b" and index < 2:
+                continue
+            yield Shot(camera, index, index / 10)
+
+
+@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=60)
+def instant(shots: list[Shot]) -> Instant:
+    assert len({s.index for s in shots}) == 1
+    return Instant(shots[0].index, tuple(sorted(s.camera for s in shots)))
+
+
+def test_gathering_task_groups_each_instant_across_cameras() -> None:
+    out: list[Instant] = []
+    graph = Graph([shots, instant])
+    PipelineLoop(graph, graph.order, collect={"instant": out.append}).run()
+    assert [i.index for i in out] == list(range(12))
+    expected = [
+        tuple(
+            c for c in ("a", "b", "c") if not (c == "c" and i % 3 == 1) and not (c == "b" and i < 2)
+        )
+        for i in range(12)
+    ]
+    assert [i.cameras for i in out] == expected
+
+
+def test_gather_is_checked_when_the_task_is_declared() -> None:
+    with pytest.raises(cv.ConfigurationError, match="not one of its fields"):
+
+        @cv.task(gather=cv.Gather(by="frame", member="camera"))
+        def bad(shots: list[Shot]) -> Instant: ...
+
+    with pytest.raises(cv.ConfigurationError, match="list\\[T\\]"):
+
+        @cv.task(gather=cv.Gather(by="index", member="camera"))
+        def single(shot: Shot) -> Instant: ...
+
+    with pytest.raises(cv.ConfigurationError, match="attribute"):
+        cv.Gather(by="", member="camera")
