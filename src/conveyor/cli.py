@@ -68,6 +68,10 @@ def _plan(args: argparse.Namespace) -> int:
     if args.dot:
         Path(args.dot).write_text(plan.to_dot())
         print(f"\nwrote {args.dot} (render it with: dot -Tpng {args.dot} -o plan.png)")
+    if args.png:
+        from conveyor.plan_drawing import draw_plan
+
+        print(f"wrote {draw_plan(plan, args.png)}")
     return 0
 
 
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "(sinks run too) instead of using hints",
     )
     p.add_argument("--dot", help="also write the plan as Graphviz DOT to this file")
+    p.add_argument("--png", help="also draw the plan as a PNG picture to this file")
 
     r = sub.add_parser("run", help="run a graph until its sources end")
     r.add_argument("graph", help="MODULE:GRAPH")

@@ -15,7 +15,8 @@ into pipelines:
    10% of the least, one that already holds a neighbour in the graph wins, so tasks that
    exchange data stay together when that costs (almost) nothing.
 
-``Plan.describe()`` prints the placement with loads and reasons; ``Plan.to_dot()`` draws it.
+``Plan.describe()`` prints the placement with loads and reasons; ``Plan.to_dot()`` and
+``Plan.to_png()`` draw it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ class Plan:
         lines.append(f"  channels between pipelines: {len(crossing)}")
         lines += [f"    {e}" for e in crossing]
         return "\n".join(lines)
+
+    def to_png(self, path: str) -> str:
+        """Draw the plan as a PNG (matplotlib; see ``plan_drawing``); returns the path."""
+        from conveyor.plan_drawing import draw_plan
+
+        return str(draw_plan(self, path))
 
     def to_dot(self) -> str:
         """Graphviz source: one cluster per pipeline, one node per unit."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,14 @@ def test_plan_and_run_an_example_graph(capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main(["run", "examples/hello.py:graph", "--backend", "inline"]) == 0
     text = capsys.readouterr().out
     assert "cam-3 frame  75" in text and "done: inline backend" in text
+
+
+def test_plan_is_drawn_as_png_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png, dot = tmp_path / "plan.png", tmp_path / "plan.dot"
+    args = ["plan", "examples/hello.py:graph", "--workers", "2", "--png", str(png)]
+    assert cli.main([*args, "--dot", str(dot)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "subgraph cluster_0" in dot.read_text() and f"wrote {png}" in capsys.readouterr().out
 
 
 def test_bad_graph_reference_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
