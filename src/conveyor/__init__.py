@@ -25,6 +25,7 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult, run
 from conveyor.graph import Edge, Graph
 from conveyor.plan import Plan, make_plan, measure_costs
+from conveyor.runtime.frames import Frame, frame_store
 from conveyor.runtime.gather import Gather
 from conveyor.task import TaskSpec, source, task
 from conveyor.transport import (
@@ -53,6 +54,7 @@ __all__ = [
     "Edge",
     "EncodeError",
     "EndOfChannel",
+    "Frame",
     "FrameRef",
     "FrameStore",
     "FrameStoreError",
@@ -71,6 +73,7 @@ __all__ = [
     "TaskFailed",
     "TaskSpec",
     "__version__",
+    "frame_store",
     "make_plan",
     "measure_costs",
     "run",

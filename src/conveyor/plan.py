@@ -22,12 +22,13 @@ into pipelines:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Edge, Graph
 from conveyor.task import Resource
+from conveyor.transport.framestore import CameraSpec
 
 DEFAULT_COST = 1e-3  # seconds per item assumed for a task with no measurement and no hint
 NEAR = 0.10  # "about as light": within 10% of the least loaded pipeline
@@ -226,20 +227,29 @@ def make_plan(
     return Plan(graph, tuple(pipelines), cost, reasons)
 
 
-def measure_costs(graph: Graph, items: int = 16) -> dict[str, float]:
+def measure_costs(
+    graph: Graph, items: int = 16, cameras: Sequence[CameraSpec] = ()
+) -> dict[str, float]:
     """Run the graph inline on its sources' first ``items`` items; seconds per item per task.
 
     The first call of a task (model loading, JIT warm-up) is part of the measurement, so keep
     ``items`` large enough that it does not dominate; a task's ``cost`` hint is used when it
-    processed nothing.
+    processed nothing. ``cameras``: the frame store the sources write to, as for ``run``.
     """
+    from conveyor.runtime.frames import create_frame_store, use_frame_store
     from conveyor.runtime.loop import PipelineLoop
 
     if items < 1:
         raise ConfigurationError(f"items must be at least 1, got {items}")
-    loop = PipelineLoop(graph, graph.order, max_source_items=items)
-    loop.run()
-    return loop.costs()
+    store = create_frame_store(cameras)
+    try:
+        loop = PipelineLoop(graph, graph.order, max_source_items=items)
+        loop.run()
+        return loop.costs()
+    finally:
+        use_frame_store(None)
+        if store is not None:
+            store.close()
 
 
 def _unit(name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:

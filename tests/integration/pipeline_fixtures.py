@@ -141,3 +141,36 @@ class Scene:
 @cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=5.0)
 def scene(stats: list[Stats]) -> Scene:
     return Scene(stats[0].index, tuple(sorted(s.camera for s in stats)), sum(s.mean for s in stats))
+
+
+# -- frames in the run's frame store -----------------------------------------------------------
+
+CAMERAS = [cv.CameraSpec(f"cam{i}", (60, 80, 3), slots=3) for i in range(3)]
+
+
+def expected_fill(camera: str, index: int) -> int:
+    return (index * 7 + int(camera[-1]) * 50) % 251
+
+
+@cv.source
+def store_frames() -> Iterator[cv.Frame]:
+    """Writes each frame once into the run's store; only 3 slots per camera, so slots are
+    reused many times over: a slot reused too early would show the wrong fill."""
+    for index in range(30):
+        for spec in CAMERAS:
+            pixels = np.full(spec.shape, expected_fill(spec.name, index), np.uint8)
+            yield cv.Frame.write(spec.name, pixels, index)
+
+
+@dataclass
+class Checked:
+    camera: str
+    index: int
+    fill: int
+
+
+@cv.task(replicas=2, cost=0.001)
+def check_frame(frame: cv.Frame) -> Checked:
+    pixels = frame.pixels  # a read-only view into shared memory
+    assert not pixels.flags.writeable
+    return Checked(frame.camera, frame.index, int(pixels[0, 0, 0]) + int(pixels.max()) * 1000)

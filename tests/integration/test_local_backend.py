@@ -15,19 +15,23 @@ import conveyor as cv
 from conveyor.plan import make_plan
 from conveyor.transport.segment import leaked_segments
 from tests.integration.pipeline_fixtures import (
+    CAMERAS,
     Frame,
     Smooth,
     SmoothReplicated,
     brighten,
     brighten3,
+    check_frame,
     combine,
     dies_at_5,
+    expected_fill,
     fails_at_17,
     frames,
     halve,
     measure,
     measure_bright,
     scene,
+    store_frames,
 )
 
 
@@ -183,3 +187,17 @@ def test_gathering_across_processes_equals_inline(workers: int) -> None:
     want = [(s.index, s.cameras, round(s.total, 6)) for s in inline.outputs["scene"]]
     assert [(s.index, s.cameras, round(s.total, 6)) for s in local.outputs["scene"]] == want
     assert len(want) == 40 and all(cams == ("c0", "c1", "c2") for _, cams, _ in want)
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_frames_travel_by_reference_and_slots_wait_until_released(backend: str) -> None:
+    graph = cv.Graph([store_frames, check_frame])
+    result = cv.run(graph, backend=backend, workers=2, cameras=CAMERAS, collect=["check_frame"])
+    got = [(c.camera, c.index, c.fill) for c in result.outputs["check_frame"]]
+    want = [(s.name, i, expected_fill(s.name, i) * 1001) for i in range(30) for s in CAMERAS]
+    assert got == want
+
+
+def test_a_run_without_cameras_says_how_to_get_a_frame_store() -> None:
+    with pytest.raises(cv.TaskFailed, match="cameras="):
+        cv.run(cv.Graph([store_frames, check_frame]), backend="inline")

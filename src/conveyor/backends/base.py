@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Graph
 from conveyor.plan import Plan
+from conveyor.transport.framestore import CameraSpec
 
 
 @dataclass
@@ -27,11 +28,14 @@ def run(
     plan: Plan | None = None,
     workers: int | None = None,
     collect: Iterable[str] = (),
+    cameras: Sequence[CameraSpec] = (),
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
     ``collect`` names tasks whose outputs come back to this process in ``RunResult.outputs``
     (in production, sinks write results themselves; collecting is for tests and notebooks).
+    ``cameras`` creates the run's frame store (``conveyor.frame_store()``, ``conveyor.Frame``);
+    its frames live as long as the run, so collected ``Frame`` messages cannot be read after.
     """
     names = list(collect)
     missing = [n for n in names if n not in graph.tasks]
@@ -43,9 +47,9 @@ def run(
     if backend == "inline":
         from conveyor.backends.inline import run_inline
 
-        return run_inline(graph, names)
+        return run_inline(graph, names, cameras)
     if backend == "local":
         from conveyor.backends.local import run_local
 
-        return run_local(graph, names, plan=plan, workers=workers)
+        return run_local(graph, names, plan=plan, workers=workers, cameras=cameras)
     raise ConfigurationError(f"backend must be 'inline' or 'local', got {backend!r}")

@@ -7,17 +7,26 @@ For debugging (breakpoints in task code work) and as the serial baseline. It run
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
+from conveyor.runtime.frames import create_frame_store, use_frame_store
 from conveyor.runtime.loop import PipelineLoop
+from conveyor.transport.framestore import CameraSpec
 
 
-def run_inline(graph: Graph, collect: list[str]) -> RunResult:
+def run_inline(graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] = ()) -> RunResult:
     outputs: dict[str, list] = {name: [] for name in collect}
-    loop = PipelineLoop(
-        graph, graph.order, collect={name: outputs[name].append for name in collect}
-    )
-    start = time.monotonic()
-    loop.run()
-    return RunResult("inline", time.monotonic() - start, outputs)
+    store = create_frame_store(cameras)
+    try:
+        loop = PipelineLoop(
+            graph, graph.order, collect={name: outputs[name].append for name in collect}
+        )
+        start = time.monotonic()
+        loop.run()
+        return RunResult("inline", time.monotonic() - start, outputs)
+    finally:
+        use_frame_store(None)
+        if store is not None:
+            store.close()

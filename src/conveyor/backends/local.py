@@ -21,6 +21,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,10 +38,12 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
 from conveyor.plan import Plan, make_plan
+from conveyor.runtime.frames import create_frame_store, use_frame_store
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.runtime.merge import Merger
 from conveyor.transport.doorbell import Doorbell
+from conveyor.transport.framestore import CameraSpec, FrameStore
 from conveyor.transport.ring import Ring, RingReader, register_bell
 
 RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
@@ -56,6 +59,7 @@ class WorkerConfig:
     tasks: list[str]
     bell: str
     links: list[Link]  # the links that start or end in this pipeline
+    frame_store: str | None = None  # the run's frame store, by name
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
@@ -64,6 +68,8 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
     try:
         bell = Doorbell.attach(config.bell)
         register_bell(bell)
+        if config.frame_store is not None:
+            use_frame_store(FrameStore.attach(config.frame_store))
         loop = PipelineLoop(
             config.graph,
             config.tasks,
@@ -81,7 +87,11 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
 
 
 def run_local(
-    graph: Graph, collect: list[str], plan: Plan | None = None, workers: int | None = None
+    graph: Graph,
+    collect: list[str],
+    plan: Plan | None = None,
+    workers: int | None = None,
+    cameras: Sequence[CameraSpec] = (),
 ) -> RunResult:
     graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2)
@@ -89,6 +99,9 @@ def run_local(
     owned: list[Any] = []  # everything to close at the end, whatever happens
     procs: list[Any] = []  # multiprocessing's process objects
     try:
+        store = create_frame_store(cameras)
+        if store is not None:
+            owned.append(store)
         parent_bell = Doorbell.create()
         owned.append(parent_bell)
         register_bell(parent_bell)
@@ -123,6 +136,7 @@ def run_local(
                 list(p.tasks),
                 bells[p.index].name,
                 [k for k in links if p.index in (k.src, k.dst)],
+                store.name if store is not None else None,
             )
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(
@@ -140,6 +154,7 @@ def run_local(
             if worker.is_alive():
                 worker.kill()
             worker.join(10)
+        use_frame_store(None)
         for obj in reversed(owned):
             obj.close()
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
+from conveyor.runtime.frames import frame_holds, releaser
 from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.links import Link, inline_links, route
 from conveyor.runtime.merge import Merger
@@ -418,7 +419,8 @@ class PipelineLoop:
                 t.busy += time.perf_counter() - started
             t.calls += 1
             t.items += 1
-            self._emit(t, [item], [None])
+            held = frame_holds(item)  # the run takes over the source's hold on its frames
+            self._emit(t, [item], [Lease([releaser(held)]) if held else None])
             return
         if spec.gather is not None:
             positions, _ = self._group(t, time.monotonic(), not any(t.upstream_open.values()))
@@ -429,8 +431,8 @@ class PipelineLoop:
                 del queue[i]
             values = [e.value for e in entries]
             result = self._call(t, values, (values,))
-            held = [e.lease for e in entries if e.lease is not None]
-            self._emit(t, [result], [Lease([x.drop for x in held]) if held else None])
+            leases = [e.lease for e in entries if e.lease is not None]
+            self._emit(t, [result], [Lease([x.drop for x in leases]) if leases else None])
             return
         if spec.batched:
             (param,) = t.queues

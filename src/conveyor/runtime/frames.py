@@ -1,0 +1,112 @@
+"""Camera frames in a run: written once into the run's frame store, passed as small references.
+
+A run given ``cameras=[CameraSpec(...), ...]`` creates one shared-memory ``FrameStore`` for them
+before any pipeline starts; every process of the run sees it as ``conveyor.frame_store()``. A
+source writes a frame once and yields a ``Frame`` message (camera, index, timestamp and a
+``FrameRef`` of a few dozen bytes); any task, in any pipeline, reads ``frame.pixels``: a
+read-only view of the shared memory, no copy.
+
+Holds: the write holds the slot for its source. When a source yields a ``Frame`` (or a message
+with ``Frame`` fields), the run takes that hold over and releases it once every task in the
+source's pipeline that received the message is done with it; ring messages that name the frame
+hold it on their own until their consumer commits. So a slot is reused only when no message
+naming it is in flight, and a source that runs ahead of the pipeline waits for a free slot
+(backpressure) instead of overwriting frames still in use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from conveyor._errors import ConfigurationError
+from conveyor.transport.frameref import FrameRef
+from conveyor.transport.framestore import CameraSpec, FrameStore, resolve
+
+_current: FrameStore | None = None
+
+
+@dataclass
+class Frame:
+    """One camera frame in the run's frame store (a message type; subclass it to add fields)."""
+
+    camera: str
+    index: int
+    ts: float
+    ref: FrameRef
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The frame as a read-only numpy view into shared memory (no copy)."""
+        return resolve(self.ref)
+
+    @classmethod
+    def write(cls, camera: str, pixels: np.ndarray, index: int, ts: float | None = None) -> Frame:
+        """Copy ``pixels`` into the run's frame store (the one copy) and return the message."""
+        ts = time.time() if ts is None else ts
+        ref = frame_store().write(camera, pixels, ts=ts, index=index)
+        return cls(camera, index, ts, ref)
+
+
+def frame_store() -> FrameStore:
+    """The frame store of the run this process belongs to."""
+    if _current is None:
+        raise ConfigurationError(
+            "this run has no frame store: pass cameras=[conveyor.CameraSpec(name, shape), ...] "
+            "to conveyor.run() (or to measure_costs) to have one"
+        )
+    return _current
+
+
+def use_frame_store(store: FrameStore | None) -> None:
+    """Make ``store`` the current run's store in this process (None: no store)."""
+    global _current
+    _current = store
+
+
+def create_frame_store(cameras: Sequence[CameraSpec]) -> FrameStore | None:
+    """The run's store for ``cameras`` (None if there are none), made current here."""
+    if not cameras:
+        return None
+    for c in cameras:
+        if not isinstance(c, CameraSpec):
+            raise ConfigurationError(f"cameras must be conveyor.CameraSpec values, got {c!r}")
+    store = FrameStore.create(list(cameras))
+    use_frame_store(store)
+    return store
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # message type -> its Frame fields (looked at once)
+
+
+def frame_holds(value: Any) -> list[FrameRef]:
+    """The frames a source's message names (itself a ``Frame``, or ``Frame`` fields)."""
+    if isinstance(value, Frame):
+        return [value.ref]
+    names = _FIELDS.get(type(value))
+    if names is None:
+        names = _FIELDS[type(value)] = (
+            tuple(
+                f.name
+                for f in dataclasses.fields(value)
+                if isinstance(getattr(value, f.name), Frame)
+            )
+            if dataclasses.is_dataclass(value) and not isinstance(value, type)
+            else ()
+        )
+    return [getattr(value, n).ref for n in names]
+
+
+def releaser(refs: list[FrameRef]) -> Callable[[], None]:
+    """A callback that drops the source's hold on each of ``refs``."""
+
+    def release() -> None:
+        for ref in refs:
+            FrameStore.attach(ref.store).release(ref)
+
+    return release
