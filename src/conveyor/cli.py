@@ -57,11 +57,12 @@ def load_graph(ref: str) -> Any:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from conveyor.plan import make_plan, measure_costs
+    from conveyor.plan import detect_gpus, make_plan, measure_costs
 
     graph = load_graph(args.graph)
     costs = measure_costs(graph, args.measure) if args.measure else None
-    plan = make_plan(graph, workers=args.workers, gpus=args.gpus, costs=costs)
+    gpus = detect_gpus() if args.gpus is None else args.gpus
+    plan = make_plan(graph, workers=args.workers, gpus=gpus, costs=costs)
     print(graph.describe())
     print()
     print(plan.describe())
@@ -77,13 +78,13 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from conveyor.backends.base import run
-    from conveyor.plan import make_plan, measure_costs
+    from conveyor.plan import detect_gpus, make_plan, measure_costs
 
     graph = load_graph(args.graph)
     plan = None
     if args.backend == "local":
         costs = measure_costs(graph, args.measure) if args.measure else None
-        plan = make_plan(graph, workers=args.workers, costs=costs)
+        plan = make_plan(graph, workers=args.workers, gpus=detect_gpus(), costs=costs)
         print(plan.describe(), flush=True)
     start = time.monotonic()
     result = run(graph, backend=args.backend, plan=plan)
@@ -102,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("plan", help="show which task runs in which pipeline, and why")
     p.add_argument("graph", help="MODULE:GRAPH")
     p.add_argument("--workers", type=int, default=cpus, help=f"CPU pipelines (default {cpus})")
-    p.add_argument("--gpus", type=int, default=0, help="GPUs to place GPU tasks on")
+    p.add_argument(
+        "--gpus", type=int, default=None, help="GPUs to place GPU tasks on (default: detected)"
+    )
     p.add_argument(
         "--measure",
         type=int,

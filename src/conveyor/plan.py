@@ -22,6 +22,7 @@ into pipelines:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -156,6 +157,17 @@ class Plan:
                     out.append(f'  "{a}" -> "{b}" [label="{e.type.__name__}"];')
         out.append("}")
         return "\n".join(out)
+
+
+def detect_gpus() -> int:
+    """NVIDIA GPUs this process may use (the driver's list, narrowed by CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
 
 
 def make_plan(

@@ -144,3 +144,12 @@ def test_measured_costs_drive_the_plan() -> None:
     plan = make_plan(g, workers=2, costs=costs)
     assert plan.reasons["busy"] == "measured"
     assert plan.pipeline_of("busy") != plan.pipeline_of("cheap")  # the heavy one alone
+
+
+def test_gpus_are_detected_from_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.plan import detect_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert detect_gpus() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert detect_gpus() == 0

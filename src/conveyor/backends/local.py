@@ -37,7 +37,7 @@ from conveyor._errors import (
 )
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
-from conveyor.plan import Plan, make_plan
+from conveyor.plan import Plan, detect_gpus, make_plan
 from conveyor.runtime.frames import create_frame_store, use_frame_store
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
@@ -60,11 +60,16 @@ class WorkerConfig:
     bell: str
     links: list[Link]  # the links that start or end in this pipeline
     frame_store: str | None = None  # the run's frame store, by name
+    gpu: int | None = None  # the device of a GPU pipeline
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
     """Entry point of a pipeline process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
+    if config.gpu is not None:  # a GPU pipeline sees its own device as device 0
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        chosen = visible[config.gpu] if len(visible) > config.gpu and visible[0] else config.gpu
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(chosen).strip()
     try:
         bell = Doorbell.attach(config.bell)
         register_bell(bell)
@@ -94,7 +99,7 @@ def run_local(
     cameras: Sequence[CameraSpec] = (),
 ) -> RunResult:
     graph.check_importable()
-    plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2)
+    plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
     ctx = mp.get_context("spawn")
     owned: list[Any] = []  # everything to close at the end, whatever happens
     procs: list[Any] = []  # multiprocessing's process objects
@@ -137,6 +142,7 @@ def run_local(
                 bells[p.index].name,
                 [k for k in links if p.index in (k.src, k.dst)],
                 store.name if store is not None else None,
+                p.device if p.resource == "gpu" else None,
             )
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(
