@@ -7,9 +7,10 @@ into pipelines:
    ``cost`` hint, else an assumed 1 ms (said so in the plan's reasons).
 2. **GPU tasks** go to one pipeline per device (the model loads once per process); with no GPU
    they run on the CPU like any other task, and the plan says so.
-3. **Replicas.** A stateless task declared ``replicas="auto"`` whose cost alone exceeds the
-   balanced share of one pipeline is split into replicas (each takes every k-th item; the
-   runtime restores order). A fixed ``replicas=k`` is taken as given.
+3. **Replicas.** A task left at ``replicas="auto"`` (the default) whose cost alone exceeds the
+   balanced share of one pipeline is split into replicas when it can be (one input; stateless,
+   or keyed: then each key stays with one replica; not a sink): each takes every k-th item and
+   the runtime restores the order. A fixed ``replicas=k`` is taken as given.
 4. **CPU packing** minimises the most loaded pipeline (min-max): longest units first, each into
    the least loaded pipeline (LPT, within 4/3 of optimal); among pipelines whose load is within
    10% of the least, one that already holds a neighbour in the graph wins, so tasks that
@@ -33,6 +34,7 @@ from conveyor.transport.framestore import CameraSpec
 
 DEFAULT_COST = 1e-3  # seconds per item assumed for a task with no measurement and no hint
 NEAR = 0.10  # "about as light": within 10% of the least loaded pipeline
+REPLICA_GAIN = 0.15  # automatic replicas must lower the bottleneck by at least this much
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,12 @@ class Plan:
 
     def pipeline_of(self, task: str) -> int:
         """The pipeline of a task that is not replicated."""
-        (index,) = set(self.placement()[task])
-        return index
+        places = self.replicas_of(task)
+        if len(places) != 1:
+            raise ConfigurationError(
+                f"task {task!r} runs as {len(places)} replicas: use replicas_of({task!r})"
+            )
+        return places[0]
 
     def cross_edges(self) -> list[Edge]:
         """Edges whose ends run in different pipelines: these become shared-memory rings."""
@@ -214,12 +220,42 @@ def make_plan(
                 reasons[u.task] += f"; GPU {d}"
             pipelines.append(PipelineSpec(len(pipelines), "gpu", tuple(units), device=d))
 
-    # CPU tasks: replicas where one task would be the bottleneck on its own, then min-max.
+    # CPU tasks: replicas where one task would be the bottleneck on its own, then min-max; but
+    # automatic replicas only where they lower the bottleneck clearly, since splitting a task
+    # adds channels whose copies the costs do not show.
+    split, split_reasons = _place_cpu(graph, cpu_tasks, cost, workers, dict(reasons), auto=True)
+    whole, whole_reasons = _place_cpu(graph, cpu_tasks, cost, workers, dict(reasons), auto=False)
+    top = max((sum(u.cost for u in b) for b in split), default=0.0)
+    top_whole = max((sum(u.cost for u in b) for b in whole), default=0.0)
+    if split != whole and top > (1 - REPLICA_GAIN) * top_whole:
+        bins, reasons = whole, whole_reasons
+        for n in cpu_tasks:
+            if split_reasons[n] != whole_reasons[n] and graph.tasks[n].replicas == "auto":
+                reasons[n] += f"; not split: replicas would gain < {REPLICA_GAIN:.0%}"
+    else:
+        bins, reasons = split, split_reasons
+    for b in bins:
+        if b:
+            pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
+    return Plan(graph, tuple(pipelines), cost, reasons)
+
+
+def _place_cpu(
+    graph: Graph,
+    cpu_tasks: list[str],
+    cost: Mapping[str, float],
+    workers: int,
+    reasons: dict[str, str],
+    auto: bool,
+) -> tuple[list[list[Unit]], dict[str, str]]:
     share = sum(cost[n] for n in cpu_tasks) / workers
     units = []
     count: dict[str, int] = {}
     for n in cpu_tasks:  # graph order: a task's producers are decided before it
-        k = count[n] = _replicas(graph, n, cost[n], share, workers, reasons)
+        k = 1
+        if auto or graph.tasks[n].replicas != "auto":
+            k = _replicas(graph, n, cost[n], share, workers, reasons)
+        count[n] = k
         fed_by = [e.producer for e in graph.inputs_of(n) if count.get(e.producer, 1) > 1]
         if k > 1 and fed_by:
             if graph.tasks[n].replicas != "auto":
@@ -233,10 +269,7 @@ def make_plan(
             reasons[n] = reasons[n].split("; ")[0] + why
         units += [_unit(n, cost, k, r) for r in range(k)]
     bins = _pack(units, min(workers, max(1, len(units))), graph)  # replicas <= workers
-    for b in bins:
-        if b:
-            pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
-    return Plan(graph, tuple(pipelines), cost, reasons)
+    return bins, reasons
 
 
 def measure_costs(
@@ -278,7 +311,9 @@ def _replicas(
             reasons[name] += f"; {k} replicas (declared {spec.replicas}"
             reasons[name] += ", at most one per pipeline)" if k < spec.replicas else ")"
         return k
-    if not spec.replicable or cost <= share:
+    # A sink's side effects (files, sockets) would interleave across processes: never split
+    # one unless asked to.
+    if not spec.replicable or spec.kind == "sink" or cost <= share:
         return 1
     k = min(workers, math.ceil(cost / share))
     if k > 1:

@@ -55,7 +55,7 @@ class TaskSpec:
     max_wait: float = 0.01  # seconds a partial batch may wait for more items
     key: str | None = None  # attribute of the input that partitions a stateful task
     timeout: float | None = None  # seconds one call may take (the monitor enforces it)
-    replicas: int | Literal["auto"] = 1
+    replicas: int | Literal["auto"] = "auto"  # auto: the planner decides
     cost: float | None = None  # hint: seconds of work per item
     optional_output: bool = False  # returns T | None: None means "nothing for this input"
     wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
@@ -103,7 +103,7 @@ def task(
     max_wait: float = 0.01,
     key: str | None = None,
     timeout: float | None = None,
-    replicas: int | Literal["auto"] = 1,
+    replicas: int | Literal["auto"] = "auto",
     cost: float | None = None,
     wire: dict[str, str] | None = None,
     join_on: tuple[str, ...] | str = (),
@@ -241,7 +241,7 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
             raise ConfigurationError(
                 f"task {name!r}: {opt} must be a non-negative number of seconds, got {value!r}"
             )
-    replicas = options.get("replicas", 1)
+    replicas = options.get("replicas", "auto")
     if replicas != "auto" and (not isinstance(replicas, int) or replicas < 1):
         raise ConfigurationError(
             f"task {name!r}: replicas must be a positive int or 'auto', got {replicas!r}"

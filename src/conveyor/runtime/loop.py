@@ -335,8 +335,10 @@ class PipelineLoop:
             if t.done or t.spec.kind == "source" or any(t.upstream_open.values()):
                 continue
             if any(t.queues.values()):
-                # Inputs are closed, messages remain, and the policy found nothing to run: a
-                # join whose inputs can never be completed. Say so instead of hanging.
+                if self._state(t, time.monotonic()).queued:
+                    continue  # it can still run: it waits for room in its output
+                # Inputs are closed, messages remain, and none can ever run: a join whose
+                # inputs can never be completed. Say so instead of hanging.
                 left = {p: len(q) for p, q in t.queues.items()}
                 how = f"on {t.spec.join_on}" if t.spec.join_on else "in order (zip)"
                 raise TaskFailed(
