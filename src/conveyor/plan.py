@@ -249,25 +249,33 @@ def _place_cpu(
     auto: bool,
 ) -> tuple[list[list[Unit]], dict[str, str]]:
     share = sum(cost[n] for n in cpu_tasks) / workers
-    units = []
     count: dict[str, int] = {}
-    for n in cpu_tasks:  # graph order: a task's producers are decided before it
+    # Heaviest first: when two neighbours both want replicas, the heavier one gets them.
+    for n in sorted(cpu_tasks, key=lambda n: -cost[n]):
         k = 1
         if auto or graph.tasks[n].replicas != "auto":
             k = _replicas(graph, n, cost[n], share, workers, reasons)
-        count[n] = k
-        fed_by = [e.producer for e in graph.inputs_of(n) if count.get(e.producer, 1) > 1]
-        if k > 1 and fed_by:
-            if graph.tasks[n].replicas != "auto":
+        near = [e.producer for e in graph.inputs_of(n)] + [e.consumer for e in graph.outputs_of(n)]
+        split = [m for m in near if count.get(m, 1) > 1]
+        if k > 1 and split:
+            if graph.tasks[n].replicas != "auto" and graph.tasks[split[0]].replicas != "auto":
                 raise ConfigurationError(
-                    f"task {n!r} has {k} replicas and takes the output of replicated task "
-                    f"{fed_by[0]!r}; a replicated task cannot feed another directly: merge "
-                    "the two into one task, or give one of them replicas=1"
+                    f"tasks {n!r} and {split[0]!r} are both replicated and one feeds the "
+                    "other; a replicated task cannot feed another directly: merge the two "
+                    "into one task, or give one of them replicas=1"
                 )
-            k = count[n] = 1
-            why = f"; not replicated (fed by replicas of {fed_by[0]!r})"
-            reasons[n] = reasons[n].split("; ")[0] + why
-        units += [_unit(n, cost, k, r) for r in range(k)]
+            if graph.tasks[n].replicas == "auto":
+                k = 1
+                why = f"; not replicated (its neighbour {split[0]!r} is)"
+                reasons[n] = reasons[n].split("; ")[0] + why
+            else:  # a declared count wins over an automatic one
+                other = split[0]
+                count[other] = 1
+                reasons[other] = reasons[other].split("; ")[0] + (
+                    f"; not replicated (its neighbour {n!r} is)"
+                )
+        count[n] = k
+    units = [_unit(n, cost, count[n], r) for n in cpu_tasks for r in range(count[n])]
     bins = _pack(units, min(workers, max(1, len(units))), graph)  # replicas <= workers
     return bins, reasons
 

@@ -165,3 +165,24 @@ def test_auto_replicas_are_kept_only_when_they_lower_the_bottleneck_clearly() ->
     assert "not split" in plan.reasons["heavy"]
     wide = make_plan(g, workers=8, costs={"numbers": 0.002, "heavy": 0.030, "sink": 0.001})
     assert len(wide.replicas_of("heavy")) > 2 and wide.bottleneck.load < 0.010
+
+
+@dataclass
+class Mid:
+    i: int
+
+
+@cv.task(cost=0.002)
+def pre(item: Item) -> Mid:
+    return Mid(item.i)
+
+
+@cv.task(cost=0.003)
+def model(m: Mid) -> Heavy:
+    return Heavy(m.i)
+
+
+def test_when_neighbours_both_want_replicas_the_heavier_gets_them() -> None:
+    plan = make_plan(Graph([numbers, pre, model, sink]), workers=16, costs={"numbers": 0.0005})
+    assert len(plan.replicas_of("model")) > 1 and len(plan.replicas_of("pre")) == 1
+    assert "its neighbour 'model' is" in plan.reasons["pre"]

@@ -67,7 +67,7 @@ def test_a_replicated_task_cannot_feed_another_directly() -> None:
     # With "auto" the planner gives up the second task's replicas instead, and says why.
     plan = make_plan(Graph([src, twice, heavy_b]), workers=2)
     assert len(plan.replicas_of("heavy_b")) == 1
-    assert "fed by replicas of 'twice'" in plan.reasons["heavy_b"]
+    assert "its neighbour 'twice' is" in plan.reasons["heavy_b"]
 
 
 def test_the_decorator_refuses_replicas_that_cannot_work() -> None:
