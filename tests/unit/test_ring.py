@@ -248,3 +248,25 @@ def test_a_second_live_producer_is_refused(ring: Ring) -> None:
         assert "already has a live producer" in parent_end.recv()
     finally:
         p.join(10)
+
+
+def test_a_replacement_writer_drops_writes_whose_origin_was_published() -> None:
+    with Ring(capacity=16 * 1024, max_items=64) as ring:
+        first = ring.writer()
+        for origin in (11, 12, 13):
+            first.write(f"m{origin}", origin=origin)
+        first.try_write("unnumbered")  # origin 0: never deduplicated
+        # The producer "dies"; its replacement replays 12 and 13 and goes on with 14.
+        second = RingWriter(ring.name)
+        for origin in (12, 13, 14):
+            second.write(f"m{origin}", origin=origin)
+        second.write("unnumbered")
+        assert second.duplicates == 2
+        reader = ring.reader()
+        got = []
+        while (msg := reader.try_read()) is not None:
+            got.append(msg.value)
+            msg.commit()
+        assert got == ["m11", "m12", "m13", "unnumbered", "m14", "unnumbered"]
+        reader.close()
+        second.close()

@@ -6,7 +6,8 @@ Layout of the segment (every shared counter on its own cache line, one writer ea
     64    write_pos, write_count, producer_pid, closed     (written by the producer only)
     128   read_pos, read_count, consumer_pid, rclosed      (written by the consumer only)
     192   consumer doorbell name, producer doorbell name
-    4096  data: variable-size records, each 64-byte aligned
+    4096  ledger: the origin id of each of the last LEDGER_SIZE records (producer only)
+    36864 data: variable-size records, each 64-byte aligned
 
 Positions are byte counters that only grow; a record lives at ``pos % capacity`` and never
 wraps: when it does not fit before the end, the producer writes a PAD record up to the end and
@@ -19,6 +20,13 @@ Reading returns a ``Message`` whose arrays are read-only views into the ring: no
 consumer's *cursor* is private; the shared ``read_pos`` moves only on ``commit()``, in order, so
 a consumer that dies leaves every uncommitted record in place and its replacement, starting from
 ``read_pos``, reads them again. Frames referenced by a record are held from write to commit.
+
+**Exactly once across a producer's restart.** A write may carry an *origin*: a nonzero 64-bit
+id that names the input the message was derived from (deterministically, so a replay derives
+the same id). The producer notes it in the ledger, in the record's slot, before it publishes
+the record; a replacement producer loads the ids of the last ``LEDGER_SIZE`` published records
+and drops a write whose origin is among them (``duplicates`` counts them). So outputs that a
+replay produces a second time never reach the consumer, whether or not it already took them.
 
 A message larger than half the ring (which could otherwise never fit next to a PAD) goes to an
 *overflow segment* of its own; the ring carries a small OVERFLOW record with its name, and the
@@ -47,7 +55,9 @@ from conveyor.transport.procs import pid_alive
 from conveyor.transport.segment import Segment, leaked_segments, new_name, unlink
 
 _MAGIC = 0x31474E4952564E43  # b"CNVRING1"
-_DATA_OFFSET = 4096
+_LEDGER_OFFSET = 4096
+LEDGER_SIZE = 4096  # origins of the last records written, kept for deduplication
+_DATA_OFFSET = _LEDGER_OFFSET + 8 * LEDGER_SIZE
 _NAME_BYTES = 64
 _REC = struct.Struct("<IIQQQ")  # kind, nbuf, total, seq, header_len
 _BUF = struct.Struct("<QQ")  # offset, nbytes
@@ -165,6 +175,7 @@ class _Endpoint:
         head.release()
         self._prod = buf[64:128].cast("Q")
         self._cons = buf[128:192].cast("Q")
+        self._ledger = buf[_LEDGER_OFFSET:_DATA_OFFSET].cast("q")
         self._data = buf[_DATA_OFFSET : _DATA_OFFSET + self.capacity]
         self.consumer_bell = _bell(_read_name(buf, 192))
         self.producer_bell = _bell(_read_name(buf, 256))
@@ -175,7 +186,7 @@ class _Endpoint:
             raise ChannelClosed(f"this endpoint of ring {self.name} was closed")
 
     def _release_views(self) -> None:
-        for view in (self._prod, self._cons, self._data):
+        for view in (self._prod, self._cons, self._ledger, self._data):
             view.release()
         self._seg.close()
 
@@ -216,6 +227,15 @@ class RingWriter(_Endpoint):
         # Private copies of the producer line: records are placed first, published together.
         self._wpos, self._wcount = int(self._prod[_WPOS]), int(self._prod[_WCOUNT])
         self._overflow_count = 0
+        # Origins of the last published records: a predecessor's, when this one replaces it.
+        ledger = self._ledger
+        recent = [
+            int(ledger[w % LEDGER_SIZE])
+            for w in range(max(0, self._wcount - LEDGER_SIZE), self._wcount)
+        ]
+        self._recent: deque[int] = deque(recent, maxlen=LEDGER_SIZE)
+        self._seen = set(recent) - {0}
+        self.duplicates = 0  # writes dropped because their origin was already written
 
     def has_space(self, nbytes: int = _ALIGN) -> bool:
         """Could a record of ``nbytes`` be written now?"""
@@ -235,22 +255,36 @@ class RingWriter(_Endpoint):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def try_write(self, value: object) -> bool:
+    def try_write(self, value: object, origin: int = 0) -> bool:
         """Write now if there is room; False if the ring is full (in bytes or items)."""
         self._check_open()
-        if not self._place(codec.encode(value)):
+        if origin and self._written(origin):
+            return True
+        if not self._place(codec.encode(value), origin):
             return False
         self._publish()
         return True
 
-    def write(self, value: object, timeout: float | None = None) -> None:
-        """Write, waiting up to ``timeout`` seconds (None: forever) while the ring is full."""
+    def write(self, value: object, timeout: float | None = None, origin: int = 0) -> None:
+        """Write, waiting up to ``timeout`` seconds (None: forever) while the ring is full.
+
+        ``origin``: a nonzero id of what the message derives from; a write whose origin this
+        ring already holds (a replay after a crash) is dropped and counted in ``duplicates``.
+        """
         self._check_open()
+        if origin and self._written(origin):
+            return
         enc = codec.encode(value)
-        if self._place(enc):  # the common case: room now, no waiting machinery
+        if self._place(enc, origin):  # the common case: room now, no waiting machinery
             self._publish()
             return
-        self._write_all([enc], timeout)
+        self._write_all([enc], timeout, [origin])
+
+    def _written(self, origin: int) -> bool:
+        if origin in self._seen:
+            self.duplicates += 1
+            return True
+        return False
 
     def write_many(self, values: list[object], timeout: float | None = None) -> None:
         """Write several messages, publishing them together (one doorbell check, not one each).
@@ -261,12 +295,19 @@ class RingWriter(_Endpoint):
         self._check_open()
         self._write_all([codec.encode(v) for v in values], timeout)
 
-    def _write_all(self, encoded: list[codec.Encoded], timeout: float | None) -> None:
+    def _write_all(
+        self,
+        encoded: list[codec.Encoded],
+        timeout: float | None,
+        origins: list[int] | None = None,
+    ) -> None:
         done = 0
 
         def place_some() -> bool:
             nonlocal done
-            while done < len(encoded) and self._place(encoded[done]):
+            while done < len(encoded) and self._place(
+                encoded[done], origins[done] if origins else 0
+            ):
                 done += 1
             if self._wcount != self._prod[_WCOUNT]:
                 self._publish()
@@ -288,7 +329,16 @@ class RingWriter(_Endpoint):
         if pid and not pid_alive(pid):
             raise ChannelBroken(f"the consumer of ring {self.name} (pid {pid}) died", pid=pid)
 
-    def _place(self, enc: codec.Encoded) -> bool:
+    def _note(self, origin: int) -> None:
+        """Record the origin of the record being placed (before it is published)."""
+        self._ledger[self._wcount % LEDGER_SIZE] = origin
+        if len(self._recent) == LEDGER_SIZE:
+            self._seen.discard(self._recent[0])
+        self._recent.append(origin)
+        if origin:
+            self._seen.add(origin)
+
+    def _place(self, enc: codec.Encoded, origin: int = 0) -> bool:
         """Write one record after the last placed one; not visible until ``_publish``."""
         if self._cons[_RCLOSED]:
             raise ChannelClosed(f"the consumer of ring {self.name} closed it")
@@ -301,7 +351,7 @@ class RingWriter(_Endpoint):
             layout, end = [], head_end
         total = -(-end // _ALIGN) * _ALIGN
         if total > self.capacity >> 1:
-            return self._place_overflow(enc, layout, total)
+            return self._place_overflow(enc, layout, total, origin)
         pad = self._room(total)
         if pad is None:
             return False
@@ -315,12 +365,13 @@ class RingWriter(_Endpoint):
         data[off + head_end - len(header) : off + head_end] = header
         if enc.frame_refs:
             framestore.retain_refs(enc.frame_refs)  # held until the consumer commits
+        self._note(origin)
         self._wcount += 1
         self._wpos += pad + total
         return True
 
     def _place_overflow(
-        self, enc: codec.Encoded, layout: list[tuple[int, int]], total: int
+        self, enc: codec.Encoded, layout: list[tuple[int, int]], total: int, origin: int
     ) -> bool:
         seg_name = f"{self.name}-ovf-{self._wcount}-{os.getpid()}-{self._overflow_count}"
         raw = seg_name.encode()
@@ -348,6 +399,7 @@ class RingWriter(_Endpoint):
         data[off + _REC.size : off + _REC.size + len(raw)] = raw
         if enc.frame_refs:
             framestore.retain_refs(enc.frame_refs)
+        self._note(origin)
         self._wcount += 1
         self._wpos += pad + small
         return True
