@@ -118,7 +118,7 @@ def test_merge_restores_seq_order(owner: list[int], skipped: set[int], rnd: Rand
 
         def drain() -> None:
             while (got := merger.try_read()) is not None:
-                value, token = got
+                (_origin, _seq, value), token = got
                 if isinstance(token, Message):
                     token.commit()
                 out.append(value)
@@ -129,9 +129,9 @@ def test_merge_restores_seq_order(owner: list[int], skipped: set[int], rnd: Rand
             s = streams[r].pop(0)
             value = None if s in skipped else s
             if r == 0:
-                merger.push(s, value, "local")
+                merger.push((s + 100, s, value), "local")
             else:
-                writers[r].write((s, value))
+                writers[r].write((s + 100, s, value))
             if not streams[r]:
                 live.remove(r)
             if rnd.random() < 0.5:

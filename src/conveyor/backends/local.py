@@ -211,13 +211,10 @@ def _drain(open_readers: dict[str, RingReader | Merger], outputs: dict[str, list
                 break
             if got is None:
                 break
-            if isinstance(got, tuple):  # merged replicas: (value or skip marker, message)
-                value, msg = got
-                if value is not None:
-                    outputs[name].append(_detach(value))
-            else:
-                msg = got
-                outputs[name].append(_detach(msg.value))
+            # A record (origin, seq, value); from merged replicas, with its message.
+            record, msg = got if isinstance(got, tuple) else (got.value, got)
+            if record[2] is not None:  # None: a replica's skip marker
+                outputs[name].append(_detach(record[2]))
             msg.commit()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.links import Link, inline_links, route
 from conveyor.runtime.merge import Merger
 from conveyor.runtime.policy import TaskState, choose
+from conveyor.runtime.progress import DonePrefix, SourceProgress
 from conveyor.task import TaskSpec
 from conveyor.transport.doorbell import Doorbell
 from conveyor.transport.ring import Message, RingReader, RingWriter
@@ -66,6 +68,7 @@ class _Entry:
     lease: Lease | None
     arrived: float
     seq: int | None = None  # set on the input of a replica: its place in the split stream
+    origin: int = 0  # deterministic id of what this item derives from (replays dedupe by it)
 
 
 @dataclass
@@ -93,6 +96,8 @@ class _Task:
     calls: int = 0
     items: int = 0
     next_seq: int = 0  # numbers the items this task sends into replicas
+    tid: int = 0  # a stable number for the task's name (origins are derived with it)
+    prefix: DonePrefix | None = None  # a source's finished items (with progress tracking)
     capacity: int = DEFAULT_QUEUE  # items per input queue
     latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
@@ -115,23 +120,25 @@ class PipelineLoop:
         bell: Doorbell | None = None,
         queue_size: int = DEFAULT_QUEUE,
         max_source_items: int | None = None,
+        progress: SourceProgress | None = None,
     ) -> None:
         self.graph = graph
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
         self.queue_size = queue_size
         self.bell = bell
+        self.progress = progress  # where sources resume after a restart (local backend)
         mine = set(tasks)
         self.tasks: dict[str, _Task] = {
             n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
         }
         for t in self.tasks.values():
+            t.tid = zlib.crc32(t.spec.name.encode())
             # A gathering task holds whole groups (one message per camera): room for several.
             t.capacity = queue_size * GATHER_ROOM if t.spec.gather else queue_size
             for param, _tp in t.spec.inputs:
                 t.queues[param] = deque()
                 t.upstream_open[param] = 0
-        self._readers: list[tuple[RingReader | Merger, str, str, bool]] = []  # (inlet, task,
-        # param, enveloped)
+        self._readers: list[tuple[RingReader | Merger, str, str]] = []  # (inlet, task, param)
         self._mergers: dict[tuple[str, str], Merger] = {}
         self._blocked_writers: set[RingWriter] = set()
         self._wire(inline_links(graph) if links is None else links, index)
@@ -149,9 +156,7 @@ class PipelineLoop:
                     merger.add_reader(RingReader(link.ring_name))
             elif link.consumer is not None and link.dst == index and not link.local:
                 self.tasks[link.consumer].upstream_open[link.param] += 1
-                self._readers.append(
-                    (RingReader(link.ring_name), link.consumer, link.param, link.replicas > 1)
-                )
+                self._readers.append((RingReader(link.ring_name), link.consumer, link.param))
             elif link.consumer is not None and link.local and link.dst == index:
                 self.tasks[link.consumer].upstream_open[link.param] += 1
             if link.src != index:
@@ -188,7 +193,7 @@ class PipelineLoop:
         if merger is None:
             merger = self._mergers[(task, param)] = Merger([])
             self.tasks[task].upstream_open[param] += 1
-            self._readers.append((merger, task, param, False))
+            self._readers.append((merger, task, param))
         return merger
 
     def costs(self) -> dict[str, float]:
@@ -221,13 +226,13 @@ class PipelineLoop:
         """Worth waking for: input arrived (or closed), or a full output ring has room now."""
         return any(
             r.has_data() or (not isinstance(r, Merger) and r.producer_closed)
-            for r, _, _, _ in self._readers
+            for r, _, _ in self._readers
         ) or any(w.has_space(1 << 16) for w in self._blocked_writers)
 
     def _pull(self) -> None:
         """Move messages that arrived on rings into input queues, while they have room."""
         for item in list(self._readers):
-            inlet, task_name, param, enveloped = item
+            inlet, task_name, param = item
             queue = self.tasks[task_name].queues[param]
             capacity = self.tasks[task_name].capacity
             while len(queue) < capacity:
@@ -239,19 +244,17 @@ class PipelineLoop:
                     break
                 if got is None:
                     break
-                if isinstance(got, tuple):  # from a merge: (value, ring message or lease)
-                    value, token = got
+                if isinstance(got, tuple):  # from a merge: (record, ring message or lease)
+                    (origin, _seq, value), token = got
                     lease = Lease([token.commit]) if isinstance(token, Message) else token
                     if value is None:  # a replica's skip marker
                         if lease is not None:
                             lease.drop()
                         continue
-                    queue.append(_Entry(value, lease, time.monotonic()))
-                elif enveloped:  # into a replica: (seq, value)
-                    seq, value = got.value
-                    queue.append(_Entry(value, Lease([got.commit]), time.monotonic(), seq))
-                else:
-                    queue.append(_Entry(got.value, Lease([got.commit]), time.monotonic()))
+                    queue.append(_Entry(value, lease, time.monotonic(), None, origin))
+                else:  # every ring message is a record (origin, seq, value)
+                    origin, seq, value = got.value
+                    queue.append(_Entry(value, Lease([got.commit]), time.monotonic(), seq, origin))
 
     def _state(self, t: _Task, now: float) -> TaskState:
         spec = t.spec
@@ -403,27 +406,9 @@ class PipelineLoop:
     def _run(self, t: _Task) -> None:
         spec = t.spec
         if spec.kind == "source":
-            if t.generator is None:
-                made: Any = spec.target()  # a generator, or an instance with __iter__
-                t.generator = iter(made)
-            if self.max_source_items is not None and t.calls >= self.max_source_items:
-                self._close(t)
-                return
-            started = time.perf_counter()
-            try:
-                item = next(t.generator)
-            except StopIteration:
-                self._close(t)
-                return
-            except Exception as exc:
-                raise _failed(spec, None, exc) from exc
-            finally:
-                t.busy += time.perf_counter() - started
-            t.calls += 1
-            t.items += 1
-            held = frame_holds(item)  # the run takes over the source's hold on its frames
-            self._emit(t, [item], [Lease([releaser(held)]) if held else None])
+            self._run_source(t)
             return
+        tid = t.tid
         if spec.gather is not None:
             positions, _ = self._group(t, time.monotonic(), not any(t.upstream_open.values()))
             assert positions  # the policy chose it, so a group is ready
@@ -434,7 +419,8 @@ class PipelineLoop:
             values = [e.value for e in entries]
             result = self._call(t, values, (values,))
             leases = [e.lease for e in entries if e.lease is not None]
-            self._emit(t, [result], [Lease([x.drop for x in leases]) if leases else None])
+            origin = _derive(tuple(sorted(e.origin for e in entries)), tid)
+            self._emit(t, [result], [Lease([x.drop for x in leases]) if leases else None], [origin])
             return
         if spec.batched:
             (param,) = t.queues
@@ -448,7 +434,13 @@ class PipelineLoop:
                     f"got {_describe(results)} for {len(values)} inputs",
                     task=spec.name,
                 )
-            self._emit(t, results, [e.lease for e in entries], [e.seq for e in entries])
+            self._emit(
+                t,
+                results,
+                [e.lease for e in entries],
+                [_derive(e.origin, tid) for e in entries],
+                [e.seq for e in entries],
+            )
             return
         if spec.join_on:
             positions = self._match(t)
@@ -467,7 +459,65 @@ class PipelineLoop:
             lease: Lease | None = Lease([x.drop for x in leases])
         else:
             lease = leases[0] if leases else None
-        self._emit(t, [result], [lease], [entries[0].seq])
+        if len(entries) == 1:
+            origin = _derive(entries[0].origin, tid)
+        else:
+            origin = _derive(tuple(e.origin for e in entries), tid)
+        self._emit(t, [result], [lease], [origin], [entries[0].seq])
+
+    def _run_source(self, t: _Task) -> None:
+        spec = t.spec
+        if t.generator is None:
+            made: Any = spec.target()  # a generator, or an instance with __iter__
+            t.generator = iter(made)
+            if self.progress is not None:
+                self._resume(t)
+        if self.max_source_items is not None and t.calls >= self.max_source_items:
+            self._close(t)
+            return
+        started = time.perf_counter()
+        try:
+            item = next(t.generator)
+        except StopIteration:
+            self._close(t)
+            return
+        except Exception as exc:
+            raise _failed(spec, None, exc) from exc
+        finally:
+            t.busy += time.perf_counter() - started
+        n = t.calls
+        t.calls += 1
+        t.items += 1
+        held = frame_holds(item)  # the run takes over the source's hold on its frames
+        on_done = [releaser(held)] if held else []
+        if self.progress is not None:
+            on_done.append(self._marker(t, n))
+        self._emit(t, [item], [Lease(on_done) if on_done else None], [_derive(n, t.tid)])
+
+    def _resume(self, t: _Task) -> None:
+        """Skip the items a predecessor of this pipeline finished (see runtime.progress)."""
+        assert self.progress is not None and t.generator is not None
+        skip = self.progress.get(t.spec.name)
+        t.prefix = DonePrefix(skip)
+        for _ in range(skip):
+            try:
+                item = next(t.generator)
+            except StopIteration:
+                break
+            releaser(frame_holds(item))()
+            t.calls += 1
+
+    def _marker(self, t: _Task, n: int) -> Callable[[], None]:
+        progress, name = self.progress, t.spec.name
+        assert progress is not None
+        if t.prefix is None:
+            t.prefix = DonePrefix(0)
+        prefix = t.prefix
+
+        def done() -> None:
+            progress.set(name, prefix.done(n))
+
+        return done
 
     def _call(self, t: _Task, item: Any, args: Any) -> Any:
         spec = t.spec
@@ -498,11 +548,13 @@ class PipelineLoop:
         t: _Task,
         results: list[Any],
         leases: list[Lease | None],
+        origins: list[int],
         seqs: list[int | None] | None = None,
     ) -> None:
         optional = t.spec.optional_output
         for i, (value, lease) in enumerate(zip(results, leases, strict=True)):
             seq = seqs[i] if seqs else None  # set when this task is a replica
+            origin = origins[i]
             if value is None:
                 if not (optional or t.spec.kind == "sink"):
                     raise TaskFailed(
@@ -514,14 +566,15 @@ class PipelineLoop:
                 if seq is not None:  # the merge downstream waits for every seq: skip it
                     for outlet in t.merge_out:
                         if isinstance(outlet, Merger):
-                            outlet.push(seq, None, None)
+                            outlet.push((origin, seq, None), None)
                         else:
-                            outlet.write((seq, None))
+                            outlet.write((origin, seq, None), origin=origin)
                 if lease is not None:
                     lease.drop()
                 continue
             for writer in t.ring_out:
-                writer.write(value)  # copied into shared memory: needs no lease
+                # copied into shared memory: needs no lease; a replayed origin is dropped
+                writer.write((origin, None, value), origin=origin)
             if t.collect is not None:
                 t.collect(value)
             now = time.monotonic()
@@ -531,9 +584,9 @@ class PipelineLoop:
                     if isinstance(outlet, Merger):
                         if lease is not None:
                             lease.add(1)
-                        outlet.push(seq, value, lease)
+                        outlet.push((origin, seq, value), lease)
                     else:
-                        outlet.write((seq, value))
+                        outlet.write((origin, seq, value), origin=origin)
             if t.routes:
                 number = t.next_seq
                 t.next_seq += 1
@@ -542,15 +595,22 @@ class PipelineLoop:
                     if isinstance(target, tuple):
                         if lease is not None:
                             lease.add(1)
-                        target[0].queues[target[1]].append(_Entry(value, lease, now, number))
+                        entry = _Entry(value, lease, now, number, origin)
+                        target[0].queues[target[1]].append(entry)
                     else:
-                        target.write((number, value))
+                        target.write((origin, number, value), origin=origin)
             if lease is not None:
                 lease.add(len(t.local_out))
             for consumer, param in t.local_out:
-                consumer.queues[param].append(_Entry(value, lease, now))
+                consumer.queues[param].append(_Entry(value, lease, now, None, origin))
             if lease is not None:
                 lease.drop()  # the input is consumed; its outputs hold the lease now
+
+
+def _derive(parent: int | tuple[int, ...], tid: int) -> int:
+    """The origin of an output: a deterministic function of its inputs' origins and the task
+    (ints and tuples of ints hash the same in every process, unlike str)."""
+    return hash((parent, tid)) or 1
 
 
 def _failed(spec: TaskSpec, item: Any, exc: BaseException) -> TaskFailed:

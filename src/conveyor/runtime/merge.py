@@ -1,8 +1,8 @@
 """Merging a replicated task's outputs back into the order of its inputs.
 
 The producer upstream of the replicas numbered its outputs 0, 1, 2, ... (``seq``); each replica
-sends exactly one message per input it took, ``(seq, value)``, with ``value`` None when it
-produced nothing (a skip marker), in the order it took them. So each inlet is sorted by seq and
+sends exactly one record per input it took, ``(origin, seq, value)``, with ``value`` None when
+it produced nothing (a skip marker), in the order it took them. So each inlet is sorted by seq and
 the next message in order is always at the head of one inlet: the merge holds at most one
 message per ring and never reorders more than that.
 """
@@ -19,17 +19,17 @@ from conveyor.transport.ring import Message, RingReader
 class Merger:
     """Inlets: rings from replicas in other processes, plus local pushes from a replica here.
 
-    ``try_read()`` returns ``(value, token)`` for the next message in seq order, or None if it
-    has not arrived yet; ``value`` is None for a skip marker. ``token`` is the ring ``Message``
-    (commit it when done) or whatever was pushed with a local message. Raises ``EndOfChannel``
-    when every inlet has ended and everything was delivered.
+    ``try_read()`` returns ``(record, token)`` for the next record in seq order, or None if it
+    has not arrived yet; a record is ``(origin, seq, value)``, ``value`` None for a skip marker.
+    ``token`` is the ring ``Message`` (commit it when done) or what was pushed with a local
+    one. Raises ``EndOfChannel`` when every inlet has ended and everything was delivered.
     """
 
     def __init__(self, readers: list[RingReader], local_inlets: int = 0) -> None:
         self.readers = list(readers)
         self._heads: list[Message | None] = [None] * len(self.readers)
         self._open = [True] * len(self.readers)
-        self._local: deque[tuple[int, Any, Any]] = deque()
+        self._local: deque[tuple[tuple[int, int, Any], Any]] = deque()
         self._local_open = local_inlets
         self.next = 0
 
@@ -41,9 +41,9 @@ class Merger:
     def add_local(self) -> None:
         self._local_open += 1
 
-    def push(self, seq: int, value: Any, token: Any) -> None:
-        """A message from a replica in this process (its seqs arrive in increasing order)."""
-        self._local.append((seq, value, token))
+    def push(self, record: tuple[int, int, Any], token: Any) -> None:
+        """A record from a replica in this process (its seqs arrive in increasing order)."""
+        self._local.append((record, token))
 
     @property
     def local_backlog(self) -> int:
@@ -54,18 +54,17 @@ class Merger:
 
     def has_data(self) -> bool:
         """Something new to look at: the next local message, or a ring whose head is unread."""
-        if self._local and self._local[0][0] == self.next:
+        if self._local and self._local[0][0][1] == self.next:
             return True
         return any(
             h is None and o and (r.has_data() or r.producer_closed)
             for r, h, o in zip(self.readers, self._heads, self._open, strict=True)
         )
 
-    def try_read(self) -> tuple[Any, Any] | None:
-        if self._local and self._local[0][0] == self.next:
-            _seq, value, token = self._local.popleft()
+    def try_read(self) -> tuple[tuple[int, int, Any], Any] | None:
+        if self._local and self._local[0][0][1] == self.next:
             self.next += 1
-            return value, token
+            return self._local.popleft()
         for i, reader in enumerate(self.readers):
             head = self._heads[i]
             if head is None and self._open[i]:
@@ -73,15 +72,15 @@ class Merger:
                     head = self._heads[i] = reader.try_read()
                 except EndOfChannel:
                     self._open[i] = False
-            if head is not None and head.value[0] == self.next:
+            if head is not None and head.value[1] == self.next:
                 self._heads[i] = None
                 self.next += 1
-                return head.value[1], head
+                return head.value, head
         if self._local_open or any(self._open):
             return None
         if self._local or any(h is not None for h in self._heads):
             waiting = sorted(
-                [s for s, _, _ in self._local] + [h.value[0] for h in self._heads if h is not None]
+                [r[1] for r, _ in self._local] + [h.value[1] for h in self._heads if h is not None]
             )
             raise ConveyorError(
                 f"merge of replicated outputs lost message {self.next}: every replica has "

@@ -1,0 +1,67 @@
+"""How far each source got, in shared memory, so that a restarted source resumes there.
+
+A source's items are numbered 0, 1, 2, ... An item is *done* when everything derived from it in
+its pipeline has finished and every ring write it led to is published. The source's *progress*
+is the length of the done prefix (items 0..progress-1 are all done), written by the one pipeline
+that runs the source. A replacement pipeline skips that many items of a fresh generator and
+emits the rest again; the rings drop the outputs that were already written (by origin), so
+downstream sees each item's outputs once. This assumes a replayable source (a file, a synthetic
+camera): a live stream simply goes on from where it is.
+"""
+
+from __future__ import annotations
+
+from conveyor.transport.segment import Segment, new_name
+
+_SLOT = 8
+
+
+class SourceProgress:
+    """One u64 per source task, by name (the parent creates it; pipelines attach)."""
+
+    def __init__(self, segment: Segment, sources: list[str]) -> None:
+        self.segment = segment
+        self.sources = list(sources)
+        self._counts = segment.buf[: _SLOT * max(1, len(sources))].cast("Q")
+        self._index = {name: i for i, name in enumerate(self.sources)}
+
+    @classmethod
+    def create(cls, sources: list[str]) -> SourceProgress:
+        seg = Segment.create("progress", _SLOT * max(1, len(sources)), name=new_name("progress"))
+        return cls(seg, sources)
+
+    @classmethod
+    def attach(cls, name: str, sources: list[str]) -> SourceProgress:
+        return cls(Segment.attach(name), sources)
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
+
+    def get(self, source: str) -> int:
+        return int(self._counts[self._index[source]])
+
+    def set(self, source: str, done: int) -> None:
+        self._counts[self._index[source]] = done
+
+    def close(self) -> None:
+        self._counts.release()
+        self.segment.close()
+
+
+class DonePrefix:
+    """Items finish out of order; ``done(n)`` returns the new length of the done prefix."""
+
+    def __init__(self, start: int) -> None:
+        self.prefix = start
+        self._ahead: set[int] = set()
+
+    def done(self, n: int) -> int:
+        if n != self.prefix:
+            self._ahead.add(n)
+            return self.prefix
+        self.prefix += 1
+        while self.prefix in self._ahead:
+            self._ahead.remove(self.prefix)
+            self.prefix += 1
+        return self.prefix
