@@ -23,6 +23,7 @@ from conveyor._errors import (
     TaskFailed,
 )
 from conveyor.backends.base import RunResult, run
+from conveyor.backends.local import RestartPolicy
 from conveyor.graph import Edge, Graph
 from conveyor.plan import Plan, make_plan, measure_costs
 from conveyor.runtime.frames import Frame, frame_store
@@ -65,6 +66,7 @@ __all__ = [
     "PipelineCrashed",
     "Plan",
     "RemoteTraceback",
+    "RestartPolicy",
     "Ring",
     "RingReader",
     "RingWriter",

@@ -20,6 +20,7 @@ class RunResult:
     elapsed: float
     outputs: dict[str, list[Any]] = field(default_factory=dict)  # for tasks named in collect
     plan: Plan | None = None
+    restarts: list[Any] = field(default_factory=list)  # local backend: pipelines restarted
 
 
 def run(
@@ -29,6 +30,7 @@ def run(
     workers: int | None = None,
     collect: Iterable[str] = (),
     cameras: Sequence[CameraSpec] = (),
+    restarts: Any = None,
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
@@ -36,6 +38,8 @@ def run(
     (in production, sinks write results themselves; collecting is for tests and notebooks).
     ``cameras`` creates the run's frame store (``conveyor.frame_store()``, ``conveyor.Frame``);
     its frames live as long as the run, so collected ``Frame`` messages cannot be read after.
+    ``restarts``: a ``RestartPolicy`` for crashed pipelines (local backend; default: up to 5
+    restarts a minute, each resuming without loss or duplicates).
     """
     names = list(collect)
     missing = [n for n in names if n not in graph.tasks]
@@ -51,5 +55,7 @@ def run(
     if backend == "local":
         from conveyor.backends.local import run_local
 
-        return run_local(graph, names, plan=plan, workers=workers, cameras=cameras)
+        return run_local(
+            graph, names, plan=plan, workers=workers, cameras=cameras, restarts=restarts
+        )
     raise ConfigurationError(f"backend must be 'inline' or 'local', got {backend!r}")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from conveyor._errors import (
-    ConveyorError,
+    ConfigurationError,
     EndOfChannel,
     PipelineCrashed,
     RemoteTraceback,
@@ -42,6 +42,7 @@ from conveyor.runtime.frames import create_frame_store, use_frame_store
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.runtime.merge import Merger
+from conveyor.runtime.progress import SourceProgress
 from conveyor.transport.doorbell import Doorbell
 from conveyor.transport.framestore import CameraSpec, FrameStore
 from conveyor.transport.ring import Ring, RingReader, register_bell
@@ -61,6 +62,7 @@ class WorkerConfig:
     links: list[Link]  # the links that start or end in this pipeline
     frame_store: str | None = None  # the run's frame store, by name
     gpu: int | None = None  # the device of a GPU pipeline
+    progress: str | None = None  # where sources resume after a restart
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
@@ -75,13 +77,18 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
         register_bell(bell)
         if config.frame_store is not None:
             use_frame_store(FrameStore.attach(config.frame_store))
+        progress = None
+        if config.progress is not None:
+            progress = SourceProgress.attach(config.progress, config.graph.sources())
         loop = PipelineLoop(
             config.graph,
             config.tasks,
             links=config.links,
             index=config.index,
             bell=bell,
+            progress=progress,
         )
+        report.send(("ready", config.index))
         loop.run()
         report.send(("done", config.index))
     except TaskFailed as exc:
@@ -97,16 +104,18 @@ def run_local(
     plan: Plan | None = None,
     workers: int | None = None,
     cameras: Sequence[CameraSpec] = (),
+    restarts: RestartPolicy | None = None,
 ) -> RunResult:
     graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
-    ctx = mp.get_context("spawn")
     owned: list[Any] = []  # everything to close at the end, whatever happens
-    procs: list[Any] = []  # multiprocessing's process objects
+    supervisor: Supervisor | None = None
     try:
         store = create_frame_store(cameras)
         if store is not None:
             owned.append(store)
+        progress = SourceProgress.create(graph.sources())
+        owned.append(progress)
         parent_bell = Doorbell.create()
         owned.append(parent_bell)
         register_bell(parent_bell)
@@ -133,9 +142,8 @@ def run_local(
                 merger.add_reader(reader)
             else:
                 readers[link.producer] = reader
-        reports = []
-        for p in plan.pipelines:
-            config = WorkerConfig(
+        configs = [
+            WorkerConfig(
                 p.index,
                 graph,
                 list(p.tasks),
@@ -143,62 +151,174 @@ def run_local(
                 [k for k in links if p.index in (k.src, k.dst)],
                 store.name if store is not None else None,
                 p.device if p.resource == "gpu" else None,
+                progress.name,
             )
-            parent_end, child_end = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=worker_main, args=(config, child_end), name=f"conveyor-{p.name}", daemon=True
-            )
-            proc.start()
-            child_end.close()
-            procs.append(proc)
-            reports.append(parent_end)
+            for p in plan.pipelines
+        ]
+        names = [f"conveyor-{p.name}" for p in plan.pipelines]
+        supervisor = Supervisor(configs, names, readers, parent_bell, restarts or RestartPolicy())
         start = time.monotonic()
-        outputs = _supervise(procs, reports, readers, parent_bell)
-        return RunResult("local", time.monotonic() - start, outputs, plan)
+        outputs = supervisor.run()
+        return RunResult(
+            "local", time.monotonic() - start, outputs, plan, list(supervisor.restarts)
+        )
     finally:
-        for worker in procs:
-            if worker.is_alive():
-                worker.kill()
-            worker.join(10)
+        if supervisor is not None:
+            supervisor.stop()
         use_frame_store(None)
         for obj in reversed(owned):
             obj.close()
 
 
-def _supervise(
-    procs: list[mp.process.BaseProcess],
-    reports: list[Connection],
-    readers: dict[str, RingReader | Merger],
-    bell: Doorbell,
-) -> dict[str, list[Any]]:
-    """Collect outputs until every pipeline reports done; raise on the first failure."""
-    outputs: dict[str, list[Any]] = {name: [] for name in readers}
-    open_readers = dict(readers)
-    pending = set(range(len(procs)))
-    while pending or open_readers:
-        _drain(open_readers, outputs)
-        for i in list(pending):
-            if reports[i].poll():
-                try:
-                    report = reports[i].recv()
-                except EOFError:  # it died before it could report
-                    procs[i].join(5)
-                    raise _crashed(procs[i]) from None
-                _handle_report(report, procs)
-                pending.discard(i)
-            elif not procs[i].is_alive():
-                procs[i].join(5)
-                if not reports[i].poll():
-                    raise _crashed(procs[i])
-        if not pending and not open_readers:
-            break
-        live_fds = [reports[i].fileno() for i in pending] + [procs[i].sentinel for i in pending]
-        bell.wait(
-            lambda: any(_has_news(r) for r in open_readers.values()),
-            timeout=1.0,
-            extra_fds=live_fds,
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a crashed pipeline is restarted: at most ``limit`` restarts in any ``window``
+    seconds (then the run fails), waiting ``backoff`` seconds, doubled for each restart in the
+    window, before starting the replacement. ``limit=0`` fails the run at the first crash."""
+
+    limit: int = 5
+    window: float = 60.0
+    backoff: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.window <= 0 or self.backoff < 0:
+            raise ConfigurationError(
+                f"expected limit >= 0, window > 0 and backoff >= 0, got {self}"
+            )
+
+
+@dataclass
+class Restart:
+    """One restart of a pipeline: why, and when its replacement was ready again."""
+
+    pipeline: str
+    reason: str
+    died_at: float  # monotonic seconds
+    ready_at: float | None = None
+
+    @property
+    def recovery(self) -> float | None:
+        """Seconds from the death being seen to the replacement running its loop."""
+        return None if self.ready_at is None else self.ready_at - self.died_at
+
+
+class Supervisor:
+    """Starts the pipelines, collects outputs, restarts the ones that die.
+
+    It blocks on the parent's doorbell (collected outputs), every process sentinel and every
+    report pipe together: never a sleep loop. A pipeline that dies without a report (a signal,
+    a hard exit, a crash in conveyor itself) is restarted under the ``RestartPolicy``; its
+    replacement re-reads what the dead one had not committed and resumes its sources, and the
+    rings drop outputs already written (see ``runtime.progress`` and the ring's ledger). An
+    exception in user code (``TaskFailed``) stops the run.
+    """
+
+    def __init__(
+        self,
+        configs: list[WorkerConfig],
+        names: list[str],
+        readers: dict[str, RingReader | Merger],
+        bell: Doorbell,
+        policy: RestartPolicy,
+    ) -> None:
+        self.configs, self.names, self.bell, self.policy = configs, names, bell, policy
+        self.ctx = mp.get_context("spawn")
+        self.procs: list[Any] = [None] * len(configs)
+        self.reports: list[Connection] = [None] * len(configs)  # type: ignore[list-item]
+        self.readers = dict(readers)
+        self.outputs: dict[str, list[Any]] = {name: [] for name in readers}
+        self.restarts: list[Restart] = []
+        self._pending_ready: dict[int, Restart] = {}
+
+    def _spawn(self, i: int) -> None:
+        parent_end, child_end = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(
+            target=worker_main, args=(self.configs[i], child_end), name=self.names[i], daemon=True
         )
-    return outputs
+        proc.start()
+        child_end.close()
+        self.procs[i], self.reports[i] = proc, parent_end
+
+    def run(self) -> dict[str, list[Any]]:
+        for i in range(len(self.configs)):
+            self._spawn(i)
+        pending = set(range(len(self.configs)))
+        open_readers = self.readers
+        while pending or open_readers:
+            _drain(open_readers, self.outputs)
+            for i in list(pending):
+                if self._check(i):
+                    pending.discard(i)
+            if not pending and not open_readers:
+                break
+            live = [self.reports[i].fileno() for i in pending]
+            live += [self.procs[i].sentinel for i in pending]
+            self.bell.wait(
+                lambda: any(_has_news(r) for r in open_readers.values()),
+                timeout=1.0,
+                extra_fds=live,
+            )
+        return self.outputs
+
+    def _check(self, i: int) -> bool:
+        """Handle what pipeline ``i`` reported or whether it died; True once it is done."""
+        report = self.reports[i]
+        while report.poll():
+            try:
+                msg = report.recv()
+            except EOFError:  # it died before it could report (more)
+                break
+            if msg[0] == "ready":
+                restart = self._pending_ready.pop(i, None)
+                if restart is not None:
+                    restart.ready_at = time.monotonic()
+                continue
+            if msg[0] == "done":
+                self.procs[i].join(10)
+                return True
+            if msg[0] == "failed":
+                exc: TaskFailed = msg[2]
+                raise exc from RemoteTraceback(exc.remote_traceback)
+            self._restart(i, f"crashed in conveyor itself: {msg[2]}", msg[3])
+            return False
+        if not self.procs[i].is_alive():
+            self.procs[i].join(5)
+            self._restart(i, f"died {_exit_reason(self.procs[i].exitcode)}", None)
+        return False
+
+    def _restart(self, i: int, reason: str, remote: str | None) -> None:
+        now = time.monotonic()
+        proc = self.procs[i]
+        proc.join(5)  # reaped: its pid is dead for the rings' takeover checks
+        recent = [r for r in self.restarts if now - r.died_at < self.policy.window]
+        unsafe = [k for k in self.configs[i].links if k.replicas > 1 or k.merged]
+        if len(recent) >= self.policy.limit or unsafe:
+            why = (
+                f"after {len(recent)} restarts in {self.policy.window:.0f} s"
+                if not unsafe
+                else "and it runs a replicated stage, which cannot be restarted yet"
+            )
+            exc = PipelineCrashed(
+                f"pipeline process {self.names[i]} (pid {proc.pid}) {reason} {why}",
+                exitcode=proc.exitcode,
+            )
+            if remote is not None:
+                raise exc from RemoteTraceback(remote)
+            raise exc
+        if self.policy.backoff:
+            time.sleep(min(2.0, self.policy.backoff * 2 ** len(recent)))
+        record = Restart(self.names[i], reason, now)
+        self.restarts.append(record)
+        self._pending_ready[i] = record
+        self._spawn(i)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None and proc.is_alive():
+                proc.kill()
+        for proc in self.procs:
+            if proc is not None:
+                proc.join(10)
 
 
 def _drain(open_readers: dict[str, RingReader | Merger], outputs: dict[str, list[Any]]) -> None:
@@ -239,27 +359,6 @@ def _has_arrays(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_arrays(v) for v in value)
     return False
-
-
-def _crashed(proc: mp.process.BaseProcess) -> PipelineCrashed:
-    return PipelineCrashed(
-        f"pipeline process {proc.name} (pid {proc.pid}) died {_exit_reason(proc.exitcode)} "
-        "without reporting an error",
-        exitcode=proc.exitcode,
-    )
-
-
-def _handle_report(report: tuple, procs: list[mp.process.BaseProcess]) -> None:
-    kind = report[0]
-    if kind == "done":
-        return
-    if kind == "failed":
-        exc: TaskFailed = report[2]
-        raise exc from RemoteTraceback(exc.remote_traceback)
-    name = procs[report[1]].name
-    raise ConveyorError(
-        f"pipeline {name} crashed in conveyor itself: {report[2]}"
-    ) from RemoteTraceback(report[3])
 
 
 def _exit_reason(code: int | None) -> str:

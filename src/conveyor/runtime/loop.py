@@ -28,6 +28,7 @@ from typing import Any
 
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
+from conveyor.runtime import faults
 from conveyor.runtime.frames import frame_holds, releaser
 from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.links import Link, inline_links, route
@@ -531,6 +532,8 @@ class PipelineLoop:
                 fn = instance
             else:
                 fn = spec.target
+            if faults.ACTIVE:
+                faults.maybe_fail(spec.name, t.calls)
             t.calls += 1
             t.items += len(args[0]) if spec.batched else 1
             started = time.perf_counter()

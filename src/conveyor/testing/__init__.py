@@ -1,0 +1,22 @@
+"""Fault injection for your own tests: crash, hang or raise at item N of task T.
+
+    from conveyor.testing import Fault, inject
+
+    with inject(Fault("track", item=20, mode="kill")):
+        result = cv.run(graph, backend="local", collect=["track"])
+    assert result.restarts            # the pipeline was killed and restarted ...
+    # ... and its outputs equal an inline run's: nothing lost, nothing doubled.
+
+Faults travel to the pipeline processes in the environment (``CONVEYOR_FAULTS``), so set them
+before the run starts. ``item`` counts the calls of the task in one process, from 0. A fault
+fires once per run by default (a marker file makes sure a restarted pipeline does not crash
+again at the same item); ``once=False`` fires in every process, for poison items.
+
+Modes: ``raise`` (a ``RuntimeError`` in the task), ``exit`` (``os._exit(13)``), ``kill``
+(SIGKILL), ``segfault`` (a real segmentation fault), ``hang`` (an endless loop), ``sleep``
+(``seconds`` long).
+"""
+
+from conveyor.runtime.faults import ENV, Fault, inject
+
+__all__ = ["ENV", "Fault", "inject"]
