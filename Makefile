@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/bench_transport.py --frames 300 --json out/bench_transport.json
 	$(BIN)/python benchmarks/bench_pipeline.py --seconds 15 --json out/bench_pipeline.json
+	$(BIN)/python benchmarks/bench_chaos.py --seconds 60 --json out/bench_chaos.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .hypothesis
