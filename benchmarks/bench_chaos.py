@@ -13,7 +13,6 @@ running again) p50 and p99.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conveyor as cv  # noqa: E402
+from bench_common import write_json  # noqa: E402
 
 CAMERAS = 8
 START_ENV, RATE_ENV, COUNT_ENV = "CHAOS_START", "CHAOS_RATE", "CHAOS_FRAMES"
@@ -177,10 +177,7 @@ def main() -> None:
     for key, value in report.items():
         shown = f"{value:.1f}" if isinstance(value, float) else value
         print(f"{key:<18} {shown}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

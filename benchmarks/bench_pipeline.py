@@ -17,7 +17,6 @@ the pipeline, not from the model's thread pool.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conveyor as cv  # noqa: E402
+from bench_common import write_json  # noqa: E402
 
 CAMERAS = 8
 SHAPE = (1080, 1920, 3)
@@ -472,10 +472,7 @@ def main() -> None:
     for key in ("speedup_vs_serial", "speedup_vs_manual", "speedup_vs_ray", "cpu_utilization"):
         v = summary[key]
         print(f"{key:<22}{'n/a' if v is None else f'{v:.2f}'}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, summary)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ messages/s through one channel.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -32,7 +31,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_common import write_json  # noqa: E402
 from conveyor.transport.framestore import CameraSpec, FrameStore  # noqa: E402
 from conveyor.transport.ring import DEFAULT_SPIN, Ring, RingReader, RingWriter  # noqa: E402
 
@@ -614,10 +615,7 @@ def main() -> None:
         "small_msg_rate_vs_queue_unbatched": small_ring["per_s"] / small_queue["per_s"],
     }
     _print_table(summary)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, summary)
 
 
 def _print_table(s: dict) -> None:

@@ -289,20 +289,15 @@ def measure_costs(
     ``items`` large enough that it does not dominate; a task's ``cost`` hint is used when it
     processed nothing. ``cameras``: the frame store the sources write to, as for ``run``.
     """
-    from conveyor.runtime.frames import create_frame_store, use_frame_store
+    from conveyor.runtime.frames import frame_store_for
     from conveyor.runtime.loop import PipelineLoop
 
     if items < 1:
         raise ConfigurationError(f"items must be at least 1, got {items}")
-    store = create_frame_store(cameras)
-    try:
+    with frame_store_for(cameras):
         loop = PipelineLoop(graph, graph.order, max_source_items=items)
         loop.run()
         return loop.costs()
-    finally:
-        use_frame_store(None)
-        if store is not None:
-            store.close()
 
 
 def _unit(name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:

@@ -11,22 +11,17 @@ from collections.abc import Sequence
 
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
-from conveyor.runtime.frames import create_frame_store, use_frame_store
+from conveyor.runtime.frames import frame_store_for
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.transport.framestore import CameraSpec
 
 
 def run_inline(graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] = ()) -> RunResult:
     outputs: dict[str, list] = {name: [] for name in collect}
-    store = create_frame_store(cameras)
-    try:
+    with frame_store_for(cameras):
         loop = PipelineLoop(
             graph, graph.order, collect={name: outputs[name].append for name in collect}
         )
         start = time.monotonic()
         loop.run()
         return RunResult("inline", time.monotonic() - start, outputs)
-    finally:
-        use_frame_store(None)
-        if store is not None:
-            store.close()

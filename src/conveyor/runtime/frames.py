@@ -16,9 +16,10 @@ naming it is in flight, and a source that runs ahead of the pipeline waits for a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,18 @@ def use_frame_store(store: FrameStore | None) -> None:
     """Make ``store`` the current run's store in this process (None: no store)."""
     global _current
     _current = store
+
+
+@contextlib.contextmanager
+def frame_store_for(cameras: Sequence[CameraSpec]) -> Iterator[FrameStore | None]:
+    """The run's store for ``cameras`` (None if none) while the block runs, then removed."""
+    store = create_frame_store(cameras)
+    try:
+        yield store
+    finally:
+        use_frame_store(None)
+        if store is not None:
+            store.close()
 
 
 def create_frame_store(cameras: Sequence[CameraSpec]) -> FrameStore | None:

@@ -90,6 +90,10 @@ class _Task:
     ring_out: list[RingWriter] = field(default_factory=list)
     routes: list[_Route] = field(default_factory=list)  # into replicated consumers
     merge_out: list[RingWriter | Merger] = field(default_factory=list)  # as a replica
+    # Derived from the four above once wired (backpressure checks and closing use them):
+    writers: list[RingWriter] = field(default_factory=list)  # every output ring
+    local_targets: list[tuple[_Task, str]] = field(default_factory=list)  # every local queue
+    local_mergers: list[Merger] = field(default_factory=list)
     collect: Callable[[Any], None] | None = None
     instances: dict[Any, Any] = field(default_factory=dict)
     generator: Iterator[Any] | None = None
@@ -98,7 +102,7 @@ class _Task:
     items: int = 0
     next_seq: int = 0  # numbers the items this task sends into replicas
     tid: int = 0  # a stable number for the task's name (origins are derived with it)
-    prefix: DonePrefix | None = None  # a source's finished items (with progress tracking)
+    prefix: DonePrefix | None = None  # a source's finished items (set by _resume)
     capacity: int = DEFAULT_QUEUE  # items per input queue
     latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
@@ -143,23 +147,31 @@ class PipelineLoop:
         self._mergers: dict[tuple[str, str], Merger] = {}
         self._blocked_writers: set[RingWriter] = set()
         self._wire(inline_links(graph) if links is None else links, index)
+        for t in self.tasks.values():
+            outlets = [o for r in t.routes for o in r.outlets]
+            t.writers = [
+                o for o in [*t.ring_out, *t.merge_out, *outlets] if isinstance(o, RingWriter)
+            ]
+            t.local_targets = t.local_out + [o for o in outlets if isinstance(o, tuple)]
+            t.local_mergers = [o for o in t.merge_out if isinstance(o, Merger)]
         for name, callback in (collect or {}).items():
             self.tasks[name].collect = callback
 
     def _wire(self, links: list[Link], index: int) -> None:
         routes: dict[tuple[str, str | None, str], _Route] = {}
         for link in links:
-            if link.consumer is not None and link.dst == index and link.merged:
-                merger = self._merger(link.consumer, link.param)
-                if link.local:
-                    merger.add_local()
+            if link.consumer is not None and link.dst == index:  # an input of this pipeline
+                if link.merged:
+                    merger = self._merger(link.consumer, link.param)
+                    if link.local:
+                        merger.add_local()
+                    else:
+                        merger.add_reader(RingReader(link.ring_name))
                 else:
-                    merger.add_reader(RingReader(link.ring_name))
-            elif link.consumer is not None and link.dst == index and not link.local:
-                self.tasks[link.consumer].upstream_open[link.param] += 1
-                self._readers.append((RingReader(link.ring_name), link.consumer, link.param))
-            elif link.consumer is not None and link.local and link.dst == index:
-                self.tasks[link.consumer].upstream_open[link.param] += 1
+                    self.tasks[link.consumer].upstream_open[link.param] += 1
+                    if not link.local:
+                        reader = RingReader(link.ring_name)
+                        self._readers.append((reader, link.consumer, link.param))
             if link.src != index:
                 continue
             producer = self.tasks[link.producer]
@@ -312,24 +324,11 @@ class PipelineLoop:
         return oldest_group(pending, t.latest, now, t.spec.max_wait, upstream_done)
 
     def _outputs_full(self, t: _Task) -> bool:
-        limit = self.queue_size
-        if any(len(c.queues[p]) >= c.capacity for c, p in t.local_out):
+        if any(len(c.queues[p]) >= c.capacity for c, p in t.local_targets):
             return True
-        rings = list(t.ring_out)
-        for outlet in t.merge_out:
-            if isinstance(outlet, Merger):
-                if outlet.local_backlog >= limit:
-                    return True
-            else:
-                rings.append(outlet)
-        for r in t.routes:
-            for o in r.outlets:
-                if isinstance(o, tuple):
-                    if len(o[0].queues[o[1]]) >= o[0].capacity:
-                        return True
-                else:
-                    rings.append(o)
-        full = [w for w in rings if not w.has_space(1 << 16)]
+        if any(m.local_backlog >= self.queue_size for m in t.local_mergers):
+            return True
+        full = [w for w in t.writers if not w.has_space(1 << 16)]
         self._blocked_writers.update(full)
         return bool(full)
 
@@ -386,21 +385,15 @@ class PipelineLoop:
 
     def _close(self, t: _Task) -> None:
         t.done = True
-        writers = t.ring_out + [o for o in t.merge_out if isinstance(o, RingWriter)]
-        writers += [o for r in t.routes for o in r.outlets if isinstance(o, RingWriter)]
-        for writer in writers:
+        for writer in t.writers:
             writer.close()
             self._blocked_writers.discard(writer)
-        for consumer, param in t.local_out:
+        for consumer, param in t.local_targets:
             consumer.upstream_open[param] -= 1
-        for outlet in t.merge_out:
-            if isinstance(outlet, Merger):
-                outlet.close_local()
-        for r in t.routes:
-            for o in r.outlets:
-                if isinstance(o, tuple):
-                    o[0].upstream_open[o[1]] -= 1
+        for merger in t.local_mergers:
+            merger.close_local()
         t.ring_out, t.merge_out, t.routes = [], [], []
+        t.writers, t.local_targets, t.local_mergers = [], [], []
 
     # -- running one task ----------------------------------------------------------------------
 
@@ -419,9 +412,8 @@ class PipelineLoop:
                 del queue[i]
             values = [e.value for e in entries]
             result = self._call(t, values, (values,))
-            leases = [e.lease for e in entries if e.lease is not None]
             origin = _derive(tuple(sorted(e.origin for e in entries)), tid)
-            self._emit(t, [result], [Lease([x.drop for x in leases]) if leases else None], [origin])
+            self._emit(t, [result], [_holding(entries)], [origin])
             return
         if spec.batched:
             (param,) = t.queues
@@ -455,11 +447,7 @@ class PipelineLoop:
             entries = [t.queues[p].popleft() for p, _ in spec.inputs]
         values = [e.value for e in entries]
         result = self._call(t, values[0] if len(values) == 1 else tuple(values), values)
-        leases = [e.lease for e in entries if e.lease is not None]
-        if len(leases) > 1:  # a join: the output holds every input's lease
-            lease: Lease | None = Lease([x.drop for x in leases])
-        else:
-            lease = leases[0] if leases else None
+        lease = _holding(entries)
         if len(entries) == 1:
             origin = _derive(entries[0].origin, tid)
         else:
@@ -509,11 +497,8 @@ class PipelineLoop:
             t.calls += 1
 
     def _marker(self, t: _Task, n: int) -> Callable[[], None]:
-        progress, name = self.progress, t.spec.name
-        assert progress is not None
-        if t.prefix is None:
-            t.prefix = DonePrefix(0)
-        prefix = t.prefix
+        progress, name, prefix = self.progress, t.spec.name, t.prefix
+        assert progress is not None and prefix is not None  # set by _resume
 
         def done() -> None:
             progress.set(name, prefix.done(n))
@@ -608,6 +593,14 @@ class PipelineLoop:
                 consumer.queues[param].append(_Entry(value, lease, now, None, origin))
             if lease is not None:
                 lease.drop()  # the input is consumed; its outputs hold the lease now
+
+
+def _holding(entries: list[_Entry]) -> Lease | None:
+    """A lease for an output made from several inputs: it holds every input's lease."""
+    leases = [e.lease for e in entries if e.lease is not None]
+    if len(leases) <= 1:
+        return leases[0] if leases else None
+    return Lease([x.drop for x in leases])
 
 
 def _derive(parent: int | tuple[int, ...], tid: int) -> int:
