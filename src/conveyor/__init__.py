@@ -26,6 +26,8 @@ from conveyor.backends.base import RunResult, run
 from conveyor.backends.local import RestartPolicy
 from conveyor.graph import Edge, Graph
 from conveyor.plan import Plan, make_plan, measure_costs
+from conveyor.runtime.checkpoint import Checkpoint
+from conveyor.runtime.deadletter import DeadLetter
 from conveyor.runtime.frames import Frame, frame_store
 from conveyor.runtime.gather import Gather
 from conveyor.task import TaskSpec, source, task
@@ -47,9 +49,11 @@ __all__ = [
     "ChannelBroken",
     "ChannelClosed",
     "ChannelError",
+    "Checkpoint",
     "ConfigurationError",
     "ConveyorError",
     "ConveyorTimeout",
+    "DeadLetter",
     "DecodeError",
     "Doorbell",
     "Edge",

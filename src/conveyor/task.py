@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from conveyor._errors import ConfigurationError
+from conveyor.runtime.checkpoint import Checkpoint
+from conveyor.runtime.deadletter import ON_ERROR, OnError
 from conveyor.runtime.gather import Gather
 
 Resource = Literal["cpu", "gpu"]
@@ -61,6 +63,9 @@ class TaskSpec:
     wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
     join_on: tuple[str, ...] = ()  # a join matches inputs whose these attributes are equal
     gather: Gather | None = None  # takes list[T]: the messages of one group (one instant)
+    on_error: OnError = "dead_letter"  # when the code raises: see runtime.deadletter
+    retries: int = 2  # on_error="retry": calls again this many times before giving up
+    checkpoint: Checkpoint | None = Checkpoint()  # stateful tasks: how often state is saved
 
     @property
     def stateful(self) -> bool:
@@ -108,6 +113,9 @@ def task(
     wire: dict[str, str] | None = None,
     join_on: tuple[str, ...] | str = (),
     gather: Gather | None = None,
+    on_error: OnError = "dead_letter",
+    retries: int = 2,
+    checkpoint: Checkpoint | bool = True,
 ) -> Callable[[F], F]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task (a function or a class whose instances are called per item)."""
@@ -126,6 +134,7 @@ def source(
     name: str | None = None,
     resource: Resource = "cpu",
     cost: float | None = None,
+    timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 def source(fn: Any = None, /, **options: Any) -> Any:
     """Declare a source: a generator function (or class with ``__iter__``) yielding one type."""
@@ -240,6 +249,25 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ConfigurationError(
                 f"task {name!r}: {opt} must be a non-negative number of seconds, got {value!r}"
+            )
+    on_error = options.get("on_error", "dead_letter")
+    if on_error not in ON_ERROR:
+        raise ConfigurationError(
+            f"task {name!r}: on_error must be one of {ON_ERROR}, got {on_error!r}"
+        )
+    retries = options.get("retries", 2)
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(f"task {name!r}: retries must be an int >= 0, got {retries!r}")
+    if "checkpoint" in options:
+        ckpt = options["checkpoint"]
+        if ckpt is True:
+            options["checkpoint"] = Checkpoint()
+        elif ckpt is False or ckpt is None:
+            options["checkpoint"] = None
+        elif not isinstance(ckpt, Checkpoint):
+            raise ConfigurationError(
+                f"task {name!r}: checkpoint must be a conveyor.Checkpoint, True or False, "
+                f"got {ckpt!r}"
             )
     replicas = options.get("replicas", "auto")
     if replicas != "auto" and (not isinstance(replicas, int) or replicas < 1):

@@ -10,9 +10,12 @@ from tests.integration.pipeline_fixtures import (
     Smooth,
     check_frame_once,
     combine,
+    fails_at_17,
     frames,
     halve,
     measure,
+    retries_on_error,
+    stops_on_error,
     store_frames,
 )
 
@@ -76,11 +79,45 @@ def test_restarts_past_the_limit_fail_the_run_clearly() -> None:
         cv.run(graph, backend="local", workers=2, restarts=cv.RestartPolicy(limit=2))
 
 
-def test_an_exception_in_user_code_still_stops_the_run() -> None:
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_items_that_raise_go_to_the_dead_letters_and_the_run_goes_on(backend: str) -> None:
+    graph = cv.Graph([frames, measure, fails_at_17])
+    want = cv.run(graph, backend="inline", collect=["measure"]).outputs["measure"]
+    result = cv.run(graph, backend=backend, workers=2, collect=["fails_at_17"])
+    assert not result.restarts
+    assert sorted(d.item for d in result.dead_letters) == sorted(
+        repr(s) for s in want if s.index == 17
+    )
+    for letter in result.dead_letters:
+        assert letter.task == "fails_at_17" and letter.reason == "raised"
+        assert "cursed" in letter.error and "RuntimeError" in letter.traceback
+    assert rows(result.outputs["fails_at_17"]) == rows([s for s in want if s.index != 17])
+
+
+def test_a_batch_that_raises_is_retried_item_by_item() -> None:
+    # A transient error in a batch call: each of its items runs again alone and succeeds.
     graph = cv.Graph([frames, measure])
-    fault = Fault("measure", item=3, mode="raise")
+    want = cv.run(graph, backend="inline", collect=["measure"]).outputs["measure"]
+    with inject(Fault("measure", item=3, mode="raise")):
+        result = cv.run(graph, backend="local", workers=2, collect=["measure"])
+    assert not result.dead_letters and not result.restarts
+    assert rows(result.outputs["measure"]) == rows(want)
+
+
+def test_on_error_fail_stops_the_run() -> None:
+    graph = cv.Graph([frames, measure, stops_on_error])
+    fault = Fault("stops_on_error", item=5, mode="raise")
     with inject(fault), pytest.raises(cv.TaskFailed, match="injected fault"):
         cv.run(graph, backend="local", workers=2)
+
+
+def test_on_error_retry_calls_again() -> None:
+    graph = cv.Graph([frames, measure, retries_on_error])
+    want = cv.run(graph, backend="inline", collect=["measure"]).outputs["measure"]
+    with inject(Fault("retries_on_error", item=5, mode="raise")):
+        result = cv.run(graph, backend="local", workers=2, collect=["retries_on_error"])
+    assert not result.dead_letters
+    assert rows(result.outputs["retries_on_error"]) == rows(want)
 
 
 @pytest.mark.parametrize("mode", ["kill", "segfault"])

@@ -54,6 +54,77 @@ def fails_at_17(s: Stats) -> Stats:
     return s
 
 
+@cv.task(cost=0.001, on_error="fail")
+def fails_run_at_17(s: Stats) -> Stats:
+    if s.index == 17:
+        raise RuntimeError("index 17 is cursed")
+    return s
+
+
+@cv.task(cost=0.001, on_error="fail")
+def stops_on_error(s: Stats) -> Stats:
+    return s
+
+
+@cv.task(cost=0.001, on_error="retry")
+def retries_on_error(s: Stats) -> Stats:
+    return s
+
+
+POISON = ("c1", 17)  # the item the poison tasks below cannot survive
+
+
+@cv.task(cost=0.001)
+def crashes_on_poison(s: Stats) -> Stats:
+    if (s.camera, s.index) == POISON:
+        os.kill(os.getpid(), 9)
+    return s
+
+
+@cv.task(cost=0.001, timeout=0.5)
+def hangs_on_poison(s: Stats) -> Stats:
+    while (s.camera, s.index) == POISON:
+        pass
+    return s
+
+
+@cv.task(batch=4, max_wait=0.005, cost=0.002)
+def measure_crashes_on_poison(batch: list[Frame]) -> list[Stats]:
+    if any((f.camera, f.index) == POISON for f in batch):
+        os._exit(7)
+    return measure(batch)
+
+
+@cv.task(cost=0.001, timeout=1.0)
+def within_a_second(s: Stats) -> Stats:
+    return s
+
+
+@cv.task(key="camera", cost=0.001, checkpoint=False)
+class SmoothForgetful(Smooth):
+    """Smooth without checkpoints: a replacement starts afresh."""
+
+
+@cv.task(key="camera", cost=0.001, checkpoint=cv.Checkpoint(items=5, seconds=10.0))
+class SmoothExplicit:
+    """Smooth with state() and restore(): only its running value is saved."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.seen = 0
+
+    def state(self) -> tuple[float | None, int]:
+        return self.value, self.seen
+
+    def restore(self, state: tuple[float | None, int]) -> None:
+        self.value, self.seen = state
+
+    def __call__(self, s: Stats) -> Stats:
+        self.seen += 1
+        self.value = s.mean if self.value is None else 0.9 * self.value + 0.1 * s.mean
+        return Stats(s.camera, self.seen - 1, s.mean, self.value)
+
+
 @cv.task(cost=0.001)
 def dies_at_5(s: Stats) -> Stats:
     if s.index == 5:
@@ -180,3 +251,34 @@ def check_frame(frame: cv.Frame) -> Checked:
 def check_frame_once(frame: cv.Frame) -> Checked:
     """check_frame without replicas (a replicated stage cannot be restarted yet)."""
     return check_frame(frame)
+
+
+@cv.task(key="camera", cost=0.001)
+class CountFrames:
+    """Stateful over frames: it holds its inputs (and so their frame slots) until each
+    checkpoint, with only 3 slots per camera; the source must not wait for slots forever."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, frame: cv.Frame) -> Checked:
+        self.count += 1
+        return Checked(frame.camera, self.count, int(frame.pixels[0, 0, 0]))
+
+
+@dataclass
+class Smoothed:
+    camera: str
+    index: int
+    running: float
+
+
+@cv.task(key="camera", cost=0.001, checkpoint=cv.Checkpoint(items=5, seconds=10.0))
+class SmoothThenPass(Smooth):
+    """Smooth with a consumer in its own pipeline (the consumer is what gets killed)."""
+
+
+@cv.task(batch=8, max_wait=1.0, cost=0.001, wire={"batch": "SmoothThenPass"})
+def after_smooth(batch: list[Stats]) -> list[Smoothed]:
+    """Batches lag behind SmoothThenPass: checkpointed inputs are still uncommitted here."""
+    return [Smoothed(s.camera, s.index, s.running) for s in batch]

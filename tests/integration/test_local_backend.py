@@ -25,7 +25,7 @@ from tests.integration.pipeline_fixtures import (
     combine,
     dies_at_5,
     expected_fill,
-    fails_at_17,
+    fails_run_at_17,
     frames,
     halve,
     measure,
@@ -59,11 +59,11 @@ def test_every_task_in_its_own_pipeline() -> None:
 
 
 def test_user_error_reaches_the_parent_with_task_item_and_traceback() -> None:
-    graph = cv.Graph([frames, measure, fails_at_17])
+    graph = cv.Graph([frames, measure, fails_run_at_17])
     with pytest.raises(cv.TaskFailed) as info:
         cv.run(graph, backend="local", workers=2)
     exc = info.value
-    assert exc.task == "fails_at_17" and "index=17" in exc.item
+    assert exc.task == "fails_run_at_17" and "index=17" in exc.item
     assert "index 17 is cursed" in str(exc)
     cause = str(exc.__cause__)  # the worker's traceback, with its own frames
     assert "RuntimeError: index 17 is cursed" in cause and "pipeline_fixtures.py" in cause

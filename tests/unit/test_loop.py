@@ -121,11 +121,46 @@ def test_join_takes_one_message_of_each_input_in_order() -> None:
     assert [(p.left, p.right) for p in out] == [(i, i * 100) for i in range(5)]
 
 
-@cv.task
+@cv.task(on_error="fail")
 def explode(n: Num) -> Pair:
     if n.i == 7:
         raise ValueError("bad pixel")
     return Pair(n.i, 0)
+
+
+@cv.task  # on_error="dead_letter", the default
+def flaky(n: Num) -> Pair:
+    if n.i in (3, 7):
+        raise ValueError(f"bad pixel {n.i}")
+    return Pair(n.i, 0)
+
+
+def test_by_default_an_item_that_raises_is_a_dead_letter_and_the_rest_goes_on() -> None:
+    result = cv.run(cv.Graph([numbers, flaky]), backend="inline", collect=["flaky"])
+    assert [p.left for p in result.outputs["flaky"]] == [i for i in range(20) if i not in (3, 7)]
+    assert [(d.task, d.reason, d.attempts) for d in result.dead_letters] == [
+        ("flaky", "raised", 1)
+    ] * 2
+    assert "bad pixel 3" in result.dead_letters[0].error
+    assert "i=3" in result.dead_letters[0].item
+
+
+def test_bad_error_policies_are_refused() -> None:
+    with pytest.raises(cv.ConfigurationError, match="on_error must be one of"):
+        cv.task(on_error="ignore")(_id)
+    with pytest.raises(cv.ConfigurationError, match="retries must be"):
+        cv.task(retries=-1)(_id)
+    with pytest.raises(cv.ConfigurationError, match="checkpoint must be"):
+        cv.task(checkpoint=5)(_Counter)
+
+
+def _id(n: Num) -> Num:
+    return n
+
+
+class _Counter:
+    def __call__(self, n: Num) -> Num:
+        return n
 
 
 def test_user_errors_name_the_task_and_the_item() -> None:

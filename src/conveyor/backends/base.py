@@ -9,6 +9,7 @@ from typing import Any
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Graph
 from conveyor.plan import Plan
+from conveyor.runtime.deadletter import DeadLetter
 from conveyor.transport.framestore import CameraSpec
 
 
@@ -21,6 +22,7 @@ class RunResult:
     outputs: dict[str, list[Any]] = field(default_factory=dict)  # for tasks named in collect
     plan: Plan | None = None
     restarts: list[Any] = field(default_factory=list)  # local backend: pipelines restarted
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # items given up on
 
 
 def run(

@@ -24,4 +24,5 @@ def run_inline(graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] =
         )
         start = time.monotonic()
         loop.run()
-        return RunResult("inline", time.monotonic() - start, outputs)
+        elapsed = time.monotonic() - start
+        return RunResult("inline", elapsed, outputs, dead_letters=loop.dead_letters)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -38,7 +39,10 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
 from conveyor.plan import Plan, detect_gpus, make_plan
+from conveyor.runtime.checkpoint import new_checkpoint_prefix, remove_checkpoints
+from conveyor.runtime.deadletter import DeadLetter
 from conveyor.runtime.frames import create_frame_store, use_frame_store
+from conveyor.runtime.heartbeat import Heartbeats
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.runtime.merge import Merger
@@ -49,6 +53,7 @@ from conveyor.transport.ring import Ring, RingReader, register_bell
 
 RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
 COLLECT_BYTES = 16 << 20
+MONITOR_PERIOD = 0.25  # seconds: the longest a new call's deadline can go unseen
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,12 @@ class WorkerConfig:
     frame_store: str | None = None  # the run's frame store, by name
     gpu: int | None = None  # the device of a GPU pipeline
     progress: str | None = None  # where sources resume after a restart
+    heartbeats: str | None = None  # the monitor's slots, by name (one per pipeline)
+    pipelines: int = 1
+    checkpoints: str | None = None  # where stateful tasks save their state (a path prefix)
+    stall_timeout: float | None = None  # the timeout of tasks that declare none
+    quarantine: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to skip
+    suspects: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to run alone
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
@@ -80,6 +91,9 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
         progress = None
         if config.progress is not None:
             progress = SourceProgress.attach(config.progress, config.graph.sources())
+        beat = None
+        if config.heartbeats is not None:
+            beat = Heartbeats.attach(config.heartbeats, config.pipelines).slot(config.index)
         loop = PipelineLoop(
             config.graph,
             config.tasks,
@@ -87,6 +101,12 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
             index=config.index,
             bell=bell,
             progress=progress,
+            heartbeat=beat,
+            checkpoints=config.checkpoints,
+            quarantine=config.quarantine,
+            suspects=config.suspects,
+            stall_timeout=config.stall_timeout,
+            on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
         )
         report.send(("ready", config.index))
         loop.run()
@@ -116,6 +136,11 @@ def run_local(
             owned.append(store)
         progress = SourceProgress.create(graph.sources())
         owned.append(progress)
+        beats = Heartbeats.create(len(plan.pipelines))
+        owned.append(beats)
+        checkpoints = new_checkpoint_prefix()
+        owned.append(_Removal(checkpoints))
+        policy = restarts or RestartPolicy()
         parent_bell = Doorbell.create()
         owned.append(parent_bell)
         register_bell(parent_bell)
@@ -152,15 +177,24 @@ def run_local(
                 store.name if store is not None else None,
                 p.device if p.resource == "gpu" else None,
                 progress.name,
+                beats.name,
+                len(plan.pipelines),
+                checkpoints,
+                policy.stall_timeout,
             )
             for p in plan.pipelines
         ]
         names = [f"conveyor-{p.name}" for p in plan.pipelines]
-        supervisor = Supervisor(configs, names, readers, parent_bell, restarts or RestartPolicy())
+        supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats)
         start = time.monotonic()
         outputs = supervisor.run()
         return RunResult(
-            "local", time.monotonic() - start, outputs, plan, list(supervisor.restarts)
+            "local",
+            time.monotonic() - start,
+            outputs,
+            plan,
+            list(supervisor.restarts),
+            list(supervisor.dead_letters.values()),
         )
     finally:
         if supervisor is not None:
@@ -172,18 +206,33 @@ def run_local(
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """How a crashed pipeline is restarted: at most ``limit`` restarts in any ``window``
-    seconds (then the run fails), waiting ``backoff`` seconds, doubled for each restart in the
-    window, before starting the replacement. ``limit=0`` fails the run at the first crash."""
+    """How crashed and hung pipelines are handled.
+
+    A pipeline that dies, or whose task runs past its timeout (``@task(timeout=...)``, else
+    ``stall_timeout`` seconds; None: no limit), is killed and restarted: at most ``limit``
+    restarts in any ``window`` seconds (then the run fails), waiting ``backoff`` seconds,
+    doubled for each restart in the window, before starting the replacement. ``limit=0`` fails
+    the run at the first crash. An item whose task crashed or hung its pipeline
+    ``quarantine_after`` times goes to the dead letters and the run goes on without it."""
 
     limit: int = 5
     window: float = 60.0
     backoff: float = 0.0
+    quarantine_after: int = 3
+    stall_timeout: float | None = 300.0
 
     def __post_init__(self) -> None:
-        if self.limit < 0 or self.window <= 0 or self.backoff < 0:
+        stall = self.stall_timeout
+        if (
+            self.limit < 0
+            or self.window <= 0
+            or self.backoff < 0
+            or self.quarantine_after < 1
+            or (stall is not None and stall <= 0)
+        ):
             raise ConfigurationError(
-                f"expected limit >= 0, window > 0 and backoff >= 0, got {self}"
+                "expected limit >= 0, window > 0, backoff >= 0, quarantine_after >= 1 and "
+                f"stall_timeout > 0 or None, got {self}"
             )
 
 
@@ -203,14 +252,18 @@ class Restart:
 
 
 class Supervisor:
-    """Starts the pipelines, collects outputs, restarts the ones that die.
+    """Starts the pipelines, collects outputs, restarts the ones that die or hang.
 
     It blocks on the parent's doorbell (collected outputs), every process sentinel and every
-    report pipe together: never a sleep loop. A pipeline that dies without a report (a signal,
-    a hard exit, a crash in conveyor itself) is restarted under the ``RestartPolicy``; its
-    replacement re-reads what the dead one had not committed and resumes its sources, and the
-    rings drop outputs already written (see ``runtime.progress`` and the ring's ledger). An
-    exception in user code (``TaskFailed``) stops the run.
+    report pipe together: never a sleep loop. The wait's timeout is the nearest deadline of a
+    running task (see ``runtime.heartbeat``), bounded by ``MONITOR_PERIOD`` so that a call that
+    started since is seen in time. A pipeline that dies without a report (a signal, a hard exit,
+    a crash in conveyor itself) or runs a task past its deadline (killed) is restarted under the
+    ``RestartPolicy``; its replacement re-reads what the dead one had not committed, restores
+    checkpoints and resumes its sources, and the rings drop outputs already written (see
+    ``runtime.progress``, ``runtime.checkpoint`` and the ring's ledger). The items it was
+    running are suspects (run alone next time); after ``quarantine_after`` crashes or hangs an
+    item becomes a dead letter. An exception in user code is the task's ``on_error`` business.
     """
 
     def __init__(
@@ -220,14 +273,18 @@ class Supervisor:
         readers: dict[str, RingReader | Merger],
         bell: Doorbell,
         policy: RestartPolicy,
+        beats: Heartbeats | None = None,
     ) -> None:
         self.configs, self.names, self.bell, self.policy = configs, names, bell, policy
+        self.beats = beats
         self.ctx = mp.get_context("spawn")
         self.procs: list[Any] = [None] * len(configs)
         self.reports: list[Connection] = [None] * len(configs)  # type: ignore[list-item]
         self.readers = dict(readers)
         self.outputs: dict[str, list[Any]] = {name: [] for name in readers}
         self.restarts: list[Restart] = []
+        self.dead_letters: dict[tuple[str, int], DeadLetter] = {}
+        self.offences: dict[tuple[str, int], int] = {}  # (task, origin) -> crashes and hangs
         self._pending_ready: dict[int, Restart] = {}
 
     def _spawn(self, i: int) -> None:
@@ -251,14 +308,38 @@ class Supervisor:
                     pending.discard(i)
             if not pending and not open_readers:
                 break
+            wait = self._watch(pending)
             live = [self.reports[i].fileno() for i in pending]
             live += [self.procs[i].sentinel for i in pending]
             self.bell.wait(
                 lambda: any(_has_news(r) for r in open_readers.values()),
-                timeout=1.0,
+                timeout=wait,
                 extra_fds=live,
             )
         return self.outputs
+
+    def _watch(self, pending: set[int]) -> float:
+        """Kill and restart pipelines whose task is past its deadline; the seconds until the
+        next deadline (or the monitor period) are what the supervisor may sleep."""
+        if self.beats is None:
+            return 1.0
+        wait = MONITOR_PERIOD
+        now = time.monotonic()
+        for i in pending:
+            beat = self.beats.read(i)
+            if not beat.busy or beat.deadline == math.inf:
+                continue
+            if now < beat.deadline:
+                wait = min(wait, beat.deadline - now)
+                continue
+            if self.beats.read(i).calls != beat.calls:
+                continue  # that call just finished; the next one has its own deadline
+            task = self.configs[i].graph.order[beat.task]
+            self.procs[i].kill()
+            self.procs[i].join(5)
+            late = now - beat.started
+            self._restart(i, f"hung in task {task!r} ({late:.1f} s, past its timeout)", None)
+        return max(wait, 0.001)
 
     def _check(self, i: int) -> bool:
         """Handle what pipeline ``i`` reported or whether it died; True once it is done."""
@@ -272,6 +353,10 @@ class Supervisor:
                 restart = self._pending_ready.pop(i, None)
                 if restart is not None:
                     restart.ready_at = time.monotonic()
+                continue
+            if msg[0] == "dead":
+                letter: DeadLetter = msg[2]
+                self.dead_letters.setdefault((letter.task, letter.origin), letter)
                 continue
             if msg[0] == "done":
                 self.procs[i].join(10)
@@ -305,12 +390,47 @@ class Supervisor:
             if remote is not None:
                 raise exc from RemoteTraceback(remote)
             raise exc
+        self._blame(i, reason)
         if self.policy.backoff:
             time.sleep(min(2.0, self.policy.backoff * 2 ** len(recent)))
         record = Restart(self.names[i], reason, now)
         self.restarts.append(record)
         self._pending_ready[i] = record
         self._spawn(i)
+
+    def _blame(self, i: int, reason: str) -> None:
+        """Count the crash (or hang) against the items the dead pipeline was running, and tell
+        its replacement which items to run alone and which to give up on."""
+        if self.beats is None:
+            return
+        beat = self.beats.read(i)
+        self.beats.reset(i)
+        config = self.configs[i]
+        task = config.graph.order[beat.task] if beat.busy else None
+        if task is not None and config.graph.tasks[task].kind != "source":
+            for origin in beat.origins:
+                key = (task, origin)
+                self.offences[key] = count = self.offences.get(key, 0) + 1
+                if count >= self.policy.quarantine_after:
+                    self.dead_letters.setdefault(
+                        key,
+                        DeadLetter(
+                            task=task,
+                            origin=origin,
+                            item=f"item {origin} (the item itself died with its pipeline)",
+                            reason="hung" if reason.startswith("hung") else "crashed",
+                            error=f"pipeline {self.names[i]} {reason}",
+                            attempts=count,
+                        ),
+                    )
+        mine = set(config.tasks)
+        offences = {k: n for k, n in self.offences.items() if k[0] in mine}
+        limit = self.policy.quarantine_after
+        self.configs[i] = dataclasses.replace(
+            config,
+            quarantine=frozenset(k for k, n in offences.items() if n >= limit),
+            suspects=frozenset(k for k, n in offences.items() if n < limit),
+        )
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -319,6 +439,16 @@ class Supervisor:
         for proc in self.procs:
             if proc is not None:
                 proc.join(10)
+
+
+class _Removal:
+    """Removes a run's checkpoint files when the run's resources are closed."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def close(self) -> None:
+        remove_checkpoints(self.prefix)
 
 
 def _drain(open_readers: dict[str, RingReader | Merger], outputs: dict[str, list[Any]]) -> None:

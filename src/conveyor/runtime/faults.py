@@ -25,6 +25,7 @@ class Fault:
     mode: str = "raise"
     once: bool = True
     seconds: float = 0.0  # for mode="sleep"
+    at: str = "call"  # "call": before the item-th call; "start": as the pipeline starts
     marker: str = ""  # set by inject(): the file that records that a once-fault fired
 
     def __post_init__(self) -> None:
@@ -32,6 +33,8 @@ class Fault:
             raise ConfigurationError(f"fault mode must be one of {MODES}, got {self.mode!r}")
         if self.item < 0:
             raise ConfigurationError(f"fault item must be >= 0, got {self.item}")
+        if self.at not in ("call", "start"):
+            raise ConfigurationError(f"fault point must be 'call' or 'start', got {self.at!r}")
 
 
 def _load() -> dict[str, list[Fault]]:
@@ -54,7 +57,7 @@ def inject(*faults: Fault) -> Iterator[list[Fault]]:
     global ACTIVE
     folder = tempfile.mkdtemp(prefix="conveyor-faults-")
     armed = [
-        Fault(f.task, f.item, f.mode, f.once, f.seconds, os.path.join(folder, f"fault-{i}"))
+        Fault(f.task, f.item, f.mode, f.once, f.seconds, f.at, os.path.join(folder, f"f{i}"))
         for i, f in enumerate(faults)
     ]
     before = os.environ.get(ENV)
@@ -79,10 +82,11 @@ def fired(fault: Fault) -> bool:
     return bool(fault.marker) and os.path.exists(fault.marker)
 
 
-def maybe_fail(task: str, call: int) -> None:
-    """Called by the loop before each call of ``task`` when faults are active."""
+def maybe_fail(task: str, call: int, at: str = "call") -> None:
+    """Called by the loop before each call of ``task`` (and once as its pipeline starts, with
+    ``at="start"``) when faults are active."""
     for fault in ACTIVE.get(task, ()):
-        if fault.item != call:
+        if fault.at != at or (at == "call" and fault.item != call):
             continue
         if fault.once:
             try:  # O_EXCL: exactly one process fires it

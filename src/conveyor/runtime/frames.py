@@ -25,11 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from conveyor._errors import ConfigurationError
+from conveyor._errors import ConfigurationError, FrameStoreFull
 from conveyor.transport.frameref import FrameRef
 from conveyor.transport.framestore import CameraSpec, FrameStore, resolve
 
 _current: FrameStore | None = None
+# Called when a write finds every slot of its camera held, before it waits for one: the loop
+# saves due checkpoints there, which lets go of inputs (and their frames) held for replay.
+_pressure: list[Callable[[], None]] = []
 
 
 @dataclass
@@ -50,7 +53,13 @@ class Frame:
     def write(cls, camera: str, pixels: np.ndarray, index: int, ts: float | None = None) -> Frame:
         """Copy ``pixels`` into the run's frame store (the one copy) and return the message."""
         ts = time.time() if ts is None else ts
-        ref = frame_store().write(camera, pixels, ts=ts, index=index)
+        store = frame_store()
+        try:
+            ref = store.write(camera, pixels, ts=ts, index=index, timeout=0)
+        except FrameStoreFull:
+            for relieve in _pressure:
+                relieve()
+            ref = store.write(camera, pixels, ts=ts, index=index)
         return cls(camera, index, ts, ref)
 
 
@@ -62,6 +71,13 @@ def frame_store() -> FrameStore:
             "to conveyor.run() (or to measure_costs) to have one"
         )
     return _current
+
+
+def on_frame_pressure(callback: Callable[[], None] | None) -> None:
+    """Set (or with None, clear) what runs when a frame write must wait for a slot."""
+    _pressure.clear()
+    if callback is not None:
+        _pressure.append(callback)
 
 
 def use_frame_store(store: FrameStore | None) -> None:

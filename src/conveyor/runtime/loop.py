@@ -18,6 +18,7 @@ get one instance per value of their key attribute.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 import zlib
@@ -29,8 +30,11 @@ from typing import Any
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
 from conveyor.runtime import faults
-from conveyor.runtime.frames import frame_holds, releaser
+from conveyor.runtime.checkpoint import Checkpoint, CheckpointFile
+from conveyor.runtime.deadletter import DeadLetter
+from conveyor.runtime.frames import frame_holds, on_frame_pressure, releaser
 from conveyor.runtime.gather import Pending, oldest_group
+from conveyor.runtime.heartbeat import HeartbeatSlot
 from conveyor.runtime.links import Link, inline_links, route
 from conveyor.runtime.merge import Merger
 from conveyor.runtime.policy import TaskState, choose
@@ -41,6 +45,16 @@ from conveyor.transport.ring import Message, RingReader, RingWriter
 
 DEFAULT_QUEUE = 64  # items per in-process input queue
 GATHER_ROOM = 4  # a gathering task's queue holds this many times more
+
+
+class _Dropped:
+    """The result of an item given up on (a dead letter): nothing goes on from it."""
+
+    def __reduce__(self) -> str:  # one object, also after a checkpoint's pickle round trip
+        return "DROPPED"
+
+
+DROPPED = _Dropped()
 
 
 class Lease:
@@ -70,6 +84,23 @@ class _Entry:
     arrived: float
     seq: int | None = None  # set on the input of a replica: its place in the split stream
     origin: int = 0  # deterministic id of what this item derives from (replays dedupe by it)
+
+
+@dataclass
+class _Unit:
+    """One output of a call: from one entry (in a batch) or from all of them."""
+
+    entries: list[_Entry]
+    lease: Lease | None
+    origin: int
+    seq: int | None
+    result: Any = None
+
+
+@dataclass
+class _Checkpointing:
+    file: CheckpointFile
+    every: Checkpoint
 
 
 @dataclass
@@ -106,6 +137,13 @@ class _Task:
     capacity: int = DEFAULT_QUEUE  # items per input queue
     latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
+    timeout: float | None = None  # what the monitor allows one call (None: no limit)
+    # Checkpointing (stateful tasks in a run that can restart them):
+    checkpoint: _Checkpointing | None = None
+    held: list[Lease] = field(default_factory=list)  # inputs held until the next checkpoint
+    recent: dict[int, Any] = field(default_factory=dict)  # origin -> output, not committed
+    replay: dict[int, Any] = field(default_factory=dict)  # restored: outputs to re-emit
+    saved_at: float = 0.0
 
 
 class PipelineLoop:
@@ -126,12 +164,23 @@ class PipelineLoop:
         queue_size: int = DEFAULT_QUEUE,
         max_source_items: int | None = None,
         progress: SourceProgress | None = None,
+        heartbeat: HeartbeatSlot | None = None,
+        checkpoints: str | None = None,
+        quarantine: frozenset[tuple[str, int]] = frozenset(),
+        suspects: frozenset[tuple[str, int]] = frozenset(),
+        stall_timeout: float | None = None,
+        on_dead_letter: Callable[[DeadLetter], None] | None = None,
     ) -> None:
         self.graph = graph
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
         self.queue_size = queue_size
         self.bell = bell
         self.progress = progress  # where sources resume after a restart (local backend)
+        self.heartbeat = heartbeat  # what the task monitor watches (local backend)
+        self.quarantine = quarantine  # (task, origin): crashed or hung too often, skipped
+        self.suspects = suspects  # (task, origin): crashed or hung before, run alone
+        self.dead_letters: list[DeadLetter] = []
+        self.on_dead_letter = on_dead_letter
         mine = set(tasks)
         self.tasks: dict[str, _Task] = {
             n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
@@ -140,6 +189,9 @@ class PipelineLoop:
             t.tid = zlib.crc32(t.spec.name.encode())
             # A gathering task holds whole groups (one message per camera): room for several.
             t.capacity = queue_size * GATHER_ROOM if t.spec.gather else queue_size
+            t.timeout = t.spec.timeout
+            if t.timeout is None and t.spec.kind != "source":  # a source may wait on a camera
+                t.timeout = stall_timeout
             for param, _tp in t.spec.inputs:
                 t.queues[param] = deque()
                 t.upstream_open[param] = 0
@@ -156,6 +208,11 @@ class PipelineLoop:
             t.local_mergers = [o for o in t.merge_out if isinstance(o, Merger)]
         for name, callback in (collect or {}).items():
             self.tasks[name].collect = callback
+        if checkpoints is not None:
+            self._restore(checkpoints, index)
+        if faults.ACTIVE:
+            for name in self.tasks:
+                faults.maybe_fail(name, 0, at="start")
 
     def _wire(self, links: list[Link], index: int) -> None:
         routes: dict[tuple[str, str | None, str], _Route] = {}
@@ -216,6 +273,16 @@ class PipelineLoop:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
+        saving = any(t.checkpoint is not None for t in self.tasks.values())
+        if saving:
+            on_frame_pressure(self._save_all)  # a source waiting for a slot frees held ones
+        try:
+            self._loop(saving)
+        finally:
+            if saving:
+                on_frame_pressure(None)
+
+    def _loop(self, saving: bool) -> None:
         while not all(t.done for t in self.tasks.values()):
             self._blocked_writers.clear()
             self._pull()
@@ -226,6 +293,8 @@ class PipelineLoop:
                 continue
             if self._finish_idle_tasks():
                 continue
+            if saving:  # nothing to do: save now rather than hold inputs while asleep
+                self._save_all()
             self._sleep(decision.wake_in)
 
     def _sleep(self, wake_in: float | None) -> None:
@@ -384,6 +453,8 @@ class PipelineLoop:
         return None
 
     def _close(self, t: _Task) -> None:
+        if t.held:
+            self._save(t)
         t.done = True
         for writer in t.writers:
             writer.close()
@@ -398,11 +469,26 @@ class PipelineLoop:
     # -- running one task ----------------------------------------------------------------------
 
     def _run(self, t: _Task) -> None:
-        spec = t.spec
-        if spec.kind == "source":
+        if t.spec.kind == "source":
             self._run_source(t)
             return
-        tid = t.tid
+        units = []
+        todo = []
+        for unit in self._units(t, self._take(t)):
+            units.append(unit)
+            if self._quarantined(t, unit.entries):
+                unit.result = DROPPED  # the supervisor recorded it as a dead letter
+            elif unit.origin in t.replay:  # covered by the restored checkpoint: not again
+                unit.result = t.replay.pop(unit.origin)
+            else:
+                todo.append(unit)
+        if todo:
+            self._compute(t, todo)
+        self._emit(t, units)
+
+    def _take(self, t: _Task) -> list[_Entry]:
+        """The entries of the next call (the policy chose ``t``, so they are there)."""
+        spec = t.spec
         if spec.gather is not None:
             positions, _ = self._group(t, time.monotonic(), not any(t.upstream_open.values()))
             assert positions  # the policy chose it, so a group is ready
@@ -410,31 +496,16 @@ class PipelineLoop:
             entries = [queue[i] for i in positions]
             for i in reversed(positions):
                 del queue[i]
-            values = [e.value for e in entries]
-            result = self._call(t, values, (values,))
-            origin = _derive(tuple(sorted(e.origin for e in entries)), tid)
-            self._emit(t, [result], [_holding(entries)], [origin])
-            return
+            return entries
         if spec.batched:
-            (param,) = t.queues
-            queue = t.queues[param]
-            entries = [queue.popleft() for _ in range(min(spec.batch, len(queue)))]
-            values = [e.value for e in entries]
-            results = self._call(t, values, (values,))
-            if not isinstance(results, list) or len(results) != len(values):
-                raise TaskFailed(
-                    f"batch task {spec.name!r} must return a list with one result per input: "
-                    f"got {_describe(results)} for {len(values)} inputs",
-                    task=spec.name,
-                )
-            self._emit(
-                t,
-                results,
-                [e.lease for e in entries],
-                [_derive(e.origin, tid) for e in entries],
-                [e.seq for e in entries],
-            )
-            return
+            (queue,) = t.queues.values()
+            entries = [queue.popleft()]
+            # An item suspected of crashing its pipeline runs alone, so that a crash points
+            # at it and not at a whole batch; the items around it batch as usual.
+            if not self._suspect(t, entries[0]):
+                while queue and len(entries) < spec.batch and not self._suspect(t, queue[0]):
+                    entries.append(queue.popleft())
+            return entries
         if spec.join_on:
             positions = self._match(t)
             assert positions is not None  # the policy chose it, so a complete set exists
@@ -443,16 +514,78 @@ class PipelineLoop:
                 queue = t.queues[p]
                 entries.append(queue[pos])
                 del queue[pos]
+            return entries
+        return [t.queues[p].popleft() for p, _ in t.spec.inputs]
+
+    def _units(self, t: _Task, entries: list[_Entry]) -> list[_Unit]:
+        """What the call produces: one output per entry for a batch, else one in all."""
+        tid = t.tid
+        if t.spec.batched:
+            return [_Unit([e], e.lease, _derive(e.origin, tid), e.seq) for e in entries]
+        if t.spec.gather is not None:
+            origin = _derive(tuple(sorted(e.origin for e in entries)), tid)
+            return [_Unit(entries, _holding(entries), origin, None)]
+        parent = entries[0].origin if len(entries) == 1 else tuple(e.origin for e in entries)
+        return [_Unit(entries, _holding(entries), _derive(parent, tid), entries[0].seq)]
+
+    def _suspect(self, t: _Task, entry: _Entry) -> bool:
+        return bool(self.suspects) and (t.spec.name, entry.origin) in self.suspects
+
+    def _quarantined(self, t: _Task, entries: list[_Entry]) -> bool:
+        return bool(self.quarantine) and any(
+            (t.spec.name, e.origin) in self.quarantine for e in entries
+        )
+
+    def _compute(self, t: _Task, units: list[_Unit]) -> None:
+        """Call the task on ``units``, applying its ``on_error`` policy to what it raises."""
+        spec = t.spec
+        values = [e.value for u in units for e in u.entries]
+        if spec.batched or spec.gather is not None:
+            args: tuple[Any, ...] = (values,)
         else:
-            entries = [t.queues[p].popleft() for p, _ in spec.inputs]
-        values = [e.value for e in entries]
-        result = self._call(t, values[0] if len(values) == 1 else tuple(values), values)
-        lease = _holding(entries)
-        if len(entries) == 1:
-            origin = _derive(entries[0].origin, tid)
+            args = tuple(values)
+        attempts = 1 + (spec.retries if spec.on_error == "retry" else 0)
+        for _ in range(attempts):
+            try:
+                results = self._call(t, units, args)
+                break
+            except TaskFailed as exc:
+                if spec.on_error == "fail":
+                    raise
+                error = exc
         else:
-            origin = _derive(tuple(e.origin for e in entries), tid)
-        self._emit(t, [result], [lease], [origin], [entries[0].seq])
+            if len(units) > 1:  # a batch raised: find the items at fault one by one
+                for unit in units:
+                    self._compute(t, [unit])
+                return
+            self._give_up(t, units[0], error, attempts)
+            return
+        if not spec.batched:
+            units[0].result = results
+            return
+        if not isinstance(results, list) or len(results) != len(units):
+            raise TaskFailed(
+                f"batch task {spec.name!r} must return a list with one result per input: "
+                f"got {_describe(results)} for {len(units)} inputs",
+                task=spec.name,
+            )
+        for unit, result in zip(units, results, strict=True):
+            unit.result = result
+
+    def _give_up(self, t: _Task, unit: _Unit, error: TaskFailed, attempts: int) -> None:
+        unit.result = DROPPED
+        letter = DeadLetter(
+            task=t.spec.name,
+            origin=unit.entries[0].origin,
+            item=error.item,
+            reason="raised",
+            error=str(error),
+            traceback=error.remote_traceback,
+            attempts=attempts,
+        )
+        self.dead_letters.append(letter)
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(letter)
 
     def _run_source(self, t: _Task) -> None:
         spec = t.spec
@@ -464,7 +597,10 @@ class PipelineLoop:
         if self.max_source_items is not None and t.calls >= self.max_source_items:
             self._close(t)
             return
+        beat = self.heartbeat
         started = time.perf_counter()
+        if beat is not None:
+            beat.start(t.order, time.monotonic(), spec.timeout, [])
         try:
             item = next(t.generator)
         except StopIteration:
@@ -473,6 +609,8 @@ class PipelineLoop:
         except Exception as exc:
             raise _failed(spec, None, exc) from exc
         finally:
+            if beat is not None:
+                beat.stop()
             t.busy += time.perf_counter() - started
         n = t.calls
         t.calls += 1
@@ -481,7 +619,8 @@ class PipelineLoop:
         on_done = [releaser(held)] if held else []
         if self.progress is not None:
             on_done.append(self._marker(t, n))
-        self._emit(t, [item], [Lease(on_done) if on_done else None], [_derive(n, t.tid)])
+        lease = Lease(on_done) if on_done else None
+        self._emit(t, [_Unit([], lease, _derive(n, t.tid), None, item)])
 
     def _resume(self, t: _Task) -> None:
         """Skip the items a predecessor of this pipeline finished (see runtime.progress)."""
@@ -505,8 +644,9 @@ class PipelineLoop:
 
         return done
 
-    def _call(self, t: _Task, item: Any, args: Any) -> Any:
+    def _call(self, t: _Task, units: list[_Unit], args: tuple[Any, ...]) -> Any:
         spec = t.spec
+        item = args[0] if len(args) == 1 else args
         try:
             if spec.stateful:
                 first = args[0][0] if spec.batched or spec.gather else args[0]
@@ -517,34 +657,42 @@ class PipelineLoop:
                 fn = instance
             else:
                 fn = spec.target
-            if faults.ACTIVE:
-                faults.maybe_fail(spec.name, t.calls)
-            t.calls += 1
-            t.items += len(args[0]) if spec.batched else 1
-            started = time.perf_counter()
+            beat = self.heartbeat
+            if beat is not None:
+                origins = [e.origin for u in units for e in u.entries]
+                beat.start(t.order, time.monotonic(), t.timeout, origins)
             try:
-                return fn(*args)
+                if faults.ACTIVE:
+                    faults.maybe_fail(spec.name, t.calls)
+                t.calls += 1
+                t.items += len(units)
+                started = time.perf_counter()
+                try:
+                    return fn(*args)
+                finally:
+                    t.busy += time.perf_counter() - started
             finally:
-                t.busy += time.perf_counter() - started
+                if beat is not None:
+                    beat.stop()
         except TaskFailed:
             raise
         except Exception as exc:
             raise _failed(spec, item, exc) from exc
 
-    def _emit(
-        self,
-        t: _Task,
-        results: list[Any],
-        leases: list[Lease | None],
-        origins: list[int],
-        seqs: list[int | None] | None = None,
-    ) -> None:
+    def _emit(self, t: _Task, units: list[_Unit]) -> None:
         optional = t.spec.optional_output
-        for i, (value, lease) in enumerate(zip(results, leases, strict=True)):
-            seq = seqs[i] if seqs else None  # set when this task is a replica
-            origin = origins[i]
-            if value is None:
-                if not (optional or t.spec.kind == "sink"):
+        saving = t.checkpoint is not None
+        for unit in units:
+            value, lease, origin, seq = unit.result, unit.lease, unit.origin, unit.seq
+            if saving and lease is not None:
+                # Until the next checkpoint, hold the input (it is replayed after a crash) and
+                # remember this output (a replay re-emits it instead of calling the task).
+                t.recent[origin] = value
+                lease.on_release.append(functools.partial(t.recent.pop, origin, None))
+                lease.add(1)
+                t.held.append(lease)
+            if value is None or value is DROPPED:
+                if value is None and not (optional or t.spec.kind == "sink"):
                     raise TaskFailed(
                         f"task {t.spec.name!r} returned None but is declared to return "
                         f"{t.spec.output.__name__ if t.spec.output else '?'}; annotate it "
@@ -593,7 +741,39 @@ class PipelineLoop:
                 consumer.queues[param].append(_Entry(value, lease, now, None, origin))
             if lease is not None:
                 lease.drop()  # the input is consumed; its outputs hold the lease now
+        if saving and t.held:
+            ckpt = t.checkpoint
+            assert ckpt is not None
+            due = len(t.held) >= ckpt.every.items
+            if due or time.monotonic() - t.saved_at >= ckpt.every.seconds:
+                self._save(t)
 
+    # -- checkpoints (see runtime.checkpoint) ---------------------------------------------------
+
+    def _restore(self, prefix: str, index: int) -> None:
+        for t in self.tasks.values():
+            every = t.spec.checkpoint
+            if not t.spec.stateful or every is None:
+                continue
+            t.checkpoint = _Checkpointing(CheckpointFile(prefix, t.spec.name, index), every)
+            saved = t.checkpoint.file.load(t.spec.target)
+            if saved is not None:
+                t.instances, t.replay = saved.states, saved.outputs
+            t.saved_at = time.monotonic()
+
+    def _save(self, t: _Task) -> None:
+        """Save ``t``'s state, then let go of the inputs it held for replay."""
+        assert t.checkpoint is not None
+        t.checkpoint.file.save(t.instances, {**t.replay, **t.recent})
+        t.saved_at = time.monotonic()
+        held, t.held = t.held, []
+        for lease in held:
+            lease.drop()
+
+    def _save_all(self) -> None:
+        for t in self.tasks.values():
+            if t.held:
+                self._save(t)
 
 def _holding(entries: list[_Entry]) -> Lease | None:
     """A lease for an output made from several inputs: it holds every input's lease."""

@@ -10,7 +10,8 @@
 Faults travel to the pipeline processes in the environment (``CONVEYOR_FAULTS``), so set them
 before the run starts. ``item`` counts the calls of the task in one process, from 0. A fault
 fires once per run by default (a marker file makes sure a restarted pipeline does not crash
-again at the same item); ``once=False`` fires in every process, for poison items.
+again at the same item); ``once=False`` fires in every process. ``at="start"`` fires while
+the pipeline that runs the task starts, before it runs anything.
 
 Modes: ``raise`` (a ``RuntimeError`` in the task), ``exit`` (``os._exit(13)``), ``kill``
 (SIGKILL), ``segfault`` (a real segmentation fault), ``hang`` (an endless loop), ``sleep``
