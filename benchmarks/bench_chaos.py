@@ -6,8 +6,13 @@ The graph: 8 synthetic cameras (paced to finish in about ``--seconds``) -> a sta
 task (numpy work on a 240x320 frame) -> a stateful per-camera counter (key="camera") ->
 collected in the parent. Every ``--kill-every`` seconds a random pipeline process gets SIGKILL.
 Reported: items in and out, lost (expected but never delivered), duplicated (delivered more
-than once), restarts, and recovery time (death seen by the supervisor -> the replacement's loop
-running again) p50 and p99.
+than once), restarts, recovery time (death seen by the supervisor -> the replacement's loop
+running again) p50 and p99, and ``state_errors``: outputs of the stateful counter whose count
+is not what an uninterrupted run gives (its state is checkpointed and restored, so 0).
+
+Then a short hang run: ``--hangs`` calls of the feature task loop forever (injected faults)
+under a ``--hang-timeout``; reported is how long each hung call had run when the monitor
+killed it (``hang_detect_s_max``; the target is at most the timeout plus 1 s).
 """
 
 from __future__ import annotations
@@ -119,12 +124,46 @@ def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def hang_run(hangs: int, timeout: float, workers: int) -> dict[str, object]:
+    """A short run in which ``hangs`` calls of ``features`` never return."""
+    from conveyor.testing import Fault, inject
+
+    if hangs <= 0:
+        return {}
+    frames = 60
+    os.environ[START_ENV] = str(time.time())
+    os.environ[RATE_ENV] = str(1e6)  # unpaced
+    os.environ[COUNT_ENV] = str(frames)
+    print(f"\nhang run: {hangs} hung calls, timeout {timeout} s", flush=True)
+    graph = cv.Graph([cameras, features, Count])
+    faults = [Fault("features", item=10 + 5 * k, mode="hang") for k in range(hangs)]
+    with inject(*faults):
+        result = cv.run(
+            graph,
+            backend="local",
+            plan=cv.make_plan(graph, workers=workers),
+            collect=["Count"],
+            restarts=cv.RestartPolicy(limit=hangs + 1, stall_timeout=timeout),
+        )
+    detect = [r.stalled for r in result.restarts if r.stalled is not None]
+    got = Counter((c.camera, c.index) for c in result.outputs["Count"])
+    return {
+        "hang_timeout_s": timeout,
+        "hangs_detected": len(detect),
+        "hang_detect_s_max": max(detect) if detect else None,
+        "hang_run_lost": frames * CAMERAS - len(got),
+        "hang_run_duplicated": sum(n - 1 for n in got.values() if n > 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--kill-every", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=400.0, help="frames/s over all cameras")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hangs", type=int, default=3, help="hung calls in the hang run")
+    parser.add_argument("--hang-timeout", type=float, default=1.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -161,6 +200,7 @@ def main() -> None:
     lost = len(expected - set(got))
     duplicated = sum(n - 1 for n in got.values() if n > 1)
     recoveries = [r.recovery * 1e3 for r in result.restarts if r.recovery is not None]
+    state_errors = sum(1 for c in result.outputs["Count"] if c.seen != c.index + 1)
     report = {
         "seconds": round(elapsed, 2),
         "items_in": len(expected),
@@ -171,6 +211,9 @@ def main() -> None:
         "restarts": len(result.restarts),
         "recovery_ms_p50": percentile(recoveries, 50),
         "recovery_ms_p99": percentile(recoveries, 99),
+        "state_errors": state_errors,
+        "dead_letters": len(result.dead_letters),
+        **hang_run(args.hangs, args.hang_timeout, args.workers),
         "cores": os.cpu_count(),
     }
     print()

@@ -43,9 +43,7 @@ def test_a_hung_task_is_killed_and_its_item_retried() -> None:
     graph = cv.Graph([frames, measure, halve])
     want = cv.run(graph, backend="inline", collect=["halve"]).outputs["halve"]
     with inject(Fault("halve", item=30, mode="hang")):
-        result = cv.run(
-            graph, backend="local", workers=2, collect=["halve"], restarts=FAST_MONITOR
-        )
+        result = cv.run(graph, backend="local", workers=2, collect=["halve"], restarts=FAST_MONITOR)
     (restart,) = result.restarts
     assert "hung in task 'halve'" in restart.reason
     assert restart.recovery is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor import CameraSpec, Doorbell, FrameStore, Ring, RingReader, RingWriter
+from conveyor import CameraSpec, Doorbell, EndOfChannel, FrameStore, Ring, RingReader, RingWriter
 
 
 def frame(i: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -89,3 +89,16 @@ def try_second_writer(ring: str, conn: Any) -> None:
         conn.send("attached")
     except Exception as exc:
         conn.send(str(exc))
+
+
+def read_until_closed(ring: str, conn: Any) -> None:
+    r = RingReader(ring)
+    values = []
+    while True:
+        try:
+            msg = r.read(timeout=20)
+        except EndOfChannel:
+            break
+        values.append(msg.value)
+        msg.commit()
+    conn.send(values)

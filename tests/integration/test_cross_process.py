@@ -14,6 +14,7 @@ import pytest
 from conveyor import (
     CameraSpec,
     ChannelBroken,
+    ConveyorTimeout,
     Doorbell,
     EndOfChannel,
     FrameStore,
@@ -106,6 +107,24 @@ def test_writer_sees_consumer_death_as_broken(procs: list) -> None:
         w.write(2)
         with pytest.raises(ChannelBroken, match="consumer"):
             w.write(3, timeout=20)
+
+
+def test_a_supervised_writer_waits_for_the_dead_consumers_replacement(procs: list) -> None:
+    with Ring(capacity=4096, max_items=2) as ring:
+        w = RingWriter(ring.name, wait_for_consumer=True)
+        p = start(procs, children.attach_reader_then_die, ring.name)
+        p.join(20)
+        w.write(1)
+        w.write(2)
+        with pytest.raises(ConveyorTimeout):  # not ChannelBroken: it would wait on
+            w.write(3, timeout=0.5)
+        parent_end, child_end = ctx.Pipe()
+        second = start(procs, children.read_until_closed, ring.name, child_end)
+        w.write(3, timeout=20)  # the replacement consumer made room
+        w.close()
+        assert parent_end.poll(20)
+        assert parent_end.recv() == [1, 2, 3]
+        second.join(10)
 
 
 def test_replacement_consumer_gets_every_uncommitted_message(procs: list) -> None:

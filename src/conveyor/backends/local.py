@@ -244,6 +244,7 @@ class Restart:
     reason: str
     died_at: float  # monotonic seconds
     ready_at: float | None = None
+    stalled: float | None = None  # a hang: how long its call had run when it was killed
 
     @property
     def recovery(self) -> float | None:
@@ -338,7 +339,8 @@ class Supervisor:
             self.procs[i].kill()
             self.procs[i].join(5)
             late = now - beat.started
-            self._restart(i, f"hung in task {task!r} ({late:.1f} s, past its timeout)", None)
+            reason = f"hung in task {task!r} ({late:.1f} s, past its timeout)"
+            self._restart(i, reason, None, stalled=late)
         return max(wait, 0.001)
 
     def _check(self, i: int) -> bool:
@@ -371,7 +373,9 @@ class Supervisor:
             self._restart(i, f"died {_exit_reason(self.procs[i].exitcode)}", None)
         return False
 
-    def _restart(self, i: int, reason: str, remote: str | None) -> None:
+    def _restart(
+        self, i: int, reason: str, remote: str | None, stalled: float | None = None
+    ) -> None:
         now = time.monotonic()
         proc = self.procs[i]
         proc.join(5)  # reaped: its pid is dead for the rings' takeover checks
@@ -393,7 +397,7 @@ class Supervisor:
         self._blame(i, reason)
         if self.policy.backoff:
             time.sleep(min(2.0, self.policy.backoff * 2 ** len(recent)))
-        record = Restart(self.names[i], reason, now)
+        record = Restart(self.names[i], reason, now, stalled=stalled)
         self.restarts.append(record)
         self._pending_ready[i] = record
         self._spawn(i)

@@ -198,7 +198,7 @@ class PipelineLoop:
         self._readers: list[tuple[RingReader | Merger, str, str]] = []  # (inlet, task, param)
         self._mergers: dict[tuple[str, str], Merger] = {}
         self._blocked_writers: set[RingWriter] = set()
-        self._wire(inline_links(graph) if links is None else links, index)
+        self._wire(inline_links(graph) if links is None else links, index, progress is not None)
         for t in self.tasks.values():
             outlets = [o for r in t.routes for o in r.outlets]
             t.writers = [
@@ -214,7 +214,9 @@ class PipelineLoop:
             for name in self.tasks:
                 faults.maybe_fail(name, 0, at="start")
 
-    def _wire(self, links: list[Link], index: int) -> None:
+    def _wire(self, links: list[Link], index: int, supervised: bool) -> None:
+        """Open this pipeline's ends of ``links``. In a supervised run a writer waits for a
+        dead consumer's replacement instead of failing (the supervisor restarts it)."""
         routes: dict[tuple[str, str | None, str], _Route] = {}
         for link in links:
             if link.consumer is not None and link.dst == index:  # an input of this pipeline
@@ -240,7 +242,7 @@ class PipelineLoop:
                 else:
                     outlet = (self.tasks[link.consumer], link.param)
             else:
-                outlet = RingWriter(link.ring_name)
+                outlet = RingWriter(link.ring_name, wait_for_consumer=supervised)
             if link.merged:
                 assert not isinstance(outlet, tuple)
                 producer.merge_out.append(outlet)
@@ -774,6 +776,7 @@ class PipelineLoop:
         for t in self.tasks.values():
             if t.held:
                 self._save(t)
+
 
 def _holding(entries: list[_Entry]) -> Lease | None:
     """A lease for an output made from several inputs: it holds every input's lease."""

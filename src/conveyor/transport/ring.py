@@ -218,10 +218,16 @@ def _read_name(buf: memoryview, offset: int) -> str:
 
 
 class RingWriter(_Endpoint):
-    """The producing end. One process writes to a ring at a time."""
+    """The producing end. One process writes to a ring at a time.
 
-    def __init__(self, name: str) -> None:
+    A write into a full ring whose consumer died raises ``ChannelBroken``; with
+    ``wait_for_consumer=True`` (a supervised run, where a replacement consumer takes the ring
+    over) it waits for the replacement instead.
+    """
+
+    def __init__(self, name: str, wait_for_consumer: bool = False) -> None:
         super().__init__(name)
+        self.wait_for_consumer = wait_for_consumer
         _claim_end(self, self._prod, _PPID, _CLOSED, "producer")
         self._prod[_CLOSED] = 0
         # Private copies of the producer line: records are placed first, published together.
@@ -326,7 +332,7 @@ class RingWriter(_Endpoint):
         if self._cons[_RCLOSED]:
             raise ChannelClosed(f"the consumer of ring {self.name} closed it")
         pid = int(self._cons[_CPID])
-        if pid and not pid_alive(pid):
+        if pid and not self.wait_for_consumer and not pid_alive(pid):
             raise ChannelBroken(f"the consumer of ring {self.name} (pid {pid}) died", pid=pid)
 
     def _note(self, origin: int) -> None:
