@@ -15,13 +15,16 @@ from tests.integration.pipeline_fixtures import (
     Smooth,
     SmoothExplicit,
     SmoothForgetful,
+    SmoothReplicated,
     SmoothThenPass,
     after_smooth,
+    brighten,
     crashes_on_poison,
     frames,
     halve,
     hangs_on_poison,
     measure,
+    measure_bright,
     measure_crashes_on_poison,
     store_frames,
     within_a_second,
@@ -156,3 +159,30 @@ def test_a_stateful_task_over_frames_does_not_starve_its_source_of_slots(crash: 
     assert len(got.restarts) == int(crash)
     key = [(c.camera, c.index, c.fill) for c in got.outputs["CountFrames"]]
     assert key == [(c.camera, c.index, c.fill) for c in want.outputs["CountFrames"]]
+
+
+REPLICATED = [frames, brighten, measure_bright, SmoothReplicated]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize(
+    ("victim", "item"),
+    [
+        ("frames", 50),  # the source: it splits into brighten's replicas
+        ("brighten", 20),  # a replica
+        ("measure_bright", 9),  # merges brighten, splits into SmoothReplicated
+        ("SmoothReplicated", 30),  # a keyed stateful replica
+    ],
+)
+def test_a_pipeline_of_a_replicated_stage_restarts_losing_and_doubling_nothing(
+    workers: int, victim: str, item: int
+) -> None:
+    graph = cv.Graph(REPLICATED)
+    plan = cv.make_plan(graph, workers=workers)
+    assert len(plan.replicas_of("brighten")) == 2 == len(plan.replicas_of("SmoothReplicated"))
+    want = cv.run(graph, backend="inline", collect=["SmoothReplicated"])
+    with inject(Fault(victim, item=item, mode="kill", at="call")):
+        result = cv.run(graph, backend="local", plan=plan, collect=["SmoothReplicated"])
+    assert len(result.restarts) == 1
+    # the whole stream in order, with the values of an uninterrupted run
+    assert rows(result.outputs["SmoothReplicated"]) == rows(want.outputs["SmoothReplicated"])

@@ -249,7 +249,7 @@ def check_frame(frame: cv.Frame) -> Checked:
 
 @cv.task(replicas=1, cost=0.001)
 def check_frame_once(frame: cv.Frame) -> Checked:
-    """check_frame without replicas (a replicated stage cannot be restarted yet)."""
+    """check_frame without replicas."""
     return check_frame(frame)
 
 

@@ -46,6 +46,7 @@ from conveyor.runtime.heartbeat import Heartbeats
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.runtime.merge import Merger
+from conveyor.runtime.numbering import SplitNumbers
 from conveyor.runtime.progress import SourceProgress
 from conveyor.transport.doorbell import Doorbell
 from conveyor.transport.framestore import CameraSpec, FrameStore
@@ -74,6 +75,8 @@ class WorkerConfig:
     stall_timeout: float | None = None  # the timeout of tasks that declare none
     quarantine: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to skip
     suspects: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to run alone
+    split_numbers: str | None = None  # where tasks feeding replicas record their numbering
+    splitters: tuple[str, ...] = ()
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
@@ -91,6 +94,9 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
         progress = None
         if config.progress is not None:
             progress = SourceProgress.attach(config.progress, config.graph.sources())
+        numbers = None
+        if config.split_numbers is not None:
+            numbers = SplitNumbers.attach(config.split_numbers, list(config.splitters))
         beat = None
         if config.heartbeats is not None:
             beat = Heartbeats.attach(config.heartbeats, config.pipelines).slot(config.index)
@@ -107,6 +113,7 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
             suspects=config.suspects,
             stall_timeout=config.stall_timeout,
             on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
+            split_numbers=numbers,
         )
         report.send(("ready", config.index))
         loop.run()
@@ -156,6 +163,9 @@ def run_local(
                 owned.append(ring)
                 link = link.with_ring(ring.name)
             links.append(link)
+        splitters = tuple(sorted({k.producer for k in links if k.replicas > 1}))
+        numbers = SplitNumbers.create(list(splitters))
+        owned.append(numbers)
         readers: dict[str, RingReader | Merger] = {}
         for link in links:
             if link.dst != PARENT:
@@ -181,6 +191,8 @@ def run_local(
                 len(plan.pipelines),
                 checkpoints,
                 policy.stall_timeout,
+                split_numbers=numbers.name,
+                splitters=splitters,
             )
             for p in plan.pipelines
         ]
@@ -380,15 +392,10 @@ class Supervisor:
         proc = self.procs[i]
         proc.join(5)  # reaped: its pid is dead for the rings' takeover checks
         recent = [r for r in self.restarts if now - r.died_at < self.policy.window]
-        unsafe = [k for k in self.configs[i].links if k.replicas > 1 or k.merged]
-        if len(recent) >= self.policy.limit or unsafe:
-            why = (
-                f"after {len(recent)} restarts in {self.policy.window:.0f} s"
-                if not unsafe
-                else "and it runs a replicated stage, which cannot be restarted yet"
-            )
+        if len(recent) >= self.policy.limit:
             exc = PipelineCrashed(
-                f"pipeline process {self.names[i]} (pid {proc.pid}) {reason} {why}",
+                f"pipeline process {self.names[i]} (pid {proc.pid}) {reason} after "
+                f"{len(recent)} restarts in {self.policy.window:.0f} s",
                 exitcode=proc.exitcode,
             )
             if remote is not None:

@@ -37,6 +37,7 @@ from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.heartbeat import HeartbeatSlot
 from conveyor.runtime.links import Link, inline_links, route
 from conveyor.runtime.merge import Merger
+from conveyor.runtime.numbering import Numbering, SplitNumbers
 from conveyor.runtime.policy import TaskState, choose
 from conveyor.runtime.progress import DonePrefix, SourceProgress
 from conveyor.task import TaskSpec
@@ -132,6 +133,7 @@ class _Task:
     calls: int = 0
     items: int = 0
     next_seq: int = 0  # numbers the items this task sends into replicas
+    numbering: Numbering | None = None  # ... or this, in a run that restarts pipelines
     tid: int = 0  # a stable number for the task's name (origins are derived with it)
     prefix: DonePrefix | None = None  # a source's finished items (set by _resume)
     capacity: int = DEFAULT_QUEUE  # items per input queue
@@ -170,6 +172,7 @@ class PipelineLoop:
         suspects: frozenset[tuple[str, int]] = frozenset(),
         stall_timeout: float | None = None,
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
+        split_numbers: SplitNumbers | None = None,
     ) -> None:
         self.graph = graph
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
@@ -206,6 +209,8 @@ class PipelineLoop:
             ]
             t.local_targets = t.local_out + [o for o in outlets if isinstance(o, tuple)]
             t.local_mergers = [o for o in t.merge_out if isinstance(o, Merger)]
+            if t.routes and split_numbers is not None:
+                t.numbering = split_numbers.numbering(t.spec.name)
         for name, callback in (collect or {}).items():
             self.tasks[name].collect = callback
         if checkpoints is not None:
@@ -604,6 +609,8 @@ class PipelineLoop:
         if beat is not None:
             beat.start(t.order, time.monotonic(), spec.timeout, [])
         try:
+            if faults.ACTIVE:
+                faults.maybe_fail(spec.name, t.calls)
             item = next(t.generator)
         except StopIteration:
             self._close(t)
@@ -726,8 +733,11 @@ class PipelineLoop:
                     else:
                         outlet.write((origin, seq, value), origin=origin)
             if t.routes:
-                number = t.next_seq
-                t.next_seq += 1
+                if t.numbering is not None:  # survives a restart of this pipeline
+                    number = t.numbering.number(origin)
+                else:
+                    number = t.next_seq
+                    t.next_seq += 1
                 for r in t.routes:
                     target = r.outlets[route(value, number, r.key, len(r.outlets))]
                     if isinstance(target, tuple):

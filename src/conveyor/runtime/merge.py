@@ -5,6 +5,13 @@ sends exactly one record per input it took, ``(origin, seq, value)``, with ``val
 it produced nothing (a skip marker), in the order it took them. So each inlet is sorted by seq and
 the next message in order is always at the head of one inlet: the merge holds at most one
 message per ring and never reorders more than that.
+
+After a crash the merge may start (a replacement merger at 0) or go on (an inlet replayed from
+its committed position) below numbers it will never see again: a number that was delivered and
+committed before the crash is not in any inlet any more. Since each inlet is in order, a number
+below every inlet's head can no longer come, so when every open inlet shows a head the merge
+moves on to the smallest head. Without a crash the smallest head is always the next number and
+this rule never fires.
 """
 
 from __future__ import annotations
@@ -61,6 +68,20 @@ class Merger:
             for r, h, o in zip(self.readers, self._heads, self._open, strict=True)
         )
 
+    def _caught_up(self) -> bool:
+        """Move ``next`` up to the smallest head when every open inlet shows one above it."""
+        if self._local_open and not self._local:
+            return False  # a local replica may still send something lower
+        heads = [h.value[1] for h in self._heads if h is not None]
+        if any(o and h is None for h, o in zip(self._heads, self._open, strict=True)):
+            return False
+        if self._local:
+            heads.append(self._local[0][0][1])
+        if not heads or min(heads) <= self.next:
+            return False
+        self.next = min(heads)
+        return True
+
     def try_read(self) -> tuple[tuple[int, int, Any], Any] | None:
         if self._local and self._local[0][0][1] == self.next:
             self.next += 1
@@ -76,6 +97,8 @@ class Merger:
                 self._heads[i] = None
                 self.next += 1
                 return head.value, head
+        if self._caught_up():
+            return self.try_read()
         if self._local_open or any(self._open):
             return None
         if self._local or any(h is not None for h in self._heads):
