@@ -19,6 +19,7 @@ from tests.integration.pipeline_fixtures import (
     SmoothThenPass,
     after_smooth,
     brighten,
+    check_frame_once,
     crashes_on_poison,
     frames,
     halve,
@@ -186,3 +187,18 @@ def test_a_pipeline_of_a_replicated_stage_restarts_losing_and_doubling_nothing(
     assert len(result.restarts) == 1
     # the whole stream in order, with the values of an uninterrupted run
     assert rows(result.outputs["SmoothReplicated"]) == rows(want.outputs["SmoothReplicated"])
+
+
+def test_frame_slots_held_by_dead_processes_are_given_back() -> None:
+    # Each kill leaves the dead process's private holds (frames its source wrote, in flight)
+    # behind; with 3 slots per camera a few kills would starve the source for good.
+    graph = cv.Graph([store_frames, check_frame_once])
+    want = cv.run(graph, backend="inline", cameras=CAMERAS, collect=["check_frame_once"])
+    faults = [Fault("check_frame_once", item=n, mode="kill") for n in (10, 12, 14, 16, 18)]
+    with inject(*faults):
+        got = cv.run(
+            graph, backend="local", workers=1, cameras=CAMERAS, collect=["check_frame_once"]
+        )
+    assert len(got.restarts) == 5
+    key = [(c.camera, c.index, c.fill) for c in got.outputs["check_frame_once"]]
+    assert key == [(c.camera, c.index, c.fill) for c in want.outputs["check_frame_once"]]

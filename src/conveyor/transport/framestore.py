@@ -6,13 +6,18 @@ frame into a free slot once (or decodes straight into it with ``claim()``), and 
 read-only numpy view with ``view()``: no copy, a few microseconds whatever the frame size.
 
 **Holds.** A slot is never rewritten while anyone holds it. Holds are counted per *lane*: every
-process that attaches takes a lane of its own (a row of int32 counters in shared memory that only
+process that attaches takes a lane of its own (rows of int32 counters in shared memory that only
 it writes), and a slot's hold count is the sum of its column. Single-writer counters need no
 atomic read-modify-write (the ``atomics`` package costs ~17 us an operation here; a numpy column
-sum costs ~2 us). Counts are facts about messages, not processes: an encoder adds one in its lane
-when a message naming the frame is written to a ring, the consumer removes one in its lane when it
-commits the message. A dead process's lane keeps its counts and is taken over by the next process
-that needs a lane, so the sums stay right across crashes.
+sum costs ~2 us). A lane has two rows, because holds are of two kinds:
+
+- *message* holds are facts about messages, not processes: an encoder adds one in its row when
+  a message naming the frame is written to a ring, the consumer removes one in its row when it
+  commits the message. They must outlive a process that dies (the message is still in the
+  ring), so a dead process's message row keeps its counts;
+- *private* holds (a writer's hold on the frame it wrote, ``retain``) belong to the process:
+  when it dies they die with it. The next process that claims a lane clears the private rows of
+  dead processes, so a crash gives their slots back.
 
 **Generations.** A slot's generation is even when it holds a published frame and odd while it
 is being written. The writer makes it odd *before* checking that nobody holds the slot, and a
@@ -136,8 +141,8 @@ class FrameStore:
         self._meta = np.frombuffer(buf, dtype=_META, count=nslots, offset=meta["meta_offset"])
         self._lane_pids = np.frombuffer(buf, "<u8", self.lanes, offset=meta["lanes_offset"])
         self._holds = np.frombuffer(
-            buf, "<i4", self.lanes * nslots, offset=meta["holds_offset"]
-        ).reshape(self.lanes, nslots)
+            buf, "<i4", 2 * self.lanes * nslots, offset=meta["holds_offset"]
+        ).reshape(2 * self.lanes, nslots)  # row 2k: lane k's message holds; 2k+1: private
         ro = segment.readonly()
         self._writable: list[list[np.ndarray]] = []
         self._readonly: list[list[np.ndarray]] = []
@@ -153,7 +158,8 @@ class FrameStore:
             self._readonly.append(r)
         self._cursor = [0] * len(self.cameras)
         self.lane = self._claim_lane() if lane is None else lane
-        self._my_holds = self._holds[self.lane]
+        self._message_holds = self._holds[2 * self.lane]
+        self._my_holds = self._holds[2 * self.lane + 1]
 
     # -- construction --------------------------------------------------------------------------
 
@@ -184,7 +190,7 @@ class FrameStore:
         meta["meta_offset"] = meta_size
         meta["lanes_offset"] = meta_size + _page(nslots * _META.itemsize)
         meta["holds_offset"] = meta["lanes_offset"] + _page(lanes * 8)
-        pos = meta["holds_offset"] + _page(lanes * nslots * 4)
+        pos = meta["holds_offset"] + _page(2 * lanes * nslots * 4)
         meta["data_offsets"], meta["slot_strides"] = [], []
         for c in cameras:
             stride = _page(c.frame_bytes)
@@ -211,7 +217,8 @@ class FrameStore:
         return store
 
     def _claim_lane(self) -> int:
-        """Take a free lane (or a dead process's lane) under a file lock on the segment."""
+        """Take a free lane (or a dead process's lane) under a file lock on the segment; clear
+        the private holds of every dead process on the way (their slots come back)."""
         me = os.getpid()
         with _segment_lock(self.name):
             for lane in range(self.lanes):
@@ -220,7 +227,11 @@ class FrameStore:
                     return lane
             for lane in range(self.lanes):
                 pid = int(self._lane_pids[lane])
-                if pid == 0 or not pid_alive(pid):
+                if pid and pid != me and not pid_alive(pid):
+                    self._holds[2 * lane + 1] = 0
+                    self._lane_pids[lane] = 0
+            for lane in range(self.lanes):
+                if int(self._lane_pids[lane]) == 0:
                     self._lane_pids[lane] = me
                     return lane
         raise ConfigurationError(
@@ -326,18 +337,24 @@ class FrameStore:
     def timestamp(self, ref: FrameRef) -> float:
         return float(self._meta["ts"][self._slot_index(ref)])
 
-    def retain(self, ref: FrameRef) -> None:
-        """Add a hold: the slot will not be rewritten until a matching ``release``."""
+    def retain(self, ref: FrameRef, message: bool = False) -> None:
+        """Add a hold: the slot will not be rewritten until a matching ``release``.
+
+        ``message=True``: a hold for a message in a ring (it survives this process's death).
+        """
         idx = self._slot_index(ref)
-        self._my_holds[idx] += 1
+        row = self._message_holds if message else self._my_holds
+        row[idx] += 1
         full_fence()
         if int(self._meta["generation"][idx]) != ref.generation:
-            self._my_holds[idx] -= 1
+            row[idx] -= 1
             raise StaleFrameError(self._stale_text(ref, idx))
 
-    def release(self, ref: FrameRef) -> None:
-        """Drop one hold (taken by ``write``, ``publish``, ``retain`` or a ring message)."""
-        self._my_holds[self._slot_index(ref)] -= 1
+    def release(self, ref: FrameRef, message: bool = False) -> None:
+        """Drop one hold (taken by ``write``, ``publish``, ``retain``; ``message=True``: by a
+        ring message, released by its consumer)."""
+        row = self._message_holds if message else self._my_holds
+        row[self._slot_index(ref)] -= 1
 
     def holds(self, ref: FrameRef) -> int:
         """How many holds the slot has now (for tests and statistics)."""
@@ -377,6 +394,7 @@ class FrameStore:
             self._lane_pids[self.lane] = 0  # counts stay; the next process may take the lane
         self._writable = self._readonly = []
         self._meta = self._holds = self._my_holds = self._lane_pids = None  # type: ignore
+        self._message_holds = None  # type: ignore
         self.segment.close()
 
     def __enter__(self) -> FrameStore:
@@ -417,11 +435,11 @@ def resolve(ref: FrameRef) -> np.ndarray:
     return FrameStore.attach(ref.store).view(ref)
 
 
-def retain_refs(refs: Iterable[FrameRef]) -> None:
+def retain_refs(refs: Iterable[FrameRef], message: bool = False) -> None:
     for ref in refs:
-        FrameStore.attach(ref.store).retain(ref)
+        FrameStore.attach(ref.store).retain(ref, message)
 
 
-def release_refs(refs: Iterable[FrameRef]) -> None:
+def release_refs(refs: Iterable[FrameRef], message: bool = False) -> None:
     for ref in refs:
-        FrameStore.attach(ref.store).release(ref)
+        FrameStore.attach(ref.store).release(ref, message)

@@ -370,7 +370,7 @@ class RingWriter(_Endpoint):
             _fill_arrays(data, off, layout, arrays)
         data[off + head_end - len(header) : off + head_end] = header
         if enc.frame_refs:
-            framestore.retain_refs(enc.frame_refs)  # held until the consumer commits
+            framestore.retain_refs(enc.frame_refs, message=True)  # until the consumer commits
         self._note(origin)
         self._wcount += 1
         self._wpos += pad + total
@@ -404,7 +404,7 @@ class RingWriter(_Endpoint):
         _REC.pack_into(data, off, _OVERFLOW, 0, small, self._wcount, len(raw))
         data[off + _REC.size : off + _REC.size + len(raw)] = raw
         if enc.frame_refs:
-            framestore.retain_refs(enc.frame_refs)
+            framestore.retain_refs(enc.frame_refs, message=True)
         self._note(origin)
         self._wcount += 1
         self._wpos += pad + small
@@ -592,7 +592,7 @@ class RingReader(_Endpoint):
             # Only now that read_pos has moved past it: a crash before this line re-delivers
             # the message (and its frames are released once, by the replacement).
             if head._refs:
-                framestore.release_refs(head._refs)
+                framestore.release_refs(head._refs, message=True)
             if head._overflow:
                 unlink(head._overflow)
         if moved:
