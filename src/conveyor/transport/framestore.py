@@ -394,7 +394,7 @@ class FrameStore:
             self._lane_pids[self.lane] = 0  # counts stay; the next process may take the lane
         self._writable = self._readonly = []
         self._meta = self._holds = self._my_holds = self._lane_pids = None  # type: ignore
-        self._message_holds = None  # type: ignore
+        self._message_holds = None
         self.segment.close()
 
     def __enter__(self) -> FrameStore:
