@@ -1,0 +1,216 @@
+"""The store's configuration: a TOML file, validated with errors that say where and what.
+
+    [store]
+    name = "demo store"
+    floor = { width = 20.0, height = 12.0 }      # metres; the floor plan's extent
+    floor_image = "floor.png"                    # optional: drawn under the maps
+
+    [[zones]]
+    name = "entrance"
+    polygon = [[0, 0], [3, 0], [3, 4], [0, 4]]   # floor-plan metres
+
+    [[cameras]]
+    name = "cam1"
+    source = "videos/cam1.mp4"                   # a file, or rtsp://...
+    fps = 10                                     # frames per second to sample
+    # four or more pairs: pixel (u, v) -> floor point (x, y)
+    calibration = [[102, 540, 1.0, 2.0], [1800, 560, 9.0, 2.0],
+                   [1500, 300, 8.0, 8.0], [300, 310, 2.0, 8.0]]
+
+Relative paths are relative to the file. Every error names the field (``cameras[2].calibration``)
+and says what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peopleflow.geometry import Homography, HomographyError
+
+
+class ConfigError(ValueError):
+    """The store configuration is wrong; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    polygon: np.ndarray  # (n, 2) floor metres
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Which of ``points`` (n, 2) lie inside the polygon (even-odd rule)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x, y = pts[:, 0:1], pts[:, 1:2]
+        px, py = self.polygon[:, 0], self.polygon[:, 1]
+        qx, qy = np.roll(px, -1), np.roll(py, -1)
+        crosses = (py > y) != (qy > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = (qx - px) * (y - py) / (qy - py) + px
+        return np.asarray(np.sum(crosses & (x < at), axis=1) % 2 == 1)
+
+
+@dataclass(frozen=True)
+class Camera:
+    name: str
+    source: str  # a file path (resolved) or a stream URL
+    fps: float
+    calibration: np.ndarray  # (n, 4): u, v, x, y
+    homography: Homography = field(compare=False, repr=False)
+
+    @property
+    def is_stream(self) -> bool:
+        return "://" in self.source
+
+
+@dataclass(frozen=True)
+class FloorPlan:
+    """The floor in metres, x to the right and y up, with its zones."""
+
+    width: float
+    height: float
+    zones: tuple[Zone, ...]
+
+    @property
+    def zone_names(self) -> list[str]:
+        return [z.name for z in self.zones]
+
+    def zone_of(self, points: np.ndarray) -> np.ndarray:
+        """The index of the zone each point is in (the first that contains it), or -1."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        out = np.full(len(pts), -1)
+        for i, zone in reversed(list(enumerate(self.zones))):
+            out[zone.contains(pts)] = i
+        return out
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    name: str
+    plan: FloorPlan
+    cameras: tuple[Camera, ...]
+    floor_image: Path | None = None
+
+
+def load_config(path: str | Path, check_sources: bool = True) -> StoreConfig:
+    """Read and validate a store configuration file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"store configuration {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(raw, path.parent, check_sources=check_sources, origin=str(path))
+
+
+def parse_config(
+    raw: dict[str, Any], base: Path, check_sources: bool = True, origin: str = "config"
+) -> StoreConfig:
+    store = _table(raw, "store", origin)
+    name = _str(store, "name", f"{origin}: store", default="store")
+    floor = _table(store, "floor", f"{origin}: store")
+    width = _positive(floor, "width", f"{origin}: store.floor")
+    height = _positive(floor, "height", f"{origin}: store.floor")
+    image = store.get("floor_image")
+    floor_image = None
+    if image is not None:
+        floor_image = (base / _str(store, "floor_image", f"{origin}: store")).resolve()
+        if check_sources and not floor_image.is_file():
+            raise ConfigError(f"{origin}: store.floor_image: no file {floor_image}")
+    zones = tuple(
+        _zone(z, f"{origin}: zones[{i}]", width, height)
+        for i, z in enumerate(_list(raw, "zones", origin))
+    )
+    _unique([z.name for z in zones], f"{origin}: zones")
+    cameras = tuple(
+        _camera(c, f"{origin}: cameras[{i}]", base, check_sources)
+        for i, c in enumerate(_list(raw, "cameras", origin))
+    )
+    _unique([c.name for c in cameras], f"{origin}: cameras")
+    return StoreConfig(name, FloorPlan(width, height, zones), cameras, floor_image)
+
+
+def _zone(raw: Any, where: str, width: float, height: float) -> Zone:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table with name and polygon, got {raw!r}")
+    name = _str(raw, "name", where)
+    poly = _array(raw, "polygon", where, columns=2)
+    if len(poly) < 3:
+        raise ConfigError(f"{where}.polygon: expected 3 or more [x, y] points, got {len(poly)}")
+    outside = (poly[:, 0] < 0) | (poly[:, 0] > width) | (poly[:, 1] < 0) | (poly[:, 1] > height)
+    if outside.any():
+        raise ConfigError(
+            f"{where}.polygon: point {poly[outside][0].tolist()} is outside the floor plan "
+            f"(0..{width} x 0..{height} m)"
+        )
+    return Zone(name, poly)
+
+
+def _camera(raw: Any, where: str, base: Path, check_sources: bool) -> Camera:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table with name, source, fps, calibration")
+    name = _str(raw, "name", where)
+    source = _str(raw, "source", where)
+    if "://" not in source:
+        resolved = (base / source).resolve()
+        if check_sources and not resolved.is_file():
+            raise ConfigError(f"{where}.source: no video file {resolved}")
+        source = str(resolved)
+    fps = _positive(raw, "fps", where)
+    calib = _array(raw, "calibration", where, columns=4)
+    try:
+        homography = Homography.fit(calib[:, :2], calib[:, 2:])
+    except HomographyError as exc:
+        raise ConfigError(f"{where}.calibration: {exc}") from None
+    return Camera(name, source, fps, calib, homography)
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a [{key}] table, got {value!r}")
+    return value
+
+
+def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected one or more [[{key}]] entries, got {value!r}")
+    return value
+
+
+def _str(raw: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _positive(raw: dict[str, Any], key: str, where: str) -> float:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _array(raw: dict[str, Any], key: str, where: str, columns: int) -> np.ndarray:
+    value = raw.get(key)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.empty(0)
+    if arr.ndim != 2 or arr.shape[1] != columns or not np.all(np.isfinite(arr)):
+        row = "[x, y]" if columns == 2 else "[u, v, x, y] (pixel -> floor metres)"
+        raise ConfigError(f"{where}.{key}: expected a list of {row} rows, got {value!r}")
+    return arr
+
+
+def _unique(names: list[str], where: str) -> None:
+    seen = {n for n in names if names.count(n) > 1}
+    if seen:
+        raise ConfigError(f"{where}: names must be unique, {sorted(seen)} appear twice")

@@ -1,0 +1,118 @@
+"""Image <-> floor-plan coordinates: a homography fitted to point pairs.
+
+A camera sees the floor as a plane, so a 3x3 homography maps a pixel on the floor (a person's
+foot point) to floor-plan metres. It is fitted from four or more pairs of (pixel, floor point)
+by the normalised direct linear transform (Hartley & Zisserman, alg. 4.2), and refused with a
+clear error when the points cannot define one (fewer than four, three on a line, a reflection
+folding the plane, or a badly conditioned fit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+MAX_CONDITION = 1e10  # past this, the fit is numerically meaningless
+
+
+class HomographyError(ValueError):
+    """The point pairs cannot define a homography."""
+
+
+class Homography:
+    """A fitted mapping from image pixels to floor-plan metres (and back)."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.shape != (3, 3) or not np.all(np.isfinite(m)) or abs(np.linalg.det(m)) < 1e-12:
+            raise HomographyError(f"expected an invertible 3x3 matrix, got {m!r}")
+        self.matrix = m / m[2, 2] if m[2, 2] else m
+        self.inverse = np.linalg.inv(self.matrix)
+
+    @classmethod
+    def fit(cls, image_points: ArrayLike, floor_points: ArrayLike) -> Homography:
+        src = np.asarray(image_points, dtype=np.float64)
+        dst = np.asarray(floor_points, dtype=np.float64)
+        if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape:
+            raise HomographyError(
+                f"expected N pairs of 2-D points, got image {src.shape} and floor {dst.shape}"
+            )
+        if len(src) < 4:
+            raise HomographyError(f"a homography needs at least 4 point pairs, got {len(src)}")
+        for name, pts in (("image", src), ("floor", dst)):
+            if _collinear_triplet(pts):
+                raise HomographyError(
+                    f"three of the {name} points lie on one line: choose points spread over "
+                    "the floor, no three on a line"
+                )
+        ts, tsrc = _normaliser(src)
+        td, tdst = _normaliser(dst)
+        rows = []
+        for (x, y), (u, v) in zip(tsrc, tdst, strict=True):
+            rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+            rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+        a = np.asarray(rows)
+        _, sing, vt = np.linalg.svd(a)
+        if sing[-2] < 1e-12 or sing[0] / sing[-2] > MAX_CONDITION:
+            raise HomographyError("the point pairs are degenerate: they do not fix a homography")
+        h = vt[-1].reshape(3, 3)
+        matrix = np.linalg.inv(td) @ h @ ts
+        fitted = cls(matrix)
+        # A plane seen by a camera maps without folding: every pair keeps its orientation.
+        if not _same_orientation(src, dst):
+            raise HomographyError(
+                "the floor points are a mirror image of the image points: check the order of "
+                "the pairs (x and y swapped, or a point assigned to the wrong corner)"
+            )
+        return fitted
+
+    def to_floor(self, pixels: np.ndarray) -> np.ndarray:
+        return _apply(self.matrix, pixels)
+
+    def to_image(self, floor: np.ndarray) -> np.ndarray:
+        return _apply(self.inverse, floor)
+
+    def error(self, image_points: np.ndarray, floor_points: np.ndarray) -> float:
+        """Largest distance (floor units) between mapped image points and their floor points."""
+        mapped = self.to_floor(np.asarray(image_points, dtype=np.float64))
+        return float(np.max(np.linalg.norm(mapped - np.asarray(floor_points), axis=1)))
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    h = np.c_[p, np.ones(len(p))] @ m.T
+    return h[:, :2] / h[:, 2:3]
+
+
+def _normaliser(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centre = pts.mean(axis=0)
+    scale = np.sqrt(2) / max(np.mean(np.linalg.norm(pts - centre, axis=1)), 1e-12)
+    t = np.array([[scale, 0, -scale * centre[0]], [0, scale, -scale * centre[1]], [0, 0, 1]])
+    return t, (pts - centre) * scale
+
+
+def _collinear_triplet(pts: np.ndarray) -> bool:
+    n = len(pts)
+    span = max(float(np.ptp(pts, axis=0).max()), 1e-12)
+    for i in range(n):
+        for j in range(i + 1, n):
+            for k in range(j + 1, n):
+                a, b, c = pts[i], pts[j], pts[k]
+                area = abs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+                if area < 1e-6 * span * span:
+                    return True
+    return False
+
+
+def _same_orientation(src: np.ndarray, dst: np.ndarray) -> bool:
+    def signs(p: np.ndarray) -> np.ndarray:
+        a, b, c = p[0], p[1], p[2]
+        return np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+    # Image y points down and floor y may point up: both are allowed if consistent across
+    # triangles, so compare every triangle's orientation flip with the first one's.
+    flips = []
+    for i in range(len(src) - 2):
+        tri = slice(i, i + 3)
+        flips.append(signs(src[tri]) * signs(dst[tri]))
+    return bool(np.all(np.asarray(flips) == flips[0]))

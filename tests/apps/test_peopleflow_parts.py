@@ -1,0 +1,167 @@
+"""The people-flow application's pure parts: geometry, configuration, simulation, analytics."""
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from peopleflow import ConfigError, FloorTrack, Homography, accuracy, analyse, load_config
+from peopleflow.geometry import HomographyError
+from peopleflow.simulate import default_plan, simulate
+
+# a plausible camera: floor metres -> pixels of an elevated view looking down the store
+FLOOR_TO_IMAGE = np.array([[120.0, -35.0, 300.0], [4.0, -60.0, 900.0], [0.002, 0.045, 1.0]])
+
+
+def _pixels(floor: np.ndarray) -> np.ndarray:
+    return Homography(FLOOR_TO_IMAGE).to_floor(floor)  # the matrix maps floor -> image
+
+
+def test_a_homography_fitted_to_point_pairs_round_trips() -> None:
+    floor = np.array([[1, 1], [9, 1], [9, 8], [1, 8], [5, 4], [2.5, 5.2]], dtype=float)
+    image = _pixels(floor)
+    h = Homography.fit(image, floor)
+    assert h.error(image, floor) < 1e-6
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([0, 0], [10, 9], (100, 2))
+    assert np.allclose(h.to_floor(_pixels(pts)), pts, atol=1e-6)
+    assert np.allclose(h.to_floor(h.to_image(pts)), pts, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("image", "floor", "message"),
+    [
+        ([[0, 0], [1, 0], [0, 1]], [[0, 0], [1, 0], [0, 1]], "at least 4"),
+        ([[0, 0], [1, 1], [2, 2], [0, 5]], [[0, 0], [1, 0], [1, 1], [0, 1]], "on one line"),
+        ([[0, 0], [10, 0], [10, 10], [0, 10]], [[0, 0], [0, 1], [1, 0], [1, 1]], "mirror"),
+        ([[0, 0], [1, 0]], [[0, 0], [1, 0], [2, 2]], "pairs"),
+    ],
+)
+def test_bad_calibrations_are_refused_with_the_reason(image, floor, message) -> None:
+    with pytest.raises(HomographyError, match=message):
+        Homography.fit(image, floor)
+
+
+def _write(tmp: Path, calibration: str = "", extra: str = "", source: str = "cam1.mp4") -> Path:
+    (tmp / "cam1.mp4").write_bytes(b"not really a video")
+    calibration = (
+        calibration
+        or "[[100, 900, 0, 0], [1800, 900, 10, 0], [1500, 200, 10, 10], [300, 200, 0, 10]]"
+    )
+    text = textwrap.dedent(
+        f"""
+        [store]
+        name = "test store"
+        floor = {{ width = 20.0, height = 12.0 }}
+
+        [[zones]]
+        name = "entrance"
+        polygon = [[0, 0], [3, 0], [3, 4], [0, 4]]
+
+        [[cameras]]
+        name = "cam1"
+        source = "{source}"
+        fps = 10
+        calibration = {calibration}
+        """
+    )
+    path = tmp / "store.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def test_a_valid_configuration_loads(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path))
+    assert config.name == "test store" and config.plan.width == 20.0
+    assert [z.name for z in config.plan.zones] == ["entrance"]
+    cam = config.cameras[0]
+    assert cam.source == str(tmp_path / "cam1.mp4") and cam.fps == 10.0 and not cam.is_stream
+    assert np.allclose(cam.homography.to_floor(np.array([[100, 900]])), [[0, 0]], atol=1e-6)
+    assert list(config.plan.zone_of(np.array([[1, 1], [10, 10]]))) == [0, -1]
+
+
+def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, source="rtsp://10.0.0.5/stream1"))
+    assert config.cameras[0].is_stream
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"calibration": "[[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2], [0, 5, 0, 5]]"},
+            r"cameras\[0\]\.calibration: three",
+        ),
+        (
+            {"calibration": "[[1, 2, 3]]"},
+            r"cameras\[0\]\.calibration: expected a list of \[u, v, x, y\]",
+        ),
+        ({"source": "missing.mp4"}, r"cameras\[0\]\.source: no video file"),
+        (
+            {"extra": '[[zones]]\nname = "far"\npolygon = [[0, 0], [30, 0], [30, 1]]\n'},
+            "outside the floor plan",
+        ),
+        (
+            {"extra": '[[zones]]\nname = "entrance"\npolygon = [[0, 0], [3, 0], [3, 1]]\n'},
+            "appear twice",
+        ),
+    ],
+)
+def test_bad_configurations_name_the_field(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, **change))
+
+
+def test_a_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("[store\nname=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_analytics_of_a_known_walk() -> None:
+    plan = default_plan()
+    t = np.arange(0, 30, 0.1)
+    # 10 s in aisle 1, walk 10 s to aisle 2 (through the gap between them), 10 s in aisle 2
+    x = np.interp(t, [0, 10, 20, 30], [6.0, 6.0, 9.5, 9.5])
+    y = np.full_like(t, 6.0)
+    report = analyse([FloorTrack(7, t, np.c_[x, y])], plan)
+    assert report.visitors == 1
+    assert report.heatmap.sum() == pytest.approx(30.0, abs=0.11)
+    assert report.zone_dwell["aisle 1"] == pytest.approx(10 + 10 * 1 / 3.5, abs=0.3)
+    assert report.transitions == {("aisle 1", "aisle 2"): 1}
+    assert report.visits == {"aisle 1": 1, "aisle 2": 1}
+
+
+def test_accuracy_is_perfect_on_the_truth_and_drops_with_errors() -> None:
+    shoppers = simulate(shoppers=20, seconds=60, seed=3)
+    truth = analyse([s.track for s in shoppers], default_plan())
+    assert accuracy(truth, truth) == {
+        "heatmap_correlation": 1.0,
+        "zone_dwell_error": 0.0,
+        "visitors_error": 0.0,
+        "transition_error": 0.0,
+    }
+    # lose half the people and shift the rest by 2 m: every measure must notice
+    rng = np.random.default_rng(0)
+    worse = [FloorTrack(s.id, s.track.t, s.track.xy + rng.normal(0, 2.0, 2)) for s in shoppers[::2]]
+    got = accuracy(analyse(worse, default_plan()), truth)
+    assert got["heatmap_correlation"] < 0.9 and got["visitors_error"] == 0.5
+    assert got["zone_dwell_error"] > 0.2 and got["transition_error"] > 0.2
+
+
+def test_simulated_shoppers_stay_on_the_floor_and_are_reproducible() -> None:
+    plan = default_plan()
+    a, b = simulate(shoppers=30, seconds=120, seed=1), simulate(shoppers=30, seconds=120, seed=1)
+    assert all(np.array_equal(x.track.xy, y.track.xy) for x, y in zip(a, b, strict=True))
+    for s in a:
+        xy = s.track.xy
+        assert (
+            (xy >= 0).all() and (xy[:, 0] <= plan.width).all() and (xy[:, 1] <= plan.height).all()
+        )
+        assert np.allclose(np.diff(s.track.t), 0.1)
+        steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+        assert steps.max() < 0.25  # at most ~1.4 m/s (+ browsing sway) at 10 fps
+    assert sum(len(s.track.t) > 0 for s in a) >= 28
