@@ -165,3 +165,13 @@ def test_simulated_shoppers_stay_on_the_floor_and_are_reproducible() -> None:
         steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
         assert steps.max() < 0.25  # at most ~1.4 m/s (+ browsing sway) at 10 fps
     assert sum(len(s.track.t) > 0 for s in a) >= 28
+
+
+def test_heat_and_flow_maps_are_drawn(tmp_path: Path) -> None:
+    from peopleflow.maps import draw_flowmap, draw_heatmap
+
+    shoppers = simulate(shoppers=15, seconds=60, seed=2)
+    report = analyse([s.track for s in shoppers], default_plan())
+    for draw, name in ((draw_heatmap, "heat.png"), (draw_flowmap, "flow.png")):
+        path = draw(report, default_plan(), tmp_path / name)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
