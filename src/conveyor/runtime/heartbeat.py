@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from conveyor.transport.segment import Segment, new_name
+from conveyor.runtime.shared_words import SharedWords
 
 MAX_ORIGINS = 64  # items of one call remembered (a bigger batch records its first 64)
 _CALLS, _BUSY, _TASK, _STARTED, _DEADLINE, _COUNT, _ORIGINS = range(7)
@@ -37,24 +37,22 @@ class Beat:
 class Heartbeats:
     """One slot per pipeline (the parent creates it; each pipeline writes its own slot)."""
 
-    def __init__(self, segment: Segment, pipelines: int) -> None:
-        self.segment = segment
+    def __init__(self, words: SharedWords, pipelines: int) -> None:
+        self.words = words
         self.pipelines = pipelines
-        self._ints = segment.buf[: 8 * _WORDS * pipelines].cast("q")
-        self._floats = segment.buf[: 8 * _WORDS * pipelines].cast("d")
+        self._ints, self._floats = words.ints, words.floats
 
     @classmethod
     def create(cls, pipelines: int) -> Heartbeats:
-        size = 8 * _WORDS * max(1, pipelines)
-        return cls(Segment.create("beat", size, name=new_name("beat")), pipelines)
+        return cls(SharedWords.create("beat", _WORDS * pipelines), pipelines)
 
     @classmethod
     def attach(cls, name: str, pipelines: int) -> Heartbeats:
-        return cls(Segment.attach(name), pipelines)
+        return cls(SharedWords.attach(name, _WORDS * pipelines), pipelines)
 
     @property
     def name(self) -> str:
-        return self.segment.name
+        return self.words.name
 
     def slot(self, pipeline: int) -> HeartbeatSlot:
         return HeartbeatSlot(self, pipeline * _WORDS)
@@ -81,9 +79,7 @@ class Heartbeats:
         self._ints[base + _COUNT] = 0
 
     def close(self) -> None:
-        self._ints.release()
-        self._floats.release()
-        self.segment.close()
+        self.words.close()
 
 
 class HeartbeatSlot:

@@ -13,7 +13,7 @@ number, *before* it sends the item. A replacement loads the last ``SLOTS`` of th
 
 from __future__ import annotations
 
-from conveyor.transport.segment import Segment, new_name
+from conveyor.runtime.shared_words import SharedWords
 
 SLOTS = 4096  # numbered items remembered per splitting task (more than can be in flight)
 _WORDS = 1 + 2 * SLOTS  # next, then (origin, seq) pairs
@@ -22,30 +22,27 @@ _WORDS = 1 + 2 * SLOTS  # next, then (origin, seq) pairs
 class SplitNumbers:
     """One journal per splitting task, by name (the parent creates it; pipelines attach)."""
 
-    def __init__(self, segment: Segment, tasks: list[str]) -> None:
-        self.segment = segment
+    def __init__(self, words: SharedWords, tasks: list[str]) -> None:
+        self.words = words
         self.tasks = list(tasks)
-        self._ints = segment.buf[: 8 * _WORDS * max(1, len(tasks))].cast("q")
 
     @classmethod
     def create(cls, tasks: list[str]) -> SplitNumbers:
-        size = 8 * _WORDS * max(1, len(tasks))
-        return cls(Segment.create("split", size, name=new_name("split")), tasks)
+        return cls(SharedWords.create("split", _WORDS * len(tasks)), tasks)
 
     @classmethod
     def attach(cls, name: str, tasks: list[str]) -> SplitNumbers:
-        return cls(Segment.attach(name), tasks)
+        return cls(SharedWords.attach(name, _WORDS * len(tasks)), tasks)
 
     @property
     def name(self) -> str:
-        return self.segment.name
+        return self.words.name
 
     def numbering(self, task: str) -> Numbering:
-        return Numbering(self._ints, self.tasks.index(task) * _WORDS)
+        return Numbering(self.words.ints, self.tasks.index(task) * _WORDS)
 
     def close(self) -> None:
-        self._ints.release()
-        self.segment.close()
+        self.words.close()
 
 
 class Numbering:

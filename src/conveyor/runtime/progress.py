@@ -11,32 +11,29 @@ camera): a live stream simply goes on from where it is.
 
 from __future__ import annotations
 
-from conveyor.transport.segment import Segment, new_name
-
-_SLOT = 8
+from conveyor.runtime.shared_words import SharedWords
 
 
 class SourceProgress:
-    """One u64 per source task, by name (the parent creates it; pipelines attach)."""
+    """One word per source task, by name (the parent creates it; pipelines attach)."""
 
-    def __init__(self, segment: Segment, sources: list[str]) -> None:
-        self.segment = segment
+    def __init__(self, words: SharedWords, sources: list[str]) -> None:
+        self.words = words
         self.sources = list(sources)
-        self._counts = segment.buf[: _SLOT * max(1, len(sources))].cast("Q")
+        self._counts = words.ints
         self._index = {name: i for i, name in enumerate(self.sources)}
 
     @classmethod
     def create(cls, sources: list[str]) -> SourceProgress:
-        seg = Segment.create("progress", _SLOT * max(1, len(sources)), name=new_name("progress"))
-        return cls(seg, sources)
+        return cls(SharedWords.create("progress", len(sources)), sources)
 
     @classmethod
     def attach(cls, name: str, sources: list[str]) -> SourceProgress:
-        return cls(Segment.attach(name), sources)
+        return cls(SharedWords.attach(name, len(sources)), sources)
 
     @property
     def name(self) -> str:
-        return self.segment.name
+        return self.words.name
 
     def get(self, source: str) -> int:
         return int(self._counts[self._index[source]])
@@ -45,8 +42,7 @@ class SourceProgress:
         self._counts[self._index[source]] = done
 
     def close(self) -> None:
-        self._counts.release()
-        self.segment.close()
+        self.words.close()
 
 
 class DonePrefix:
