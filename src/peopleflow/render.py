@@ -79,9 +79,10 @@ class PinholeCamera:
     def calibration(self, plan: FloorPlan, pairs: int = 8) -> np.ndarray:
         """Point pairs ``[u, v, x, y]`` from this camera's projection: floor points it sees
         well (a grid over the floor, kept where it lands inside the frame)."""
-        xs, ys = np.meshgrid(np.linspace(0.5, plan.width - 0.5, 39),
-                             np.linspace(0.5, plan.height - 0.5, 23))
-        floor = np.c_[xs.ravel(), ys.ravel(), np.zeros(xs.size)]
+        # Scattered floor points (no grid: grid points line up, and a fit wants no three in line).
+        rng = np.random.default_rng(sum(map(ord, self.name)))
+        xy = rng.uniform([0.3, 0.3], [plan.width - 0.3, plan.height - 0.3], (2000, 2))
+        floor = np.c_[xy, np.zeros(len(xy))]
         uv, depth = self.project(floor)
         w, h = self.size
         ok = (depth > 0.5) & (uv[:, 0] > 20) & (uv[:, 0] < w - 20) & (uv[:, 1] > 20) & (uv[:, 1] < h - 20)
@@ -110,7 +111,7 @@ def default_cameras(plan: FloorPlan, count: int = 8) -> list[PinholeCamera]:
     if not 1 <= count <= len(mounts):
         raise ValueError(f"cameras: 1 to {len(mounts)} for the default store, got {count}")
     return [
-        PinholeCamera(f"cam{i + 1}", (x, y, 3.4), yaw, 36.0) for i, (x, y, yaw) in enumerate(mounts[:count])
+        PinholeCamera(f"cam{i + 1}", (x, y, 3.4), yaw, 27.0) for i, (x, y, yaw) in enumerate(mounts[:count])
     ]
 
 

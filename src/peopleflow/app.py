@@ -1,0 +1,198 @@
+"""Run a store through the pipeline and write what the retailer reads.
+
+``run_store(config, out)`` runs the conveyor graph of ``peopleflow.pipeline`` over the store's
+cameras and writes, under ``out``::
+
+    heatmap.png      dwell time on the floor plan
+    flowmap.png      zone-to-zone flows
+    report.json      visitors, zone dwell (total and by hour), visits, transitions, run speed
+    zones.csv        zone, dwell seconds, visits
+    transitions.csv  from, to, count
+    tracks.csv       identity, seconds, x, y (floor metres): no image of anyone is kept
+
+``score(report, truth)`` compares a report with the synthetic store's ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import conveyor as cv
+from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
+from peopleflow.config import StoreConfig, load_config
+from peopleflow.maps import draw_flowmap, draw_heatmap
+from peopleflow.sources import CameraReader, SourceError
+
+log = logging.getLogger("peopleflow")
+MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
+
+
+@dataclass
+class RunSummary:
+    backend: str
+    cameras: int
+    frames: int
+    video_seconds: float  # per camera
+    elapsed: float  # wall seconds of the run
+    report: Report
+    tracks: list[FloorTrack]
+    failed_cameras: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of video processed per wall second, over all cameras."""
+        return self.video_seconds * self.cameras / self.elapsed if self.elapsed > 0 else 0.0
+
+    def speed(self) -> dict[str, float]:
+        return {
+            "frames": self.frames,
+            "wall_seconds": round(self.elapsed, 2),
+            "frames_per_second": round(self.frames_per_second, 2),
+            "realtime_factor": round(self.realtime_factor, 3),
+        }
+
+
+def run_store(
+    config: str | Path,
+    out: str | Path | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    seconds: float | None = None,
+    detector: str = "auto",
+    input_size: tuple[int, int] = (224, 384),
+    progress: bool = True,
+) -> RunSummary:
+    """Run the store's cameras through the pipeline; write the outputs under ``out`` if given."""
+    from peopleflow import pipeline
+
+    cfg = load_config(config)
+    specs, failed = _probe(cfg)
+    if not specs:
+        raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
+    total = _video_seconds(cfg, seconds)
+    os.environ[pipeline.ENV] = json.dumps({
+        "config": str(Path(config).resolve()),
+        "detector": detector,
+        "input_size": list(input_size),
+        "seconds": seconds,
+        "progress": progress,
+        "total_seconds": total,
+        "skip": sorted(failed),
+    })
+    for cache in (pipeline.settings, pipeline.store, pipeline.detector):
+        cache.cache_clear()
+    if progress:
+        print(f"peopleflow: {len(specs)} cameras, {backend} backend"
+              + (f", first {seconds:g} s" if seconds else ""), flush=True)
+    started = time.perf_counter()
+    result = cv.run(pipeline.graph, backend=backend, workers=workers, cameras=specs,
+                    collect=["Associate"])
+    elapsed = time.perf_counter() - started
+    instants = result.outputs["Associate"]
+    tracks = floor_tracks(instants)
+    report = analyse(tracks, cfg.plan)
+    frames = sum(int(i.cameras) for i in instants)
+    video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
+    summary = RunSummary(backend, len(specs), frames, video, elapsed, report, tracks, failed)
+    if out is not None:
+        write_outputs(summary, cfg, Path(out))
+    return summary
+
+
+def floor_tracks(instants: list[Any], min_seconds: float = MIN_TRACK_SECONDS) -> list[FloorTrack]:
+    """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped."""
+    rows: dict[int, list[tuple[float, float, float]]] = {}
+    for inst in sorted(instants, key=lambda i: float(i.ts)):
+        for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
+            rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
+    tracks = []
+    for pid, pts in sorted(rows.items()):
+        arr = np.array(pts)
+        if arr[-1, 0] - arr[0, 0] >= min_seconds:
+            tracks.append(FloorTrack(pid, arr[:, 0], arr[:, 1:]))
+    return tracks
+
+
+def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    rep = summary.report
+    paths = {
+        "heatmap": draw_heatmap(rep, cfg.plan, out / "heatmap.png",
+                                f"{cfg.name}: dwell time (seconds per {rep.cell:g} m cell)"),
+        "flowmap": draw_flowmap(rep, cfg.plan, out / "flowmap.png",
+                                f"{cfg.name}: flows between zones"),
+        "report": out / "report.json",
+        "zones": out / "zones.csv",
+        "transitions": out / "transitions.csv",
+        "tracks": out / "tracks.csv",
+    }
+    body = {"store": cfg.name, **rep.to_json(), "speed": summary.speed(), "backend": summary.backend,
+            "failed_cameras": summary.failed_cameras}
+    paths["report"].write_text(json.dumps(body, indent=2))
+    with paths["zones"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["zone", "dwell_seconds", "visits"])
+        for zone, secs in rep.zone_dwell.items():
+            w.writerow([zone, round(secs, 2), rep.visits.get(zone, 0)])
+    with paths["transitions"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["from", "to", "count"])
+        for (a, b), n in sorted(rep.transitions.items()):
+            w.writerow([a, b, n])
+    with paths["tracks"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["identity", "seconds", "x_m", "y_m"])
+        for tr in summary.tracks:
+            for t, (x, y) in zip(tr.t, tr.xy, strict=True):
+                w.writerow([tr.id, round(float(t), 3), round(float(x), 3), round(float(y), 3)])
+    return paths
+
+
+def score(report: Report, truth: list[FloorTrack], cfg: StoreConfig,
+          seconds: float | None = None) -> dict[str, float]:
+    """Accuracy of ``report`` against the true tracks (cut to the first ``seconds``)."""
+    if seconds is not None:
+        truth = [FloorTrack(t.id, t.t[t.t < seconds], t.xy[t.t < seconds]) for t in truth]
+        truth = [t for t in truth if len(t.t)]
+    return accuracy(report, analyse(truth, cfg.plan))
+
+
+def _probe(cfg: StoreConfig) -> tuple[list[cv.CameraSpec], dict[str, str]]:
+    specs, failed = [], {}
+    for cam in cfg.cameras:
+        try:
+            h, w = CameraReader(cam.name, cam.source, cam.fps).probe()
+        except SourceError as exc:
+            log.error("camera %s: %s (the other cameras go on)", cam.name, exc)
+            print(f"peopleflow: camera {cam.name} left out: {exc}", flush=True)
+            failed[cam.name] = str(exc)
+            continue
+        specs.append(cv.CameraSpec(cam.name, (h, w, 3), slots=8))
+    return specs, failed
+
+
+def _video_seconds(cfg: StoreConfig, limit: float | None) -> float | None:
+    import cv2
+
+    longest = 0.0
+    for cam in cfg.cameras:
+        if cam.is_stream:
+            return limit
+        cap = cv2.VideoCapture(cam.source)
+        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS) or cam.fps
+        cap.release()
+        longest = max(longest, n / fps if fps else 0.0)
+    return min(longest, limit) if limit else longest

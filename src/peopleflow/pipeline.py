@@ -1,0 +1,156 @@
+"""The people-flow pipeline as a conveyor graph, built only on conveyor's public API.
+
+    frames (source) ──cv.Frame──▶ detect (batch, gpu) ──Detections──▶ Track (one per camera)
+        ──CameraPeople──▶ Associate (gathers every camera's instant) ──FloorPeople──▶ results
+
+- ``frames`` decodes every camera (files or RTSP, ``peopleflow.sources``) and writes each
+  sampled frame once into conveyor's shared-memory frame store;
+- ``detect`` runs the person detector on batches of frames from any cameras (on the GPU when
+  there is one) and measures each person's colours;
+- ``Track`` keeps one ByteTrack per camera and places people on the floor plan;
+- ``Associate`` gives each person one identity over all cameras (``FloorTracker``).
+
+Tasks are module-level (the workers import this module). What a run is about (the store
+configuration, the detector, how many seconds to read) reaches the workers in the environment
+variable ``PEOPLEFLOW_RUN`` (JSON), set by ``run_store`` before the workers start.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import conveyor as cv
+from peopleflow.config import StoreConfig, load_config
+from peopleflow.detect import Detector, make_detector
+from peopleflow.sources import CameraReader, interleave
+from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance
+
+ENV = "PEOPLEFLOW_RUN"
+log = logging.getLogger("peopleflow")
+
+
+@dataclass
+class Detections:
+    camera: str
+    index: int
+    ts: float
+    size: tuple[int, int]  # frame width, height
+    boxes: np.ndarray  # (n, 4) float32 pixels
+    scores: np.ndarray  # (n,)
+    looks: np.ndarray  # (n, 128) colour histograms of torso and legs
+
+
+@dataclass
+class CameraPeople:
+    camera: str
+    index: int
+    ts: float
+    ids: np.ndarray  # camera track ids
+    floor: np.ndarray  # (n, 2) metres
+    heights: np.ndarray  # box heights, pixels
+    looks: np.ndarray
+
+
+@dataclass
+class FloorPeople:
+    index: int
+    ts: float
+    ids: np.ndarray  # (n,) store-wide identities
+    xy: np.ndarray  # (n, 2) metres
+    cameras: int  # how many cameras reported this instant
+
+
+@functools.cache
+def settings() -> dict[str, Any]:
+    raw = os.environ.get(ENV)
+    if not raw:
+        raise RuntimeError(f"{ENV} is not set: run the pipeline through peopleflow.run_store()")
+    return dict(json.loads(raw))
+
+
+@functools.cache
+def store() -> StoreConfig:
+    return load_config(settings()["config"], check_sources=False)
+
+
+@functools.cache
+def detector() -> Detector:
+    s = settings()
+    options: dict[str, object] = {}
+    if s.get("detector", "auto") != "hog":
+        options = {"input_size": tuple(s.get("input_size", (224, 384))), "threads": 1}
+    return make_detector(s.get("detector", "auto"), **options)
+
+
+@cv.source
+def frames() -> Iterator[cv.Frame]:
+    """Every camera's sampled frames, in time order; a broken camera is reported and skipped."""
+    s = settings()
+    readers = [CameraReader(c.name, c.source, c.fps, max_seconds=s.get("seconds"))
+               for c in store().cameras if c.name not in s.get("skip", ())]
+    for reader, index, seconds, pixels in interleave(readers):
+        yield cv.Frame.write(reader.name, pixels, index, ts=seconds)
+
+
+@cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto")
+def detect(batch: list[cv.Frame]) -> list[Detections]:
+    """People in a batch of frames (any cameras), with their colours."""
+    images = [f.pixels for f in batch]
+    found = detector()(images)
+    return [
+        Detections(f.camera, f.index, f.ts, (img.shape[1], img.shape[0]), boxes, scores,
+                   appearance(img, boxes))
+        for f, img, (boxes, scores) in zip(batch, images, found, strict=True)
+    ]
+
+
+@cv.task(key="camera")
+class Track:
+    """One camera's ByteTrack, and its people placed on the floor plan."""
+
+    def __init__(self) -> None:
+        self.tracker: CameraTracker | None = None
+
+    def __call__(self, d: Detections) -> CameraPeople:
+        if self.tracker is None:
+            cfg = store()
+            cam = next(c for c in cfg.cameras if c.name == d.camera)
+            self.tracker = CameraTracker(cam.name, cam.homography, d.size, cam.fps,
+                                         (cfg.plan.width, cfg.plan.height))
+        p = self.tracker.update(d.boxes, d.scores, d.looks)
+        return CameraPeople(d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks)
+
+
+@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=2.0)
+class Associate:
+    """Every camera's people at one instant -> one identity per person on the floor."""
+
+    def __init__(self) -> None:
+        self.floor = FloorTracker()
+        self.next_report = 0.0
+
+    def __call__(self, group: list[CameraPeople]) -> FloorPeople:
+        t = float(group[0].ts)
+        placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
+        seen = self.floor.update(t, placed)
+        if settings().get("progress") and t >= self.next_report:
+            total = settings().get("total_seconds") or 0
+            print(f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(seen):2d} "
+                  f"people in view, {self.floor.identities} identities so far", file=sys.stderr,
+                  flush=True)
+            self.next_report = t + float(settings().get("report_every", 15))
+        ids = np.array([s[0] for s in seen], np.int64)
+        xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
+        return FloorPeople(group[0].index, t, ids, xy, len(group))
+
+
+graph = cv.Graph([frames, detect, Track, Associate])

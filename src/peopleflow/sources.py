@@ -1,0 +1,188 @@
+"""Camera sources: video files and RTSP streams through OpenCV (FFmpeg), sampled at a set rate.
+
+``CameraReader`` yields ``(index, seconds, frame)`` for one camera at the configured fps:
+
+- a **file** is read as fast as the pipeline takes it; frames between samples are skipped
+  (decoded but not sent), so a 25 fps file sampled at 5 fps sends every fifth frame;
+- a **stream** is live: when the pipeline falls behind real time, frames are grabbed and
+  dropped (counted in ``stats.behind``) so that it works on the newest frame, not a queue of
+  stale ones; when the stream breaks, the reader reconnects with a growing pause
+  (``stats.reconnects``) and gives up after ``retries`` failures in a row.
+
+``interleave`` merges several cameras into one time-ordered stream and keeps going when one
+camera fails: the failure is reported and the other cameras go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger("peopleflow")
+
+
+class SourceError(RuntimeError):
+    """A camera cannot be opened or read; the message says which and why."""
+
+
+@dataclass
+class SourceStats:
+    frames: int = 0  # sent on
+    skipped: int = 0  # between samples (files)
+    behind: int = 0  # dropped to catch up with real time (streams)
+    reconnects: int = 0
+    failed: str = ""  # why the camera stopped early, if it did
+
+
+def _open(source: str, timeout_ms: int) -> object:
+    import cv2
+
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+    if not cap.isOpened():
+        cap.release()
+        what = "stream" if "://" in source else "video file"
+        raise SourceError(f"cannot open {what} {source}" + (
+            " (is the address right and the camera reachable?)" if "://" in source
+            else " (does it exist, and is it a video OpenCV can decode?)"))
+    return cap
+
+
+class CameraReader:
+    """Frames of one camera at ``fps`` samples per second (see the module's docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        fps: float,
+        retries: int = 5,
+        timeout: float = 5.0,
+        max_seconds: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name, self.source, self.fps = name, source, fps
+        self.live = "://" in source
+        self.retries, self.timeout = retries, timeout
+        self.max_seconds = max_seconds
+        self.stats = SourceStats()
+        self._sleep = sleep
+
+    def probe(self) -> tuple[int, int]:
+        """The frame size (height, width), read from the first frame."""
+        cap = _open(self.source, int(self.timeout * 1000))
+        try:
+            ok, frame = cap.read()  # type: ignore[attr-defined]
+        finally:
+            cap.release()  # type: ignore[attr-defined]
+        if not ok:
+            raise SourceError(f"camera {self.name}: {self.source} gave no frame")
+        return int(frame.shape[0]), int(frame.shape[1])
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        return self._stream() if self.live else self._file()
+
+    def _file(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        import cv2
+
+        cap = _open(self.source, int(self.timeout * 1000))
+        native = cap.get(cv2.CAP_PROP_FPS) or self.fps  # type: ignore[attr-defined]
+        step = max(native / self.fps, 1.0)
+        try:
+            raw, index, due = 0, 0, 0.0
+            while True:
+                if raw + 1e-6 < due:
+                    if not cap.grab():  # type: ignore[attr-defined]
+                        return
+                    raw += 1
+                    self.stats.skipped += 1
+                    continue
+                ok, frame = cap.read()  # type: ignore[attr-defined]
+                if not ok:
+                    return
+                seconds = index / self.fps
+                if self.max_seconds is not None and seconds >= self.max_seconds:
+                    return
+                self.stats.frames += 1
+                yield index, seconds, frame
+                raw, index, due = raw + 1, index + 1, due + step
+        finally:
+            cap.release()  # type: ignore[attr-defined]
+
+    def _stream(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        failures, index, started = 0, 0, time.monotonic()
+        period = 1.0 / self.fps
+        while True:
+            try:
+                cap = _open(self.source, int(self.timeout * 1000))
+            except SourceError as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise SourceError(f"camera {self.name}: gave up after {self.retries} "
+                                      f"reconnects: {exc}") from None
+                self.stats.reconnects += 1
+                self._sleep(min(30.0, 0.5 * 2**failures))
+                continue
+            try:
+                next_due = time.monotonic()
+                while True:
+                    ok, frame = cap.read()  # type: ignore[attr-defined]
+                    if not ok:
+                        log.warning("camera %s: stream broke; reconnecting", self.name)
+                        break
+                    failures = 0
+                    now = time.monotonic()
+                    if now < next_due:
+                        continue  # faster than the sample rate: not a sample
+                    # Behind by more than a period: skip to the newest frame, counted.
+                    while now - next_due > period:
+                        next_due += period
+                        self.stats.behind += 1
+                    next_due += period
+                    seconds = now - started
+                    if self.max_seconds is not None and seconds >= self.max_seconds:
+                        return
+                    self.stats.frames += 1
+                    yield index, seconds, frame
+                    index += 1
+            finally:
+                cap.release()  # type: ignore[attr-defined]
+            failures += 1
+            if failures > self.retries:
+                raise SourceError(f"camera {self.name}: stream kept breaking ({self.retries} "
+                                  "reconnects in a row)")
+            self.stats.reconnects += 1
+            self._sleep(min(30.0, 0.5 * 2**failures))
+
+
+def interleave(
+    readers: list[CameraReader],
+    on_error: Callable[[CameraReader, Exception], None] | None = None,
+) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
+    """Frames of every camera in time order (round-robin by sample time). A camera that fails
+    is reported to ``on_error`` (default: logged) and left out; the others go on."""
+    live = {r.name: iter(r) for r in readers}
+    while live:
+        for reader in readers:
+            it = live.get(reader.name)
+            if it is None:
+                continue
+            try:
+                index, seconds, frame = next(it)
+            except StopIteration:
+                del live[reader.name]
+                continue
+            except Exception as exc:  # a broken camera must not stop the store
+                reader.stats.failed = str(exc)
+                del live[reader.name]
+                (on_error or _log_error)(reader, exc)
+                continue
+            yield reader, index, seconds, frame
+
+
+def _log_error(reader: CameraReader, exc: Exception) -> None:
+    log.error("camera %s stopped: %s (the other cameras go on)", reader.name, exc)

@@ -1,0 +1,261 @@
+"""Who is who: per-camera tracking, and one identity per person across cameras on the floor.
+
+``CameraTracker`` runs ByteTrack (Roboflow's ``trackers``, Apache-2.0) on one camera's boxes and
+projects each person's foot point (the bottom centre of the box) onto the floor plan through
+the camera's homography. People whose feet are cut off by the frame's edge, or who land off
+the floor, are not placed: their floor position would be wrong (other cameras see them).
+
+``FloorTracker`` takes every camera's placed people for one instant and keeps one identity per
+person across all cameras:
+
+1. observations from different cameras within ``merge_radius`` of each other are one person
+   (nearer cameras, with taller boxes, weigh more in the position);
+2. people are matched to the floor tracks (Hungarian assignment, scipy) by distance to each
+   track's predicted position, by appearance (colour histograms of torso and legs), and by
+   the camera track ids already bound to a track;
+3. a person matched to no track is first compared with tracks lost in the last ``reid_window``
+   seconds (a person who walked out of every camera and back in, or was hidden), by place,
+   time and appearance, before a new identity is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from peopleflow.geometry import Homography
+
+HIST_BINS = 4  # per colour channel: 64 bins per body part
+
+
+def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Colour histograms of the torso and legs of each box, (n, 2 * 64), each half summing to 1."""
+    out = np.zeros((len(boxes), 2 * HIST_BINS**3), np.float32)
+    h, w = frame.shape[:2]
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        bh, bw = y1 - y0, x1 - x0
+        for part, (top, bottom) in enumerate(((0.2, 0.5), (0.55, 0.9))):
+            ya, yb = int(max(y0 + top * bh, 0)), int(min(y0 + bottom * bh, h))
+            xa, xb = int(max(x0 + 0.25 * bw, 0)), int(min(x1 - 0.25 * bw, w))
+            if yb <= ya or xb <= xa:
+                continue
+            pixels = frame[ya:yb, xa:xb].reshape(-1, 3) // (256 // HIST_BINS)
+            codes = (pixels[:, 0].astype(np.int64) * HIST_BINS + pixels[:, 1]) * HIST_BINS + pixels[:, 2]
+            hist = np.bincount(codes, minlength=HIST_BINS**3).astype(np.float32)
+            out[k, part * HIST_BINS**3 : (part + 1) * HIST_BINS**3] = hist / max(hist.sum(), 1)
+    return out
+
+
+def appearance_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 - Bhattacharyya coefficient, averaged over torso and legs: 0 same, 1 disjoint."""
+    half = HIST_BINS**3
+    sa, sb = np.sqrt(np.maximum(a, 0)), np.sqrt(np.maximum(b, 0))
+    torso = sa[:, None, :half] * sb[None, :, :half]
+    legs = sa[:, None, half:] * sb[None, :, half:]
+    return 1.0 - (torso.sum(-1) + legs.sum(-1)) / 2
+
+
+@dataclass
+class Placed:
+    """People one camera placed on the floor at one instant."""
+
+    camera: str
+    ids: np.ndarray  # (n,) camera track ids
+    floor: np.ndarray  # (n, 2) metres
+    heights: np.ndarray  # (n,) box heights in pixels: how near, how trustworthy
+    looks: np.ndarray  # (n, 128) appearance
+
+
+class CameraTracker:
+    """ByteTrack on one camera, with foot points projected to the floor."""
+
+    def __init__(
+        self,
+        camera: str,
+        homography: Homography,
+        frame_size: tuple[int, int],
+        fps: float,
+        plan_size: tuple[float, float],
+    ) -> None:
+        from trackers import ByteTrackTracker
+
+        self.camera, self.homography = camera, homography
+        self.width, self.height = frame_size
+        self.plan_size = plan_size
+        self.tracker = ByteTrackTracker(
+            lost_track_buffer=max(2, int(round(fps * 2))),
+            frame_rate=fps,
+            track_activation_threshold=0.3,
+            minimum_consecutive_frames=1,
+            minimum_iou_threshold=0.05,
+            high_conf_det_threshold=0.4,
+        )
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, looks: np.ndarray) -> Placed:
+        import supervision as sv
+
+        n = len(boxes)
+        dets = sv.Detections(
+            xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
+            confidence=np.asarray(scores, np.float32),
+            class_id=np.zeros(n, int),
+            data={"row": np.arange(n)},
+        )
+        tracked = self.tracker.update(dets)
+        rows = np.asarray(tracked.data.get("row", np.zeros(0, int)), int)
+        ids = np.asarray(tracked.tracker_id, int)
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)[rows]
+        feet_seen = (b[:, 3] < self.height - 3) & (b[:, 1] > 1)  # whole body in frame
+        feet = np.c_[(b[:, 0] + b[:, 2]) / 2, b[:, 3]]
+        floor = self.homography.to_floor(feet) if len(feet) else np.zeros((0, 2))
+        w, h = self.plan_size
+        on_floor = (floor[:, 0] > -0.3) & (floor[:, 0] < w + 0.3) & (floor[:, 1] > -0.3) & (floor[:, 1] < h + 0.3)
+        keep = feet_seen & on_floor & (ids >= 0)
+        return Placed(
+            self.camera,
+            ids[keep],
+            np.clip(floor[keep], 0, [w, h]),
+            (b[keep, 3] - b[keep, 1]),
+            np.asarray(looks, np.float32).reshape(n, -1)[rows][keep] if n else np.zeros((0, 128), np.float32),
+        )
+
+
+@dataclass
+class _Track:
+    id: int
+    xy: np.ndarray
+    velocity: np.ndarray
+    last: float
+    look: np.ndarray
+    bound: set[tuple[str, int]] = field(default_factory=set)
+    seen: int = 1
+
+
+@dataclass
+class _Person:
+    xy: np.ndarray
+    look: np.ndarray
+    members: list[tuple[str, int]]
+    weight: float
+
+
+class FloorTracker:
+    """One identity per person on the floor plan, over all cameras."""
+
+    def __init__(
+        self,
+        merge_radius: float = 1.0,
+        gate: float = 1.6,
+        reid_window: float = 20.0,
+        max_speed: float = 2.0,
+        appearance_weight: float = 2.0,
+    ) -> None:
+        self.merge_radius, self.gate = merge_radius, gate
+        self.reid_window, self.max_speed = reid_window, max_speed
+        self.appearance_weight = appearance_weight
+        self.active: dict[int, _Track] = {}
+        self._next = 0
+
+    @property
+    def identities(self) -> int:
+        """How many identities have been given out so far."""
+        return self._next
+
+    def update(self, t: float, placed: list[Placed]) -> list[tuple[int, float, float]]:
+        """The people seen at time ``t`` as (identity, x, y)."""
+        from scipy.optimize import linear_sum_assignment
+
+        people = self._merge(placed)
+        current = [tr for tr in self.active.values() if t - tr.last <= 2.0]
+        assigned: dict[int, int] = {}
+        if people and current:
+            cost = np.full((len(people), len(current)), 1e6)
+            looks = appearance_distance(np.stack([p.look for p in people]), np.stack([c.look for c in current]))
+            for i, p in enumerate(people):
+                for j, tr in enumerate(current):
+                    pred = tr.xy + tr.velocity * min(t - tr.last, 1.0)
+                    d = float(np.linalg.norm(p.xy - pred))
+                    bound = any(m in tr.bound for m in p.members)
+                    if d > self.gate * (1.5 if bound else 1.0):
+                        continue
+                    cost[i, j] = d + self.appearance_weight * looks[i, j] - (0.8 if bound else 0.0)
+            rows, cols = linear_sum_assignment(cost)
+            for i, j in zip(rows, cols, strict=True):
+                if cost[i, j] < 1e5:
+                    assigned[i] = current[j].id
+        taken = set(assigned.values())
+        for i, p in enumerate(people):
+            if i not in assigned:
+                assigned[i] = self._reidentify(t, p, taken)
+                taken.add(assigned[i])
+        out = []
+        for i, p in enumerate(people):
+            tr = self.active[assigned[i]]
+            dt = t - tr.last
+            if dt > 0 and tr.seen > 0:
+                v = (p.xy - tr.xy) / dt
+                tr.velocity = 0.6 * tr.velocity + 0.4 * v if dt <= 1.0 else np.zeros(2)
+            tr.xy, tr.last = p.xy, t
+            tr.look = 0.9 * tr.look + 0.1 * p.look
+            tr.bound.update(p.members)
+            tr.seen += 1
+            out.append((tr.id, float(p.xy[0]), float(p.xy[1])))
+        self._forget(t)
+        return out
+
+    def _merge(self, placed: list[Placed]) -> list[_Person]:
+        obs = [
+            (cam.camera, int(cam.ids[k]), cam.floor[k], cam.looks[k], float(cam.heights[k]))
+            for cam in placed
+            for k in range(len(cam.ids))
+        ]
+        obs.sort(key=lambda o: -o[4])  # nearest first: they anchor the clusters
+        people: list[_Person] = []
+        for camera, tid, xy, look, height in obs:
+            best, best_d = None, self.merge_radius
+            for p in people:
+                if any(m[0] == camera for m in p.members):
+                    continue
+                d = float(np.linalg.norm(p.xy - xy)) + 0.5 * float(
+                    appearance_distance(p.look[None], look[None])[0, 0]
+                )
+                if d < best_d:
+                    best, best_d = p, d
+            w = height**2
+            if best is None:
+                people.append(_Person(np.array(xy, np.float64), look.copy(), [(camera, tid)], w))
+            else:
+                total = best.weight + w
+                best.xy = (best.xy * best.weight + xy * w) / total
+                best.look = (best.look * best.weight + look * w) / total
+                best.members.append((camera, tid))
+                best.weight = total
+        return people
+
+    def _reidentify(self, t: float, p: _Person, taken: set[int]) -> int:
+        best, best_cost = None, np.inf
+        for tr in self.active.values():
+            if tr.id in taken:
+                continue
+            gap = t - tr.last
+            if gap <= 0 or gap > self.reid_window:
+                continue
+            reach = 1.0 + self.max_speed * gap
+            d = float(np.linalg.norm(p.xy - tr.xy))
+            look = float(appearance_distance(p.look[None], tr.look[None])[0, 0])
+            if d > reach or look > 0.45:
+                continue
+            cost = look + d / reach
+            if cost < best_cost:
+                best, best_cost = tr, cost
+        if best is not None:
+            return best.id
+        track = _Track(self._next, p.xy.copy(), np.zeros(2), -1.0, p.look.copy(), seen=0)
+        self._next += 1
+        self.active[track.id] = track
+        return track.id
+
+    def _forget(self, t: float) -> None:
+        for tid in [k for k, tr in self.active.items() if t - tr.last > self.reid_window and tr.last >= 0]:
+            del self.active[tid]
