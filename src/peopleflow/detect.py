@@ -160,7 +160,7 @@ class HogDetector:
 
     name = "hog"
 
-    def __init__(self, upscale: float = 1.5, score: float = 0.3) -> None:
+    def __init__(self, upscale: float = 2.0, score: float = 0.3) -> None:
         import cv2
 
         if not hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector"):

@@ -1,0 +1,166 @@
+"""``peopleflow``: generate a synthetic store, run a store's cameras, or do both as a demo.
+
+    peopleflow generate [--out DIR] [--cameras 8] [--shoppers 40] [--minutes 2]
+    peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds S]
+    peopleflow demo [--cameras 8] [--minutes 2] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from peopleflow.config import ConfigError
+from peopleflow.detect import DetectorError
+from peopleflow.sources import SourceError
+
+CACHE = Path(".cache") / "peopleflow"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="peopleflow", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="render the synthetic store (cached)")
+    _store_args(gen)
+    gen.add_argument("--out", type=Path, help="where (default: a cache folder per parameters)")
+
+    run = sub.add_parser("run", help="run a store's cameras through the pipeline")
+    run.add_argument("--config", type=Path, required=True, help="the store's TOML file")
+    run.add_argument("--out", type=Path, required=True, help="folder for maps and report")
+    _run_args(run)
+
+    demo = sub.add_parser("demo", help="generate the synthetic store, run it, score it")
+    _store_args(demo)
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--data", type=Path, help="where the generated store is cached")
+    demo.add_argument("--inline-seconds", type=float, default=15.0,
+                      help="video seconds run on the inline backend too, for the speed-up "
+                           "(0: skip)")
+    _run_args(demo)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            out = generate(args, args.out)
+            print(f"store configuration: {out}")
+        elif args.command == "run":
+            run_command(args)
+        else:
+            demo_command(args)
+    except (ConfigError, SourceError, DetectorError) as exc:
+        print(f"peopleflow: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peopleflow: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cameras", type=int, default=8)
+    p.add_argument("--shoppers", type=int, default=40)
+    p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument("--fps", type=float, default=2.0, help="frames per second rendered")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["inline", "local"], default="local")
+    p.add_argument("--workers", type=int, help="pipeline processes (default: the CPU count)")
+    p.add_argument("--seconds", type=float, help="only the first S seconds of video")
+    p.add_argument("--detector", choices=["auto", "yolo", "hog"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def generate(args: argparse.Namespace, out: Path | None) -> Path:
+    from peopleflow.generate import StoreParams
+    from peopleflow.generate import generate as make_store
+
+    params = StoreParams(args.cameras, args.shoppers, args.minutes, args.fps, args.seed)
+    if params.cameras < 1 or params.shoppers < 1 or params.minutes <= 0 or params.fps <= 0:
+        raise ConfigError("generate: cameras, shoppers, minutes and fps must be positive")
+    out = out or CACHE / (f"store-c{params.cameras}-s{params.shoppers}-m{params.minutes:g}"
+                          f"-f{params.fps:g}-r{params.seed}")
+    return make_store(out, params)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    from peopleflow.app import run_store
+
+    summary = run_store(args.config, args.out, backend=args.backend, workers=args.workers,
+                        seconds=args.seconds, detector=args.detector, progress=not args.quiet)
+    _print_summary(summary, args.out)
+
+
+def demo_command(args: argparse.Namespace) -> None:
+    from peopleflow.app import run_store, score
+    from peopleflow.config import load_config
+    from peopleflow.generate import load_truth
+
+    config = generate(args, args.data)
+    cfg = load_config(config)
+    print("\nstep 1/2: the whole store on the local backend")
+    local = run_store(config, args.out, backend="local", workers=args.workers,
+                      seconds=args.seconds, detector=args.detector, progress=not args.quiet)
+    _print_summary(local, args.out)
+    truth, _ = load_truth(config.parent / "truth.npz")
+    result: dict[str, object] = dict(score(local.report, truth, cfg, args.seconds))
+    result.update({
+        "realtime_factor": round(local.realtime_factor, 3),
+        "frames_per_second": round(local.frames_per_second, 2),
+        "visitors_estimated": local.report.visitors,
+        "visitors_true": len(truth),
+        "cameras": local.cameras,
+        "video_seconds": round(local.video_seconds, 1),
+    })
+    if args.inline_seconds > 0:
+        print(f"\nstep 2/2: the first {args.inline_seconds:g} s on the inline backend "
+              "(one process), for the speed-up")
+        t = time.perf_counter()
+        inline = run_store(config, None, backend="inline", seconds=args.inline_seconds,
+                           detector=args.detector, progress=False)
+        print(f"  inline: {inline.frames_per_second:.2f} frames/s "
+              f"({time.perf_counter() - t:.0f} s)")
+        result["inline_frames_per_second"] = round(inline.frames_per_second, 2)
+        result["speedup_vs_inline"] = round(local.frames_per_second / inline.frames_per_second, 2)
+    targets = {"heatmap_correlation": (">=", 0.9), "zone_dwell_error": ("<=", 0.15),
+               "visitors_error": ("<=", 0.15), "transition_error": ("<=", 0.20),
+               "speedup_vs_inline": (">=", 1.7)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "accuracy.json").write_text(json.dumps(result, indent=2))
+    print("\naccuracy against the ground truth, and speed:")
+    for key, value in result.items():
+        mark = ""
+        if key in targets and isinstance(value, float):
+            op, goal = targets[key]
+            ok = value >= goal if op == ">=" else value <= goal
+            mark = f"   target {op} {goal}: {'met' if ok else 'NOT met'}"
+        print(f"  {key:26s} {value}{mark}")
+    print(f"\nwritten: {args.out / 'accuracy.json'}")
+
+
+def _print_summary(summary: object, out: Path | None) -> None:
+    from peopleflow.app import RunSummary
+
+    assert isinstance(summary, RunSummary)
+    rep = summary.report
+    print(f"\n{summary.frames} frames from {summary.cameras} cameras in {summary.elapsed:.1f} s: "
+          f"{summary.frames_per_second:.1f} frames/s, {summary.realtime_factor:.2f}x real time "
+          f"({summary.backend} backend)")
+    for name, why in summary.failed_cameras.items():
+        print(f"  camera {name} was left out: {why}")
+    print(f"visitors: {rep.visitors}")
+    busiest = sorted(rep.zone_dwell.items(), key=lambda kv: -kv[1])
+    print("dwell by zone: " + ", ".join(f"{z} {s:.0f} s" for z, s in busiest))
+    flows = sorted(rep.transitions.items(), key=lambda kv: -kv[1])[:5]
+    print("top flows: " + ", ".join(f"{a} -> {b} ({n})" for (a, b), n in flows))
+    if out is not None:
+        print(f"heat map, flow map, report.json and CSV tables in {out}/")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

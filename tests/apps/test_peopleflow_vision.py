@@ -1,0 +1,202 @@
+"""The people-flow application's vision parts: renderer, detectors, trackers, camera sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from peopleflow.detect import HogDetector, YoloDetector, iou_matrix, retarget, yolo_model_path  # noqa: E402
+from peopleflow.generate import people_at  # noqa: E402
+from peopleflow.geometry import Homography  # noqa: E402
+from peopleflow.render import Renderer, default_cameras  # noqa: E402
+from peopleflow.simulate import default_plan, simulate  # noqa: E402
+from peopleflow.sources import CameraReader, SourceError, interleave  # noqa: E402
+from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[tuple[np.ndarray, list]]:
+    """Rendered frames of the default store (4 instants x 4 cameras) with their truth."""
+    plan = default_plan()
+    shoppers = simulate(plan, shoppers=30, seconds=90, fps=2, seed=3)
+    renderers = [Renderer(c, plan, seed=i) for i, c in enumerate(default_cameras(plan, 4))]
+    out = []
+    for t in (30.0, 50.0, 70.0, 85.0):
+        for r in renderers:
+            out.append(r.frame(people_at(shoppers, t)))
+    return out
+
+
+def _whole(truth: list, min_height: float, size: tuple[int, int] = (640, 360)) -> np.ndarray:
+    w, h = size
+    return np.array(
+        [t.box for t in truth
+         if t.visible > 0.7 and t.box[0] >= 0 and t.box[1] >= 0 and t.box[2] <= w
+         and t.box[3] <= h and t.box[3] - t.box[1] >= min_height]
+    ).reshape(-1, 4)
+
+
+def _recall(detector: object, scenes: list, min_height: float = 80) -> tuple[float, int]:
+    found = detector([img for img, _ in scenes])  # type: ignore[operator]
+    hit = total = 0
+    for (boxes, _), (_, truth) in zip(found, scenes, strict=True):
+        gt = _whole(truth, min_height)
+        total += len(gt)
+        if len(gt) and len(boxes):
+            hit += int((iou_matrix(gt, boxes).max(axis=1) >= 0.3).sum())
+    return hit / max(total, 1), total
+
+
+def test_rendered_people_have_human_proportions_and_the_calibration_matches_the_projection(
+    scenes: list,
+) -> None:
+    plan = default_plan()
+    cam = default_cameras(plan, 1)[0]
+    heights = [t.box[3] - t.box[1] for _, truth in scenes for t in truth if t.visible > 0.5]
+    assert min(heights) < 90 and max(heights) > 150  # near and far people
+    img, truth = scenes[0]
+    assert img.dtype == np.uint8 and img.shape == (360, 640, 3)
+    widths = [(t.box[2] - t.box[0]) / (t.box[3] - t.box[1]) for t in truth if t.visible > 0.9]
+    assert 0.15 < float(np.median(widths)) < 0.4  # shoulders ~0.27 of the height, arms beside
+    pairs = cam.calibration(plan)
+    h = Homography.fit(pairs[:, :2], pairs[:, 2:])
+    floor = np.array([[4.0, 4.0], [8.0, 6.0], [6.0, 2.5]])
+    uv, _ = cam.project(np.c_[floor, np.zeros(3)])
+    assert np.allclose(h.to_floor(uv), floor, atol=0.02)
+
+
+def test_yolo_is_retargeted_and_finds_the_rendered_people(scenes: list) -> None:
+    try:
+        yolo_model_path()
+    except Exception as exc:  # the Makefile installs it; say why if it is not there
+        pytest.skip(str(exc))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        retarget(b"", 100, 200)
+    detector = YoloDetector((224, 384), score=0.25)
+    recall, people = _recall(detector, scenes)
+    assert people >= 25
+    assert recall >= 0.85, f"recall {recall:.2f} on {people} people at least 80 px tall"
+    # batching changes nothing
+    one = detector([scenes[0][0]])[0][0]
+    assert np.allclose(one, detector([scenes[1][0], scenes[0][0]])[1][0], atol=0.5)
+
+
+def test_hog_fallback_finds_some_people(scenes: list) -> None:
+    recall, people = _recall(HogDetector(), scenes[:8])
+    assert people >= 15
+    assert recall >= 0.6, f"HOG recall {recall:.2f} on {people} people"
+
+
+def _walk_boxes(steps: int) -> list[np.ndarray]:
+    """One person walking right across a camera, plus one standing still."""
+    out = []
+    for k in range(steps):
+        x = 40 + 12 * k
+        out.append(np.array([[x, 100, x + 40, 220], [500, 150, 530, 230]], np.float32))
+    return out
+
+
+def test_camera_tracker_keeps_one_id_along_a_walk() -> None:
+    h = Homography(np.diag([0.02, 0.02, 1.0]))  # 50 px per metre, straight down
+    tracker = CameraTracker("cam", h, (640, 360), 2.0, (20.0, 12.0))
+    looks = np.zeros((2, 128), np.float32)
+    ids = []
+    for step, boxes in enumerate(_walk_boxes(30)):
+        placed = tracker.update(boxes, np.array([0.9, 0.8], np.float32), looks)
+        if step == 0:
+            continue  # ByteTrack confirms a new track on its second frame
+        assert len(placed.ids) == 2
+        ids.append(tuple(placed.ids[np.argsort(placed.floor[:, 0])]))
+    assert len(set(ids)) == 1, ids
+    assert np.allclose(placed.floor[np.argmax(placed.floor[:, 0])], [515 * 0.02, 230 * 0.02])
+
+
+def _look(colour: int) -> np.ndarray:
+    v = np.zeros(128, np.float32)
+    v[colour] = 1.0
+    v[64 + colour] = 1.0
+    return v
+
+
+def test_a_person_walking_from_one_camera_into_another_keeps_one_identity() -> None:
+    floor = FloorTracker()
+    seen = []
+    for k in range(40):  # 20 s at 2 fps, walking 0.6 m a step along x
+        t, x = k / 2, 1.0 + 0.3 * k
+        placed = []
+        if x < 7.5:  # camera A sees the left part of the store
+            placed.append(Placed("A", np.array([3]), np.array([[x, 5.0]]), np.array([120.0]),
+                                 _look(5)[None]))
+        if x > 6.0:  # camera B the right part, with its own track ids and a little offset
+            placed.append(Placed("B", np.array([11]), np.array([[x + 0.2, 5.1]]),
+                                 np.array([90.0]), _look(5)[None]))
+        out = floor.update(t, placed)
+        assert len(out) == 1
+        seen.append(out[0][0])
+    assert len(set(seen)) == 1
+
+
+def test_a_person_out_of_sight_for_a_while_is_recognised_but_a_stranger_is_not() -> None:
+    floor = FloorTracker()
+    first = [floor.update(k / 2, [Placed("A", np.array([1]), np.array([[2.0 + 0.4 * k, 3.0]]),
+                                        np.array([100.0]), _look(7)[None])]) for k in range(10)]
+    for k in range(10, 16):  # 3 s seen by no camera
+        floor.update(k / 2, [])
+    back = floor.update(8.0, [Placed("B", np.array([4]), np.array([[8.5, 3.5]]),
+                                     np.array([100.0]), _look(7)[None])])
+    stranger = floor.update(8.5, [
+        Placed("B", np.array([4, 9]), np.array([[8.9, 3.6], [8.0, 3.2]]), np.array([100.0, 100.0]),
+               np.stack([_look(7), _look(40)]))])
+    assert back[0][0] == first[0][0][0]
+    assert len({i for i, _, _ in stranger}) == 2 and first[0][0][0] in {i for i, _, _ in stranger}
+    assert floor.identities == 2
+
+
+def test_appearance_histograms_tell_clothes_apart() -> None:
+    frame = np.zeros((200, 200, 3), np.uint8)
+    frame[:, :100] = (200, 30, 30)
+    frame[:, 100:] = (30, 30, 200)
+    looks = appearance(frame, np.array([[10, 10, 90, 190], [110, 10, 190, 190], [20, 0, 80, 150]]))
+    assert np.allclose(looks[:, :64].sum(axis=1), 1) and np.allclose(looks[:, 64:].sum(axis=1), 1)
+    assert np.allclose(looks[0], looks[2]) and not np.allclose(looks[0], looks[1])
+
+
+def _video(path: Path, frames: int, fps: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (64, 48))
+    for k in range(frames):
+        writer.write(np.full((48, 64, 3), k * 8 % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_file_is_sampled_at_the_configured_rate_and_skips_are_counted(tmp_path: Path) -> None:
+    reader = CameraReader("cam", str(_video(tmp_path / "a.mp4", 30, 10.0)), fps=2.5)
+    got = list(reader)
+    assert [i for i, _, _ in got] == list(range(8))  # 30 frames at 10 fps, every 4th
+    assert [s for _, s, _ in got][:3] == [0.0, 0.4, 0.8]
+    assert reader.stats.frames == 8 and reader.stats.skipped == 22
+    assert reader.probe() == (48, 64)
+
+
+def test_missing_files_and_unreachable_streams_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="cannot open video file .*nope.mp4"):
+        list(CameraReader("cam", str(tmp_path / "nope.mp4"), 2.0))
+    pauses: list[float] = []
+    stream = CameraReader("door", "rtsp://127.0.0.1:9/none", 2.0, retries=2, timeout=1.0,
+                          sleep=pauses.append)
+    with pytest.raises(SourceError, match="door: gave up after 2 reconnects"):
+        list(stream)
+    assert stream.stats.reconnects == 2 and pauses == [1.0, 2.0]
+
+
+def test_one_broken_camera_does_not_stop_the_others(tmp_path: Path) -> None:
+    good = CameraReader("good", str(_video(tmp_path / "g.mp4", 6, 2.0)), 2.0)
+    broken = CameraReader("broken", str(tmp_path / "missing.mp4"), 2.0)
+    errors: list[str] = []
+    names = [r.name for r, *_ in interleave([broken, good], lambda r, e: errors.append(r.name))]
+    assert names == ["good"] * 6 and errors == ["broken"]
+    assert "cannot open" in broken.stats.failed
