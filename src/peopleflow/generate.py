@@ -30,7 +30,7 @@ from peopleflow.render import PinholeCamera, Renderer, default_cameras
 from peopleflow.simulate import Shopper, default_plan, simulate
 
 STRIDE = 1.3  # metres per walking cycle (two steps)
-VERSION = 4  # bump when the renderer's output changes: cached stores are made again
+VERSION = 5  # bump when the renderer's output changes: cached stores are made again
 
 
 @dataclass(frozen=True)
