@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import write_json  # noqa: E402
-
 from peopleflow.app import run_store, score  # noqa: E402
 from peopleflow.config import load_config  # noqa: E402
 from peopleflow.generate import StoreParams, generate, load_truth  # noqa: E402
@@ -51,13 +50,20 @@ def main() -> None:
     runs = {}
     for backend in ("inline", "local"):
         print(f"\n{backend}: first {args.seconds:g} s of {args.cameras} cameras", flush=True)
-        s = run_store(config, None, backend=backend, workers=args.workers,
-                      seconds=args.seconds, progress=False)
+        s = run_store(
+            config,
+            None,
+            backend=backend,
+            workers=args.workers,
+            seconds=args.seconds,
+            progress=False,
+        )
         runs[backend] = s
         results[backend] = {**s.speed(), **score(s.report, truth, cfg, args.seconds)}
         print(f"  {s.frames_per_second:.2f} frames/s, {s.realtime_factor:.2f}x real time")
     results["speedup_vs_inline"] = round(
-        runs["local"].frames_per_second / runs["inline"].frames_per_second, 3)
+        runs["local"].frames_per_second / runs["inline"].frames_per_second, 3
+    )
     if args.full:
         print(f"\nlocal: the whole {args.minutes:g} min", flush=True)
         s = run_store(config, None, backend="local", workers=args.workers, progress=False)

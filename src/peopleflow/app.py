@@ -83,23 +83,29 @@ def run_store(
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
     total = _video_seconds(cfg, seconds)
-    os.environ[pipeline.ENV] = json.dumps({
-        "config": str(Path(config).resolve()),
-        "detector": detector,
-        "input_size": list(input_size),
-        "seconds": seconds,
-        "progress": progress,
-        "total_seconds": total,
-        "skip": sorted(failed),
-    })
+    os.environ[pipeline.ENV] = json.dumps(
+        {
+            "config": str(Path(config).resolve()),
+            "detector": detector,
+            "input_size": list(input_size),
+            "seconds": seconds,
+            "progress": progress,
+            "total_seconds": total,
+            "skip": sorted(failed),
+        }
+    )
     for cache in (pipeline.settings, pipeline.store, pipeline.detector):
         cache.cache_clear()
     if progress:
-        print(f"peopleflow: {len(specs)} cameras, {backend} backend"
-              + (f", first {seconds:g} s" if seconds else ""), flush=True)
+        print(
+            f"peopleflow: {len(specs)} cameras, {backend} backend"
+            + (f", first {seconds:g} s" if seconds else ""),
+            flush=True,
+        )
     started = time.perf_counter()
-    result = cv.run(pipeline.graph, backend=backend, workers=workers, cameras=specs,
-                    collect=["Associate"])
+    result = cv.run(
+        pipeline.graph, backend=backend, workers=workers, cameras=specs, collect=["Associate"]
+    )
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
     tracks = floor_tracks(instants)
@@ -130,17 +136,27 @@ def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     rep = summary.report
     paths = {
-        "heatmap": draw_heatmap(rep, cfg.plan, out / "heatmap.png",
-                                f"{cfg.name}: dwell time (seconds per {rep.cell:g} m cell)"),
-        "flowmap": draw_flowmap(rep, cfg.plan, out / "flowmap.png",
-                                f"{cfg.name}: flows between zones"),
+        "heatmap": draw_heatmap(
+            rep,
+            cfg.plan,
+            out / "heatmap.png",
+            f"{cfg.name}: dwell time (seconds per {rep.cell:g} m cell)",
+        ),
+        "flowmap": draw_flowmap(
+            rep, cfg.plan, out / "flowmap.png", f"{cfg.name}: flows between zones"
+        ),
         "report": out / "report.json",
         "zones": out / "zones.csv",
         "transitions": out / "transitions.csv",
         "tracks": out / "tracks.csv",
     }
-    body = {"store": cfg.name, **rep.to_json(), "speed": summary.speed(), "backend": summary.backend,
-            "failed_cameras": summary.failed_cameras}
+    body = {
+        "store": cfg.name,
+        **rep.to_json(),
+        "speed": summary.speed(),
+        "backend": summary.backend,
+        "failed_cameras": summary.failed_cameras,
+    }
     paths["report"].write_text(json.dumps(body, indent=2))
     with paths["zones"].open("w", newline="") as f:
         w = csv.writer(f)
@@ -161,8 +177,9 @@ def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str,
     return paths
 
 
-def score(report: Report, truth: list[FloorTrack], cfg: StoreConfig,
-          seconds: float | None = None) -> dict[str, float]:
+def score(
+    report: Report, truth: list[FloorTrack], cfg: StoreConfig, seconds: float | None = None
+) -> dict[str, float]:
     """Accuracy of ``report`` against the true tracks (cut to the first ``seconds``)."""
     if seconds is not None:
         truth = [FloorTrack(t.id, t.t[t.t < seconds], t.xy[t.t < seconds]) for t in truth]

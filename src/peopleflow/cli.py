@@ -1,8 +1,8 @@
 """``peopleflow``: generate a synthetic store, run a store's cameras, or do both as a demo.
 
-    peopleflow generate [--out DIR] [--cameras 8] [--shoppers 40] [--minutes 2]
-    peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds S]
-    peopleflow demo [--cameras 8] [--minutes 2] --out DIR
+peopleflow generate [--out DIR] [--cameras 8] [--shoppers 40] [--minutes 2]
+peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds S]
+peopleflow demo [--cameras 8] [--minutes 2] --out DIR
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     _store_args(demo)
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--data", type=Path, help="where the generated store is cached")
-    demo.add_argument("--inline-seconds", type=float, default=15.0,
-                      help="video seconds run on the inline backend too, for the speed-up "
-                           "(0: skip)")
+    demo.add_argument(
+        "--inline-seconds",
+        type=float,
+        default=15.0,
+        help="video seconds run on the inline backend too, for the speed-up (0: skip)",
+    )
     _run_args(demo)
 
     args = parser.parse_args(argv)
@@ -83,16 +86,25 @@ def generate(args: argparse.Namespace, out: Path | None) -> Path:
     params = StoreParams(args.cameras, args.shoppers, args.minutes, args.fps, args.seed)
     if params.cameras < 1 or params.shoppers < 1 or params.minutes <= 0 or params.fps <= 0:
         raise ConfigError("generate: cameras, shoppers, minutes and fps must be positive")
-    out = out or CACHE / (f"store-c{params.cameras}-s{params.shoppers}-m{params.minutes:g}"
-                          f"-f{params.fps:g}-r{params.seed}")
+    out = out or CACHE / (
+        f"store-c{params.cameras}-s{params.shoppers}-m{params.minutes:g}"
+        f"-f{params.fps:g}-r{params.seed}"
+    )
     return make_store(out, params)
 
 
 def run_command(args: argparse.Namespace) -> None:
     from peopleflow.app import run_store
 
-    summary = run_store(args.config, args.out, backend=args.backend, workers=args.workers,
-                        seconds=args.seconds, detector=args.detector, progress=not args.quiet)
+    summary = run_store(
+        args.config,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        seconds=args.seconds,
+        detector=args.detector,
+        progress=not args.quiet,
+    )
     _print_summary(summary, args.out)
 
 
@@ -104,32 +116,54 @@ def demo_command(args: argparse.Namespace) -> None:
     config = generate(args, args.data)
     cfg = load_config(config)
     print("\nstep 1/2: the whole store on the local backend")
-    local = run_store(config, args.out, backend="local", workers=args.workers,
-                      seconds=args.seconds, detector=args.detector, progress=not args.quiet)
+    local = run_store(
+        config,
+        args.out,
+        backend="local",
+        workers=args.workers,
+        seconds=args.seconds,
+        detector=args.detector,
+        progress=not args.quiet,
+    )
     _print_summary(local, args.out)
     truth, _ = load_truth(config.parent / "truth.npz")
     result: dict[str, object] = dict(score(local.report, truth, cfg, args.seconds))
-    result.update({
-        "realtime_factor": round(local.realtime_factor, 3),
-        "frames_per_second": round(local.frames_per_second, 2),
-        "visitors_estimated": local.report.visitors,
-        "visitors_true": len(truth),
-        "cameras": local.cameras,
-        "video_seconds": round(local.video_seconds, 1),
-    })
+    result.update(
+        {
+            "realtime_factor": round(local.realtime_factor, 3),
+            "frames_per_second": round(local.frames_per_second, 2),
+            "visitors_estimated": local.report.visitors,
+            "visitors_true": len(truth),
+            "cameras": local.cameras,
+            "video_seconds": round(local.video_seconds, 1),
+        }
+    )
     if args.inline_seconds > 0:
-        print(f"\nstep 2/2: the first {args.inline_seconds:g} s on the inline backend "
-              "(one process), for the speed-up")
+        print(
+            f"\nstep 2/2: the first {args.inline_seconds:g} s on the inline backend "
+            "(one process), for the speed-up"
+        )
         t = time.perf_counter()
-        inline = run_store(config, None, backend="inline", seconds=args.inline_seconds,
-                           detector=args.detector, progress=False)
-        print(f"  inline: {inline.frames_per_second:.2f} frames/s "
-              f"({time.perf_counter() - t:.0f} s)")
+        inline = run_store(
+            config,
+            None,
+            backend="inline",
+            seconds=args.inline_seconds,
+            detector=args.detector,
+            progress=False,
+        )
+        print(
+            f"  inline: {inline.frames_per_second:.2f} frames/s ({time.perf_counter() - t:.0f} s)"
+        )
         result["inline_frames_per_second"] = round(inline.frames_per_second, 2)
         result["speedup_vs_inline"] = round(local.frames_per_second / inline.frames_per_second, 2)
-    targets = {"heatmap_correlation": (">=", 0.9), "zone_dwell_error": ("<=", 0.15),
-               "visitors_error": ("<=", 0.15), "transition_error": ("<=", 0.20),
-               "speedup_vs_inline": (">=", 1.7)}
+    targets = {
+        "heatmap_correlation": (">=", 0.9),
+        "zone_dwell_error": ("<=", 0.15),
+        "visitors_error": ("<=", 0.15),
+        "transition_error": ("<=", 0.20),
+        "speedup_vs_inline": (">=", 1.7),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "accuracy.json").write_text(json.dumps(result, indent=2))
     print("\naccuracy against the ground truth, and speed:")
@@ -148,9 +182,11 @@ def _print_summary(summary: object, out: Path | None) -> None:
 
     assert isinstance(summary, RunSummary)
     rep = summary.report
-    print(f"\n{summary.frames} frames from {summary.cameras} cameras in {summary.elapsed:.1f} s: "
-          f"{summary.frames_per_second:.1f} frames/s, {summary.realtime_factor:.2f}x real time "
-          f"({summary.backend} backend)")
+    print(
+        f"\n{summary.frames} frames from {summary.cameras} cameras in {summary.elapsed:.1f} s: "
+        f"{summary.frames_per_second:.1f} frames/s, {summary.realtime_factor:.2f}x real time "
+        f"({summary.backend} backend)"
+    )
     for name, why in summary.failed_cameras.items():
         print(f"  camera {name} was left out: {why}")
     print(f"visitors: {rep.visitors}")

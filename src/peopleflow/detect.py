@@ -172,8 +172,9 @@ class HogDetector:
     def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
         out = []
         for frame in frames:
-            big = _resize(frame, round(frame.shape[1] * self.upscale),
-                          round(frame.shape[0] * self.upscale))
+            big = _resize(
+                frame, round(frame.shape[1] * self.upscale), round(frame.shape[0] * self.upscale)
+            )
             rects, weights = self.hog.detectMultiScale(big, winStride=(8, 8), scale=1.08)
             if len(rects) == 0:
                 out.append((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))

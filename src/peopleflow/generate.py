@@ -52,10 +52,16 @@ def generate(
     out = Path(out)
     manifest = out / "manifest.json"
     wanted = {"version": VERSION, **asdict(params)}
-    if manifest.is_file() and json.loads(manifest.read_text()) == wanted and (out / "store.toml").is_file():
+    if (
+        manifest.is_file()
+        and json.loads(manifest.read_text()) == wanted
+        and (out / "store.toml").is_file()
+    ):
         if progress:
-            progress(f"synthetic store: reusing {out} ({params.cameras} cameras, "
-                     f"{params.shoppers} shoppers, {params.minutes:g} min)")
+            progress(
+                f"synthetic store: reusing {out} ({params.cameras} cameras, "
+                f"{params.shoppers} shoppers, {params.minutes:g} min)"
+            )
         return out / "store.toml"
     (out / "videos").mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)
@@ -65,15 +71,25 @@ def generate(
     frames = int(round(params.minutes * 60 * params.fps))
     started = time.perf_counter()
     if progress:
-        progress(f"synthetic store: rendering {params.cameras} cameras x {frames} frames "
-                 f"({params.shoppers} shoppers) into {out} ...")
+        progress(
+            f"synthetic store: rendering {params.cameras} cameras x {frames} frames "
+            f"({params.shoppers} shoppers) into {out} ..."
+        )
     workers = max(1, min(len(cameras), os.cpu_count() or 1))
     boxes = {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         jobs = {
-            cam.name: pool.submit(_render_camera, cam, plan, shoppers, frames, params.fps,
-                                  out / "videos" / f"{cam.name}.mp4", params.seed + k)
+            cam.name: pool.submit(
+                _render_camera,
+                cam,
+                plan,
+                shoppers,
+                frames,
+                params.fps,
+                out / "videos" / f"{cam.name}.mp4",
+                params.seed + k,
+            )
             for k, cam in enumerate(cameras)
         }
         for name, job in jobs.items():
@@ -86,7 +102,9 @@ def generate(
     return out / "store.toml"
 
 
-def people_at(shoppers: list[Shopper], t: float) -> list[tuple[Shopper, np.ndarray, np.ndarray, float]]:
+def people_at(
+    shoppers: list[Shopper], t: float
+) -> list[tuple[Shopper, np.ndarray, np.ndarray, float]]:
     """Each shopper in the store at ``t``: (shopper, floor xy, heading unit vector or 0, phase)."""
     out = []
     for s in shoppers:
@@ -119,7 +137,7 @@ def _render_camera(
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, cam.size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path} (mp4v): is FFmpeg in this OpenCV build?")
-    rows = []
+    rows: list[list[float]] = []
     try:
         for k in range(frames):
             image, truths = renderer.frame(people_at(shoppers, k / fps))
@@ -131,10 +149,16 @@ def _render_camera(
 
 
 def _write_truth(path: Path, shoppers: list[Shopper], boxes: dict[str, np.ndarray]) -> None:
-    tracks = np.concatenate(
-        [np.c_[np.full(len(s.track.t), s.id), s.track.t, s.track.xy] for s in shoppers]
-    ) if shoppers else np.zeros((0, 4))
-    np.savez_compressed(path, tracks=tracks, **{f"boxes_{k}": v for k, v in boxes.items()})
+    tracks = (
+        np.concatenate(
+            [np.c_[np.full(len(s.track.t), s.id), s.track.t, s.track.xy] for s in shoppers]
+        )
+        if shoppers
+        else np.zeros((0, 4))
+    )
+    arrays: dict[str, np.ndarray] = {"tracks": tracks}
+    arrays.update({f"boxes_{k}": v for k, v in boxes.items()})
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
 def load_truth(path: str | Path) -> tuple[list[FloorTrack], dict[str, np.ndarray]]:
@@ -142,8 +166,10 @@ def load_truth(path: str | Path) -> tuple[list[FloorTrack], dict[str, np.ndarray
     ``(frame, person, x0, y0, x1, y1, visible fraction)``."""
     data = np.load(path)
     rows = data["tracks"]
-    tracks = [FloorTrack(int(i), rows[rows[:, 0] == i, 1], rows[rows[:, 0] == i, 2:4])
-              for i in np.unique(rows[:, 0])]
+    tracks = [
+        FloorTrack(int(i), rows[rows[:, 0] == i, 1], rows[rows[:, 0] == i, 2:4])
+        for i in np.unique(rows[:, 0])
+    ]
     boxes = {k.removeprefix("boxes_"): data[k] for k in data.files if k.startswith("boxes_")}
     return tracks, boxes
 

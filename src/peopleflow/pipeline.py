@@ -91,29 +91,41 @@ def detector() -> Detector:
     return make_detector(s.get("detector", "auto"), **options)
 
 
-@cv.source
+# Cost hints (seconds per item on one CPU core, measured on the synthetic store) let the
+# planner split detection over processes without a measuring run first.
+@cv.source(cost=0.003)
 def frames() -> Iterator[cv.Frame]:
     """Every camera's sampled frames, in time order; a broken camera is reported and skipped."""
     s = settings()
-    readers = [CameraReader(c.name, c.source, c.fps, max_seconds=s.get("seconds"))
-               for c in store().cameras if c.name not in s.get("skip", ())]
+    readers = [
+        CameraReader(c.name, c.source, c.fps, max_seconds=s.get("seconds"))
+        for c in store().cameras
+        if c.name not in s.get("skip", ())
+    ]
     for reader, index, seconds, pixels in interleave(readers):
         yield cv.Frame.write(reader.name, pixels, index, ts=seconds)
 
 
-@cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto")
+@cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto", cost=0.18)
 def detect(batch: list[cv.Frame]) -> list[Detections]:
     """People in a batch of frames (any cameras), with their colours."""
     images = [f.pixels for f in batch]
     found = detector()(images)
     return [
-        Detections(f.camera, f.index, f.ts, (img.shape[1], img.shape[0]), boxes, scores,
-                   appearance(img, boxes))
+        Detections(
+            f.camera,
+            f.index,
+            f.ts,
+            (img.shape[1], img.shape[0]),
+            boxes,
+            scores,
+            appearance(img, boxes),
+        )
         for f, img, (boxes, scores) in zip(batch, images, found, strict=True)
     ]
 
 
-@cv.task(key="camera")
+@cv.task(key="camera", cost=0.002)
 class Track:
     """One camera's ByteTrack, and its people placed on the floor plan."""
 
@@ -124,13 +136,14 @@ class Track:
         if self.tracker is None:
             cfg = store()
             cam = next(c for c in cfg.cameras if c.name == d.camera)
-            self.tracker = CameraTracker(cam.name, cam.homography, d.size, cam.fps,
-                                         (cfg.plan.width, cfg.plan.height))
+            self.tracker = CameraTracker(
+                cam.name, cam.homography, d.size, cam.fps, (cfg.plan.width, cfg.plan.height)
+            )
         p = self.tracker.update(d.boxes, d.scores, d.looks)
         return CameraPeople(d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks)
 
 
-@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=2.0)
+@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=2.0, cost=0.002)
 class Associate:
     """Every camera's people at one instant -> one identity per person on the floor."""
 
@@ -144,9 +157,12 @@ class Associate:
         seen = self.floor.update(t, placed)
         if settings().get("progress") and t >= self.next_report:
             total = settings().get("total_seconds") or 0
-            print(f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(seen):2d} "
-                  f"people in view, {self.floor.identities} identities so far", file=sys.stderr,
-                  flush=True)
+            print(
+                f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(seen):2d} "
+                f"people in view, {self.floor.identities} identities so far",
+                file=sys.stderr,
+                flush=True,
+            )
             self.next_report = t + float(settings().get("report_every", 15))
         ids = np.array([s[0] for s in seen], np.int64)
         xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)

@@ -62,7 +62,9 @@ class PinholeCamera:
         depth = rel @ fwd
         safe = np.where(depth > 1e-6, depth, 1e-6)
         w, h = self.size
-        uv = np.c_[w / 2 + self.focal * (rel @ right) / safe, h / 2 + self.focal * (rel @ down) / safe]
+        uv = np.c_[
+            w / 2 + self.focal * (rel @ right) / safe, h / 2 + self.focal * (rel @ down) / safe
+        ]
         return uv, depth
 
     def rays(self) -> np.ndarray:
@@ -85,13 +87,31 @@ class PinholeCamera:
         floor = np.c_[xy, np.zeros(len(xy))]
         uv, depth = self.project(floor)
         w, h = self.size
-        ok = (depth > 0.5) & (uv[:, 0] > 20) & (uv[:, 0] < w - 20) & (uv[:, 1] > 20) & (uv[:, 1] < h - 20)
+        ok = (
+            (depth > 0.5)
+            & (uv[:, 0] > 20)
+            & (uv[:, 0] < w - 20)
+            & (uv[:, 1] > 20)
+            & (uv[:, 1] < h - 20)
+        )
         uv, floor = uv[ok], floor[ok]
         if len(uv) < 4:
             raise ValueError(f"camera {self.name} sees too little of the floor to calibrate")
         # Spread the pairs: the points nearest each frame corner and the centre, then more.
-        targets = np.array([[0, 0], [w, 0], [w, h], [0, h], [w / 2, h / 2],
-                            [w / 2, 0], [w / 2, h], [0, h / 2], [w, h / 2]], dtype=np.float64)
+        targets = np.array(
+            [
+                [0, 0],
+                [w, 0],
+                [w, h],
+                [0, h],
+                [w / 2, h / 2],
+                [w / 2, 0],
+                [w / 2, h],
+                [0, h / 2],
+                [w, h / 2],
+            ],
+            dtype=np.float64,
+        )
         chosen: list[int] = []
         for target in targets[:pairs]:
             order = np.argsort(np.linalg.norm(uv - target, axis=1))
@@ -103,15 +123,24 @@ def default_cameras(plan: FloorPlan, count: int = 8) -> list[PinholeCamera]:
     """``count`` cameras on the walls, 3.4 m up, each looking down into the store."""
     w, h = plan.width, plan.height
     mounts = [  # (x, y, yaw): the first two watch the door and the checkout from mid-store
-        (8.0, 0.2, 150.0), (8.0, h - 0.2, 210.0), (w / 2, 0.2, 90.0), (w / 2, h - 0.2, 270.0),
-        (w - 0.2, h - 0.2, 212.0), (w - 0.2, 0.2, 148.0), (w - 0.2, h / 2, 180.0),
-        (0.2, h / 2, 0.0), (0.2, 0.2, 32.0), (0.2, h - 0.2, 328.0), (3 * w / 4, 0.2, 110.0),
+        (8.0, 0.2, 150.0),
+        (8.0, h - 0.2, 210.0),
+        (w / 2, 0.2, 90.0),
+        (w / 2, h - 0.2, 270.0),
+        (w - 0.2, h - 0.2, 212.0),
+        (w - 0.2, 0.2, 148.0),
+        (w - 0.2, h / 2, 180.0),
+        (0.2, h / 2, 0.0),
+        (0.2, 0.2, 32.0),
+        (0.2, h - 0.2, 328.0),
+        (3 * w / 4, 0.2, 110.0),
         (3 * w / 4, h - 0.2, 250.0),
     ]
     if not 1 <= count <= len(mounts):
         raise ValueError(f"cameras: 1 to {len(mounts)} for the default store, got {count}")
     return [
-        PinholeCamera(f"cam{i + 1}", (x, y, 3.4), yaw, 30.0) for i, (x, y, yaw) in enumerate(mounts[:count])
+        PinholeCamera(f"cam{i + 1}", (x, y, 3.4), yaw, 30.0)
+        for i, (x, y, yaw) in enumerate(mounts[:count])
     ]
 
 
@@ -134,7 +163,9 @@ class Renderer:
         self.background = _scene(camera, plan, seed)
         self.noise = np.random.default_rng(seed + 7).normal(0, 3.0, self.background.shape)
 
-    def frame(self, people: list[tuple[Shopper, np.ndarray, np.ndarray, float]]) -> tuple[np.ndarray, list[Truth]]:
+    def frame(
+        self, people: list[tuple[Shopper, np.ndarray, np.ndarray, float]]
+    ) -> tuple[np.ndarray, list[Truth]]:
         """One frame of ``people``: (shopper, floor xy, heading xy, walking phase) each."""
         cam = self.camera
         image = self.background.copy()
@@ -154,14 +185,21 @@ class Renderer:
             placed.append((float(depth[0]), shopper, uv, heading, phase, xy))
         placed.sort(key=lambda p: -p[0])  # far first: near people cover them
         drawn: dict[int, tuple[int, tuple[float, float, float, float], tuple[float, float]]] = {}
-        for _, shopper, uv, heading, phase, xy in placed:
+        for *_, xy in placed:
             _shadow(image, cam, np.asarray(xy, np.float64))
         for _, shopper, uv, heading, phase, xy in placed:
             fwd = cam.axes[0][:2]
             side = abs(float(np.dot(heading, fwd))) if np.linalg.norm(heading) > 0 else 0.0
             moving = float(np.linalg.norm(heading) > 0)
-            pixels, box = _figure(image, ids, shopper, uv[0], uv[1], 1.0 - 0.4 * (1 - side) * moving,
-                                  phase if moving else 0.0)
+            pixels, box = _figure(
+                image,
+                ids,
+                shopper,
+                uv[0],
+                uv[1],
+                1.0 - 0.4 * (1 - side) * moving,
+                phase if moving else 0.0,
+            )
             drawn[shopper.id] = (pixels, box, (float(xy[0]), float(xy[1])))
         counts = np.bincount(ids.ravel() + 1, minlength=1)
         truths = []
@@ -183,8 +221,12 @@ def _scene(cam: PinholeCamera, plan: FloorPlan, seed: int) -> np.ndarray:
     w, h = plan.width, plan.height
     with np.errstate(divide="ignore", invalid="ignore"):
         t_floor = np.where(d[..., 2] < 0, -cz / d[..., 2], np.inf)
-        tx = np.where(d[..., 0] > 0, (w - cx) / d[..., 0], np.where(d[..., 0] < 0, -cx / d[..., 0], np.inf))
-        ty = np.where(d[..., 1] > 0, (h - cy) / d[..., 1], np.where(d[..., 1] < 0, -cy / d[..., 1], np.inf))
+        tx = np.where(
+            d[..., 0] > 0, (w - cx) / d[..., 0], np.where(d[..., 0] < 0, -cx / d[..., 0], np.inf)
+        )
+        ty = np.where(
+            d[..., 1] > 0, (h - cy) / d[..., 1], np.where(d[..., 1] < 0, -cy / d[..., 1], np.inf)
+        )
     t_wall = np.minimum(tx, ty)
     floor_hit = t_floor <= t_wall
     fx = (cx + t_floor * d[..., 0]) * per_m
@@ -200,11 +242,19 @@ def _scene(cam: PinholeCamera, plan: FloorPlan, seed: int) -> np.ndarray:
     paint = np.array([200, 205, 210], np.float32)
     shelf = np.array([90, 120, 150], np.float32)
     band = (z < 2.0)[..., None]
-    stripes = (np.floor(z * 4) % 2 == 0)[..., None] * 25 + ((np.floor(along * 2) % 3) == 0)[..., None] * 15
+    stripes = (np.floor(z * 4) % 2 == 0)[..., None] * 25 + ((np.floor(along * 2) % 3) == 0)[
+        ..., None
+    ] * 15
     wall = np.where(band, shelf + stripes, paint - 20 * (tx < ty)[..., None])
-    ceiling = np.array([225, 228, 230], np.float32) + 20 * (
-        (np.floor((cx + t_wall * d[..., 0]) / 1.5) + np.floor((cy + t_wall * d[..., 1]) / 1.5)) % 2 == 0
-    )[..., None]
+    ceiling = (
+        np.array([225, 228, 230], np.float32)
+        + 20
+        * (
+            (np.floor((cx + t_wall * d[..., 0]) / 1.5) + np.floor((cy + t_wall * d[..., 1]) / 1.5))
+            % 2
+            == 0
+        )[..., None]
+    )
     wall = np.where((z > WALL_HEIGHT)[..., None], np.minimum(ceiling, 255), wall)
     out = np.where(floor_hit[..., None], out, wall)
     # Light falls off with distance from the camera: a little vignetting.
@@ -298,12 +348,21 @@ def _figure(
         cv2.fillPoly(colour, [arr], col.tolist(), cv2.LINE_AA, shift=4)
         cv2.fillPoly(alpha, [arr], 1.0, cv2.LINE_AA, shift=4)
 
-    def limb(x0: float, y0: float, x1: float, y1: float, w0: float, w1: float, col: np.ndarray) -> None:
+    def limb(
+        x0: float, y0: float, x1: float, y1: float, w0: float, w1: float, col: np.ndarray
+    ) -> None:
         dx, dy = x1 - x0, y1 - y0
         n = math.hypot(dx, dy) or 1.0
         px, py = -dy / n, dx / n
-        poly([(x0 + px * w0 / 2, y0 + py * w0 / 2), (x1 + px * w1 / 2, y1 + py * w1 / 2),
-              (x1 - px * w1 / 2, y1 - py * w1 / 2), (x0 - px * w0 / 2, y0 - py * w0 / 2)], col)
+        poly(
+            [
+                (x0 + px * w0 / 2, y0 + py * w0 / 2),
+                (x1 + px * w1 / 2, y1 + py * w1 / 2),
+                (x1 - px * w1 / 2, y1 - py * w1 / 2),
+                (x0 - px * w0 / 2, y0 - py * w0 / 2),
+            ],
+            col,
+        )
 
     def ellipse(x: float, y: float, rx: float, ry: float, col: np.ndarray) -> None:
         c = (round(pt(x, y)[0] * 16), round(pt(x, y)[1] * 16))
@@ -331,10 +390,26 @@ def _figure(
         limb(*knee, sign * 0.045 * width + sign * swing, 0.955, 0.07, 0.052, legs * shade)
         ellipse(sign * 0.045 * width + sign * swing + 0.01, 0.972, 0.042, 0.022, shoes)
     # Torso: shoulders, a narrower waist, hips; a collar of skin at the neck.
-    poly([(-sw, 0.175), (sw, 0.175), (0.092 * width, 0.38), (0.105 * width, 0.53),
-          (-0.105 * width, 0.53), (-0.092 * width, 0.38)], torso)
-    poly([(-0.105 * width, 0.48), (0.105 * width, 0.48), (0.11 * width, 0.56),
-          (-0.11 * width, 0.56)], legs)
+    poly(
+        [
+            (-sw, 0.175),
+            (sw, 0.175),
+            (0.092 * width, 0.38),
+            (0.105 * width, 0.53),
+            (-0.105 * width, 0.53),
+            (-0.092 * width, 0.38),
+        ],
+        torso,
+    )
+    poly(
+        [
+            (-0.105 * width, 0.48),
+            (0.105 * width, 0.48),
+            (0.11 * width, 0.56),
+            (-0.11 * width, 0.56),
+        ],
+        legs,
+    )
     ellipse(0.0, 0.18, sw, 0.028, torso)  # rounded shoulders
     arm_at(1.0, 0.95, swing * 0.6)
     limb(0.0, 0.115, 0.0, 0.175, 0.048, 0.052, skin * 0.8)  # neck
@@ -342,7 +417,9 @@ def _figure(
     ellipse(0.0, 0.042, 0.051, 0.046, hair)
     ellipse(0.0, 0.09, 0.03, 0.008, skin * 0.75)  # the shadow under the brow
     # Cloth is not flat colour: folds and weave as soft noise.
-    coarse = np.random.default_rng(shopper.id).normal(0, 0.09, (ch // (3 * s) + 2, cw // (3 * s) + 2))
+    coarse = np.random.default_rng(shopper.id).normal(
+        0, 0.09, (ch // (3 * s) + 2, cw // (3 * s) + 2)
+    )
     folds = cv2.resize(coarse.astype(np.float32), (cw, ch), interpolation=cv2.INTER_CUBIC)
     colour *= (1.0 + folds)[..., None]
     # Reduce to the frame's scale (anti-aliasing) and blend in at the foot point.
@@ -358,7 +435,12 @@ def _figure(
     top = int(round(foot[1] - out_h * (1.0 / 1.02)))
     h, w = image.shape[:2]
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + out_w, w), min(top + out_h, h)
-    box = (float(foot[0] - height * 0.2), float(head[1]), float(foot[0] + height * 0.2), float(foot[1]))
+    box = (
+        float(foot[0] - height * 0.2),
+        float(head[1]),
+        float(foot[0] + height * 0.2),
+        float(foot[1]),
+    )
     cols = np.nonzero(a.max(axis=0) > 0.5)[0]
     if len(cols):
         box = (float(left + cols[0]), float(head[1]), float(left + cols[-1] + 1), float(foot[1]))

@@ -41,14 +41,24 @@ class SourceStats:
 def _open(source: str, timeout_ms: int) -> object:
     import cv2
 
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        timeout_ms,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        timeout_ms,
+    ]
     cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         what = "stream" if "://" in source else "video file"
-        raise SourceError(f"cannot open {what} {source}" + (
-            " (is the address right and the camera reachable?)" if "://" in source
-            else " (does it exist, and is it a video OpenCV can decode?)"))
+        raise SourceError(
+            f"cannot open {what} {source}"
+            + (
+                " (is the address right and the camera reachable?)"
+                if "://" in source
+                else " (does it exist, and is it a video OpenCV can decode?)"
+            )
+        )
     return cap
 
 
@@ -122,8 +132,9 @@ class CameraReader:
             except SourceError as exc:
                 failures += 1
                 if failures > self.retries:
-                    raise SourceError(f"camera {self.name}: gave up after {self.retries} "
-                                      f"reconnects: {exc}") from None
+                    raise SourceError(
+                        f"camera {self.name}: gave up after {self.retries} reconnects: {exc}"
+                    ) from None
                 self.stats.reconnects += 1
                 self._sleep(min(30.0, 0.5 * 2**failures))
                 continue
@@ -153,8 +164,9 @@ class CameraReader:
                 cap.release()  # type: ignore[attr-defined]
             failures += 1
             if failures > self.retries:
-                raise SourceError(f"camera {self.name}: stream kept breaking ({self.retries} "
-                                  "reconnects in a row)")
+                raise SourceError(
+                    f"camera {self.name}: stream kept breaking ({self.retries} reconnects in a row)"
+                )
             self.stats.reconnects += 1
             self._sleep(min(30.0, 0.5 * 2**failures))
 

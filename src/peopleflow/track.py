@@ -41,7 +41,9 @@ def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
             if yb <= ya or xb <= xa:
                 continue
             pixels = frame[ya:yb, xa:xb].reshape(-1, 3) // (256 // HIST_BINS)
-            codes = (pixels[:, 0].astype(np.int64) * HIST_BINS + pixels[:, 1]) * HIST_BINS + pixels[:, 2]
+            codes = (pixels[:, 0].astype(np.int64) * HIST_BINS + pixels[:, 1]) * HIST_BINS + pixels[
+                :, 2
+            ]
             hist = np.bincount(codes, minlength=HIST_BINS**3).astype(np.float32)
             out[k, part * HIST_BINS**3 : (part + 1) * HIST_BINS**3] = hist / max(hist.sum(), 1)
     return out
@@ -106,18 +108,27 @@ class CameraTracker:
         rows = np.asarray(tracked.data.get("row", np.zeros(0, int)), int)
         ids = np.asarray(tracked.tracker_id, int)
         b = np.asarray(boxes, np.float64).reshape(-1, 4)[rows]
-        feet_seen = (b[:, 3] < self.height - 3) & (b[:, 1] > 1)  # whole body in frame
+        feet_seen = b[:, 3] < self.height - 3  # feet in the frame (the head may be cut off)
         feet = np.c_[(b[:, 0] + b[:, 2]) / 2, b[:, 3]]
         floor = self.homography.to_floor(feet) if len(feet) else np.zeros((0, 2))
         w, h = self.plan_size
-        on_floor = (floor[:, 0] > -0.3) & (floor[:, 0] < w + 0.3) & (floor[:, 1] > -0.3) & (floor[:, 1] < h + 0.3)
-        keep = feet_seen & on_floor & (ids >= 0)
+        on_floor = (
+            (floor[:, 0] > -0.3)
+            & (floor[:, 0] < w + 0.3)
+            & (floor[:, 1] > -0.3)
+            & (floor[:, 1] < h + 0.3)
+        )
+        # A detection ByteTrack has not confirmed yet (id -1) is still a person at a place: it
+        # goes on with no camera id, and the floor tracker alone decides who it is.
+        keep = feet_seen & on_floor
         return Placed(
             self.camera,
             ids[keep],
             np.clip(floor[keep], 0, [w, h]),
             (b[keep, 3] - b[keep, 1]),
-            np.asarray(looks, np.float32).reshape(n, -1)[rows][keep] if n else np.zeros((0, 128), np.float32),
+            np.asarray(looks, np.float32).reshape(n, -1)[rows][keep]
+            if n
+            else np.zeros((0, 128), np.float32),
         )
 
 
@@ -145,13 +156,15 @@ class FloorTracker:
 
     def __init__(
         self,
-        merge_radius: float = 1.0,
+        merge_radius: float = 1.5,
+        look_weight: float = 1.0,
         gate: float = 1.6,
         reid_window: float = 20.0,
         max_speed: float = 2.0,
         appearance_weight: float = 2.0,
     ) -> None:
         self.merge_radius, self.gate = merge_radius, gate
+        self.look_weight = look_weight
         self.reid_window, self.max_speed = reid_window, max_speed
         self.appearance_weight = appearance_weight
         self.active: dict[int, _Track] = {}
@@ -171,12 +184,14 @@ class FloorTracker:
         assigned: dict[int, int] = {}
         if people and current:
             cost = np.full((len(people), len(current)), 1e6)
-            looks = appearance_distance(np.stack([p.look for p in people]), np.stack([c.look for c in current]))
+            looks = appearance_distance(
+                np.stack([p.look for p in people]), np.stack([c.look for c in current])
+            )
             for i, p in enumerate(people):
                 for j, tr in enumerate(current):
                     pred = tr.xy + tr.velocity * min(t - tr.last, 1.0)
                     d = float(np.linalg.norm(p.xy - pred))
-                    bound = any(m in tr.bound for m in p.members)
+                    bound = any(m in tr.bound for m in p.members if m[1] >= 0)
                     if d > self.gate * (1.5 if bound else 1.0):
                         continue
                     cost[i, j] = d + self.appearance_weight * looks[i, j] - (0.8 if bound else 0.0)
@@ -198,39 +213,51 @@ class FloorTracker:
                 tr.velocity = 0.6 * tr.velocity + 0.4 * v if dt <= 1.0 else np.zeros(2)
             tr.xy, tr.last = p.xy, t
             tr.look = 0.9 * tr.look + 0.1 * p.look
-            tr.bound.update(p.members)
+            tr.bound.update(m for m in p.members if m[1] >= 0)
             tr.seen += 1
             out.append((tr.id, float(p.xy[0]), float(p.xy[1])))
         self._forget(t)
         return out
 
     def _merge(self, placed: list[Placed]) -> list[_Person]:
-        obs = [
-            (cam.camera, int(cam.ids[k]), cam.floor[k], cam.looks[k], float(cam.heights[k]))
-            for cam in placed
-            for k in range(len(cam.ids))
-        ]
-        obs.sort(key=lambda o: -o[4])  # nearest first: they anchor the clusters
+        """One person per cluster of observations from different cameras: camera by camera
+        (those seeing people nearest first), each camera's people are assigned to the
+        clusters so far by distance plus appearance, or start their own."""
+        from scipy.optimize import linear_sum_assignment
+
         people: list[_Person] = []
-        for camera, tid, xy, look, height in obs:
-            best, best_d = None, self.merge_radius
-            for p in people:
-                if any(m[0] == camera for m in p.members):
-                    continue
-                d = float(np.linalg.norm(p.xy - xy)) + 0.5 * float(
-                    appearance_distance(p.look[None], look[None])[0, 0]
-                )
-                if d < best_d:
-                    best, best_d = p, d
-            w = height**2
-            if best is None:
-                people.append(_Person(np.array(xy, np.float64), look.copy(), [(camera, tid)], w))
-            else:
-                total = best.weight + w
-                best.xy = (best.xy * best.weight + xy * w) / total
-                best.look = (best.look * best.weight + look * w) / total
-                best.members.append((camera, tid))
-                best.weight = total
+        order = sorted(placed, key=lambda c: -float(np.median(c.heights)) if len(c.ids) else 0.0)
+        for cam in order:
+            n = len(cam.ids)
+            if n == 0:
+                continue
+            match: dict[int, int] = {}
+            if people:
+                xy = np.stack([p.xy for p in people])
+                dist = np.linalg.norm(cam.floor[:, None] - xy[None], axis=2)
+                looks = appearance_distance(cam.looks, np.stack([p.look for p in people]))
+                cost = dist + self.look_weight * looks
+                cost[dist > self.merge_radius] = 1e6
+                rows, cols = linear_sum_assignment(cost)
+                match = {
+                    int(r): int(c)
+                    for r, c in zip(rows, cols, strict=True)
+                    if cost[r, c] < self.merge_radius
+                }
+            for k in range(n):
+                member = (cam.camera, int(cam.ids[k]))
+                w = float(cam.heights[k]) ** 2  # a nearer camera places people better
+                if k in match:
+                    p = people[match[k]]
+                    total = p.weight + w
+                    p.xy = (p.xy * p.weight + cam.floor[k] * w) / total
+                    p.look = (p.look * p.weight + cam.looks[k] * w) / total
+                    p.members.append(member)
+                    p.weight = total
+                else:
+                    people.append(
+                        _Person(cam.floor[k].astype(np.float64), cam.looks[k].copy(), [member], w)
+                    )
         return people
 
     def _reidentify(self, t: float, p: _Person, taken: set[int]) -> int:
@@ -257,5 +284,7 @@ class FloorTracker:
         return track.id
 
     def _forget(self, t: float) -> None:
-        for tid in [k for k, tr in self.active.items() if t - tr.last > self.reid_window and tr.last >= 0]:
+        for tid in [
+            k for k, tr in self.active.items() if t - tr.last > self.reid_window and tr.last >= 0
+        ]:
             del self.active[tid]

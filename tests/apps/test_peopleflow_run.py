@@ -25,14 +25,18 @@ SECONDS = 24.0
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two cameras, six shoppers, 24 s at 2 fps."""
     out = tmp_path_factory.mktemp("store")
-    return generate(out, StoreParams(cameras=2, shoppers=6, minutes=SECONDS / 60, seed=4),
-                    progress=None)
+    return generate(
+        out, StoreParams(cameras=2, shoppers=6, minutes=SECONDS / 60, seed=4), progress=None
+    )
 
 
 def test_generating_twice_reuses_the_store(store: Path) -> None:
     lines: list[str] = []
-    again = generate(store.parent, StoreParams(cameras=2, shoppers=6, minutes=SECONDS / 60, seed=4),
-                     progress=lines.append)
+    again = generate(
+        store.parent,
+        StoreParams(cameras=2, shoppers=6, minutes=SECONDS / 60, seed=4),
+        progress=lines.append,
+    )
     assert again == store and "reusing" in lines[0]
     cfg = load_config(store)
     assert [c.name for c in cfg.cameras] == ["cam1", "cam2"]
@@ -71,21 +75,24 @@ def test_a_broken_camera_is_reported_and_the_others_go_on(store: Path, tmp_path:
     broken = tmp_path / "store"
     shutil.copytree(store.parent, broken)
     (broken / "videos" / "cam2.mp4").write_bytes(b"not a video")
-    summary = run_store(broken / "store.toml", None, backend="inline", seconds=5,
-                        progress=False)
+    summary = run_store(broken / "store.toml", None, backend="inline", seconds=5, progress=False)
     assert set(summary.failed_cameras) == {"cam2"}
     assert "cannot open" in summary.failed_cameras["cam2"]
     assert summary.cameras == 1 and summary.frames == 10
 
 
-def test_the_command_line_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["run", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path)]) == 2
     assert "none.toml does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
-    bad.write_text('[store]\nfloor = { width = 10, height = 8 }\n'
-                   '[[zones]]\nname = "z"\npolygon = [[0, 0], [2, 0], [2, 2]]\n'
-                   '[[cameras]]\nname = "a"\n'
-                   'source = "rtsp://10.0.0.1/x"\nfps = 2\n'
-                   'calibration = [[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2], [0, 5, 0, 3]]\n')
+    bad.write_text(
+        "[store]\nfloor = { width = 10, height = 8 }\n"
+        '[[zones]]\nname = "z"\npolygon = [[0, 0], [2, 0], [2, 2]]\n'
+        '[[cameras]]\nname = "a"\n'
+        'source = "rtsp://10.0.0.1/x"\nfps = 2\n'
+        "calibration = [[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2], [0, 5, 0, 3]]\n"
+    )
     assert main(["run", "--config", str(bad), "--out", str(tmp_path)]) == 2
     assert "cameras[0].calibration" in capsys.readouterr().err

@@ -34,9 +34,16 @@ def scenes() -> list[tuple[np.ndarray, list]]:
 def _whole(truth: list, min_height: float, size: tuple[int, int] = (640, 360)) -> np.ndarray:
     w, h = size
     return np.array(
-        [t.box for t in truth
-         if t.visible > 0.7 and t.box[0] >= 0 and t.box[1] >= 0 and t.box[2] <= w
-         and t.box[3] <= h and t.box[3] - t.box[1] >= min_height]
+        [
+            t.box
+            for t in truth
+            if t.visible > 0.7
+            and t.box[0] >= 0
+            and t.box[1] >= 0
+            and t.box[2] <= w
+            and t.box[3] <= h
+            and t.box[3] - t.box[1] >= min_height
+        ]
     ).reshape(-1, 4)
 
 
@@ -129,11 +136,19 @@ def test_a_person_walking_from_one_camera_into_another_keeps_one_identity() -> N
         t, x = k / 2, 1.0 + 0.3 * k
         placed = []
         if x < 7.5:  # camera A sees the left part of the store
-            placed.append(Placed("A", np.array([3]), np.array([[x, 5.0]]), np.array([120.0]),
-                                 _look(5)[None]))
+            placed.append(
+                Placed("A", np.array([3]), np.array([[x, 5.0]]), np.array([120.0]), _look(5)[None])
+            )
         if x > 6.0:  # camera B the right part, with its own track ids and a little offset
-            placed.append(Placed("B", np.array([11]), np.array([[x + 0.2, 5.1]]),
-                                 np.array([90.0]), _look(5)[None]))
+            placed.append(
+                Placed(
+                    "B",
+                    np.array([11]),
+                    np.array([[x + 0.2, 5.1]]),
+                    np.array([90.0]),
+                    _look(5)[None],
+                )
+            )
         out = floor.update(t, placed)
         assert len(out) == 1
         seen.append(out[0][0])
@@ -142,15 +157,38 @@ def test_a_person_walking_from_one_camera_into_another_keeps_one_identity() -> N
 
 def test_a_person_out_of_sight_for_a_while_is_recognised_but_a_stranger_is_not() -> None:
     floor = FloorTracker()
-    first = [floor.update(k / 2, [Placed("A", np.array([1]), np.array([[2.0 + 0.4 * k, 3.0]]),
-                                        np.array([100.0]), _look(7)[None])]) for k in range(10)]
+    first = [
+        floor.update(
+            k / 2,
+            [
+                Placed(
+                    "A",
+                    np.array([1]),
+                    np.array([[2.0 + 0.4 * k, 3.0]]),
+                    np.array([100.0]),
+                    _look(7)[None],
+                )
+            ],
+        )
+        for k in range(10)
+    ]
     for k in range(10, 16):  # 3 s seen by no camera
         floor.update(k / 2, [])
-    back = floor.update(8.0, [Placed("B", np.array([4]), np.array([[8.5, 3.5]]),
-                                     np.array([100.0]), _look(7)[None])])
-    stranger = floor.update(8.5, [
-        Placed("B", np.array([4, 9]), np.array([[8.9, 3.6], [8.0, 3.2]]), np.array([100.0, 100.0]),
-               np.stack([_look(7), _look(40)]))])
+    back = floor.update(
+        8.0, [Placed("B", np.array([4]), np.array([[8.5, 3.5]]), np.array([100.0]), _look(7)[None])]
+    )
+    stranger = floor.update(
+        8.5,
+        [
+            Placed(
+                "B",
+                np.array([4, 9]),
+                np.array([[8.9, 3.6], [8.0, 3.2]]),
+                np.array([100.0, 100.0]),
+                np.stack([_look(7), _look(40)]),
+            )
+        ],
+    )
     assert back[0][0] == first[0][0][0]
     assert len({i for i, _, _ in stranger}) == 2 and first[0][0][0] in {i for i, _, _ in stranger}
     assert floor.identities == 2
@@ -186,8 +224,9 @@ def test_missing_files_and_unreachable_streams_give_clear_errors(tmp_path: Path)
     with pytest.raises(SourceError, match="cannot open video file .*nope.mp4"):
         list(CameraReader("cam", str(tmp_path / "nope.mp4"), 2.0))
     pauses: list[float] = []
-    stream = CameraReader("door", "rtsp://127.0.0.1:9/none", 2.0, retries=2, timeout=1.0,
-                          sleep=pauses.append)
+    stream = CameraReader(
+        "door", "rtsp://127.0.0.1:9/none", 2.0, retries=2, timeout=1.0, sleep=pauses.append
+    )
     with pytest.raises(SourceError, match="door: gave up after 2 reconnects"):
         list(stream)
     assert stream.stats.reconnects == 2 and pauses == [1.0, 2.0]
