@@ -153,6 +153,9 @@ class Associate:
 
     def __call__(self, group: list[CameraPeople]) -> FloorPeople:
         t = float(group[0].ts)
+        # Camera order, not arrival order: the same frames give the same identities on any
+        # backend and any run.
+        group = sorted(group, key=lambda g: g.camera)
         placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
         seen = self.floor.update(t, placed)
         if settings().get("progress") and t >= self.next_report:
