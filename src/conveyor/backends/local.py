@@ -305,9 +305,10 @@ class Supervisor:
         proc = self.ctx.Process(
             target=worker_main, args=(self.configs[i], child_end), name=self.names[i], daemon=True
         )
+        # Known before it starts: a Ctrl-C that lands inside start() must still find it to stop.
+        self.procs[i], self.reports[i] = proc, parent_end
         proc.start()
         child_end.close()
-        self.procs[i], self.reports[i] = proc, parent_end
 
     def run(self) -> dict[str, list[Any]]:
         for i in range(len(self.configs)):
@@ -444,12 +445,12 @@ class Supervisor:
         )
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc is not None and proc.is_alive():
+        started = [p for p in self.procs if p is not None and p.pid is not None]
+        for proc in started:
+            if proc.is_alive():
                 proc.kill()
-        for proc in self.procs:
-            if proc is not None:
-                proc.join(10)
+        for proc in started:
+            proc.join(10)
 
 
 class _Removal:
