@@ -121,6 +121,9 @@ def test_ctrl_c_stops_every_pipeline_and_cleans_up() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A shell without job control starts background jobs with SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt: give the child Ctrl-C back, whoever runs us.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
