@@ -79,10 +79,9 @@ def run_store(
     from peopleflow import pipeline
 
     cfg = load_config(config)
-    specs, failed = _probe(cfg)
+    specs, failed, total = _probe(cfg, seconds)
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
-    total = _video_seconds(cfg, seconds)
     os.environ[pipeline.ENV] = json.dumps(
         {
             "config": str(Path(config).resolve()),
@@ -187,29 +186,23 @@ def score(
     return accuracy(report, analyse(truth, cfg.plan))
 
 
-def _probe(cfg: StoreConfig) -> tuple[list[cv.CameraSpec], dict[str, str]]:
-    specs, failed = [], {}
+def _probe(
+    cfg: StoreConfig, limit: float | None
+) -> tuple[list[cv.CameraSpec], dict[str, str], float | None]:
+    """Each camera's frame shape (the failures, by name), and the seconds of video to read:
+    the longest file, cut to ``limit`` (just ``limit`` when a camera is a live stream)."""
+    specs, failed, lengths = [], {}, []
     for cam in cfg.cameras:
+        reader = CameraReader(cam.name, cam.source, cam.fps)
         try:
-            h, w = CameraReader(cam.name, cam.source, cam.fps).probe()
+            h, w = reader.probe()
         except SourceError as exc:
             log.error("camera %s: %s (the other cameras go on)", cam.name, exc)
-            print(f"peopleflow: camera {cam.name} left out: {exc}", flush=True)
             failed[cam.name] = str(exc)
             continue
         specs.append(cv.CameraSpec(cam.name, (h, w, 3), slots=8))
-    return specs, failed
-
-
-def _video_seconds(cfg: StoreConfig, limit: float | None) -> float | None:
-    import cv2
-
-    longest = 0.0
-    for cam in cfg.cameras:
-        if cam.is_stream:
-            return limit
-        cap = cv2.VideoCapture(cam.source)
-        n, fps = cap.get(cv2.CAP_PROP_FRAME_COUNT), cap.get(cv2.CAP_PROP_FPS) or cam.fps
-        cap.release()
-        longest = max(longest, n / fps if fps else 0.0)
-    return min(longest, limit) if limit else longest
+        lengths.append(reader.length)
+    if None in lengths:
+        return specs, failed, limit
+    longest = max((x for x in lengths if x is not None), default=0.0)
+    return specs, failed, min(longest, limit) if limit else longest

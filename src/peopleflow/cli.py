@@ -12,10 +12,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peopleflow.config import ConfigError
 from peopleflow.detect import DetectorError
 from peopleflow.sources import SourceError
+
+if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
+    from peopleflow.app import RunSummary
 
 CACHE = Path(".cache") / "peopleflow"
 
@@ -177,10 +181,7 @@ def demo_command(args: argparse.Namespace) -> None:
     print(f"\nwritten: {args.out / 'accuracy.json'}")
 
 
-def _print_summary(summary: object, out: Path | None) -> None:
-    from peopleflow.app import RunSummary
-
-    assert isinstance(summary, RunSummary)
+def _print_summary(summary: RunSummary, out: Path | None) -> None:
     rep = summary.report
     print(
         f"\n{summary.frames} frames from {summary.cameras} cameras in {summary.elapsed:.1f} s: "

@@ -18,7 +18,6 @@ against 28 at 640x640).
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -211,18 +210,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, best first."""
     order = np.argsort(-scores)
     keep = []
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     while order.size:
-        i = order[0]
+        i, rest = order[0], order[1:]
         keep.append(i)
-        rest = order[1:]
-        xx0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        yy0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        xx1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        yy1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = np.clip(xx1 - xx0, 0, None) * np.clip(yy1 - yy0, 0, None)
-        overlap = inter / (area[i] + area[rest] - inter + 1e-9)
-        order = rest[overlap < iou]
+        order = rest[iou_matrix(boxes[i : i + 1], boxes[rest])[0] < iou]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -244,7 +235,3 @@ def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     if (frame.shape[1], frame.shape[0]) == (width, height):
         return frame
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def default_threads() -> int:
-    return max(1, min(4, (os.cpu_count() or 1)))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -35,7 +34,6 @@ from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance
 
 ENV = "PEOPLEFLOW_RUN"
-log = logging.getLogger("peopleflow")
 
 
 @dataclass

@@ -187,8 +187,8 @@ class Renderer:
         drawn: dict[int, tuple[int, tuple[float, float, float, float], tuple[float, float]]] = {}
         for *_, xy in placed:
             _shadow(image, cam, np.asarray(xy, np.float64))
+        fwd = cam.axes[0][:2]
         for _, shopper, uv, heading, phase, xy in placed:
-            fwd = cam.axes[0][:2]
             side = abs(float(np.dot(heading, fwd))) if np.linalg.norm(heading) > 0 else 0.0
             moving = float(np.linalg.norm(heading) > 0)
             pixels, box = _figure(
@@ -238,7 +238,6 @@ def _scene(cam: PinholeCamera, plan: FloorPlan, seed: int) -> np.ndarray:
     # Walls: a band of shelving colour up to 2 m, plain paint above; ceiling panels beyond.
     z = cz + t_wall * d[..., 2]
     along = np.where(tx < ty, cy + t_wall * d[..., 1], cx + t_wall * d[..., 0])
-    wall = np.zeros_like(out)
     paint = np.array([200, 205, 210], np.float32)
     shelf = np.array([90, 120, 150], np.float32)
     band = (z < 2.0)[..., None]

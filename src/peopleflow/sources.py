@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class SourceStats:
     failed: str = ""  # why the camera stopped early, if it did
 
 
-def _open(source: str, timeout_ms: int) -> object:
+def _open(source: str, timeout_ms: int) -> Any:  # a cv2.VideoCapture
     import cv2
 
     params = [
@@ -80,15 +81,22 @@ class CameraReader:
         self.retries, self.timeout = retries, timeout
         self.max_seconds = max_seconds
         self.stats = SourceStats()
+        self.length: float | None = None  # a file's length in seconds, once probed
         self._sleep = sleep
 
     def probe(self) -> tuple[int, int]:
-        """The frame size (height, width), read from the first frame."""
+        """The frame size (height, width), read from the first frame; a file's length in
+        seconds goes to ``self.length`` on the way (streams have none)."""
+        import cv2
+
         cap = _open(self.source, int(self.timeout * 1000))
         try:
-            ok, frame = cap.read()  # type: ignore[attr-defined]
+            ok, frame = cap.read()
+            if not self.live:
+                native = cap.get(cv2.CAP_PROP_FPS) or self.fps
+                self.length = cap.get(cv2.CAP_PROP_FRAME_COUNT) / native
         finally:
-            cap.release()  # type: ignore[attr-defined]
+            cap.release()
         if not ok:
             raise SourceError(f"camera {self.name}: {self.source} gave no frame")
         return int(frame.shape[0]), int(frame.shape[1])
@@ -100,18 +108,18 @@ class CameraReader:
         import cv2
 
         cap = _open(self.source, int(self.timeout * 1000))
-        native = cap.get(cv2.CAP_PROP_FPS) or self.fps  # type: ignore[attr-defined]
+        native = cap.get(cv2.CAP_PROP_FPS) or self.fps
         step = max(native / self.fps, 1.0)
         try:
             raw, index, due = 0, 0, 0.0
             while True:
                 if raw + 1e-6 < due:
-                    if not cap.grab():  # type: ignore[attr-defined]
+                    if not cap.grab():
                         return
                     raw += 1
                     self.stats.skipped += 1
                     continue
-                ok, frame = cap.read()  # type: ignore[attr-defined]
+                ok, frame = cap.read()
                 if not ok:
                     return
                 seconds = index / self.fps
@@ -121,7 +129,7 @@ class CameraReader:
                 yield index, seconds, frame
                 raw, index, due = raw + 1, index + 1, due + step
         finally:
-            cap.release()  # type: ignore[attr-defined]
+            cap.release()
 
     def _stream(self) -> Iterator[tuple[int, float, np.ndarray]]:
         failures, index, started = 0, 0, time.monotonic()
@@ -130,42 +138,38 @@ class CameraReader:
             try:
                 cap = _open(self.source, int(self.timeout * 1000))
             except SourceError as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise SourceError(
-                        f"camera {self.name}: gave up after {self.retries} reconnects: {exc}"
-                    ) from None
-                self.stats.reconnects += 1
-                self._sleep(min(30.0, 0.5 * 2**failures))
-                continue
-            try:
-                next_due = time.monotonic()
-                while True:
-                    ok, frame = cap.read()  # type: ignore[attr-defined]
-                    if not ok:
-                        log.warning("camera %s: stream broke; reconnecting", self.name)
-                        break
-                    failures = 0
-                    now = time.monotonic()
-                    if now < next_due:
-                        continue  # faster than the sample rate: not a sample
-                    # Behind by more than a period: skip to the newest frame, counted.
-                    while now - next_due > period:
+                why = str(exc)
+            else:
+                try:
+                    next_due = time.monotonic()
+                    while True:
+                        ok, frame = cap.read()
+                        if not ok:
+                            break
+                        failures = 0
+                        now = time.monotonic()
+                        if now < next_due:
+                            continue  # faster than the sample rate: not a sample
+                        # Behind by more than a period: skip to the newest frame, counted.
+                        while now - next_due > period:
+                            next_due += period
+                            self.stats.behind += 1
                         next_due += period
-                        self.stats.behind += 1
-                    next_due += period
-                    seconds = now - started
-                    if self.max_seconds is not None and seconds >= self.max_seconds:
-                        return
-                    self.stats.frames += 1
-                    yield index, seconds, frame
-                    index += 1
-            finally:
-                cap.release()  # type: ignore[attr-defined]
+                        seconds = now - started
+                        if self.max_seconds is not None and seconds >= self.max_seconds:
+                            return
+                        self.stats.frames += 1
+                        yield index, seconds, frame
+                        index += 1
+                finally:
+                    cap.release()
+                why = "the stream broke"
+                log.warning("camera %s: stream broke; reconnecting", self.name)
+            # Not opened, or broken: pause longer each time, give up after ``retries`` in a row.
             failures += 1
             if failures > self.retries:
                 raise SourceError(
-                    f"camera {self.name}: stream kept breaking ({self.retries} reconnects in a row)"
+                    f"camera {self.name}: gave up after {self.retries} reconnects: {why}"
                 )
             self.stats.reconnects += 1
             self._sleep(min(30.0, 0.5 * 2**failures))
