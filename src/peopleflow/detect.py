@@ -95,10 +95,13 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class YoloDetector:
-    """YOLOv8s people detector on onnxruntime (CUDA when present, else the CPU).
+    """YOLOv8s people detector on onnxruntime or PyTorch, on a GPU when one is usable.
 
-    Frames are letterboxed into ``input_size`` (height, width), run as one batch, and the
-    boxes mapped back to frame pixels after non-maximum suppression.
+    ``engine``: ``"onnxruntime"`` (CUDA provider when installed, else the CPU), ``"torch"``
+    (``TorchGraph``: CUDA when PyTorch sees a GPU, else the CPU; float16 on a GPU), or
+    ``"auto"``: onnxruntime, unless only PyTorch can reach a GPU. Frames are letterboxed into
+    ``input_size`` (height, width), run as one batch, and the boxes mapped back to frame
+    pixels after non-maximum suppression.
     """
 
     name = "yolo"
@@ -111,19 +114,38 @@ class YoloDetector:
         threads: int = 1,
         model_path: str | Path | None = None,
         gpu: bool = True,
+        engine: str = "auto",
     ) -> None:
         import onnxruntime as ort
 
+        if engine not in ("auto", "onnxruntime", "torch"):
+            raise ValueError(f"engine {engine!r}: expected 'auto', 'onnxruntime' or 'torch'")
         self.input_size = input_size
         self.score, self.iou = score, iou
         path = Path(model_path) if model_path else yolo_model_path()
         model = retarget(path.read_bytes(), *input_size)
+        ort_cuda = gpu and "CUDAExecutionProvider" in ort.get_available_providers()
+        if engine == "auto":
+            engine = "torch" if gpu and not ort_cuda and _torch_cuda() else "onnxruntime"
+        self.engine = engine
+        if engine == "torch":
+            from peopleflow.torch_engine import TorchGraph, torch_available
+
+            if not torch_available():
+                raise DetectorError("engine='torch' needs PyTorch: pip install torch")
+            import torch
+
+            torch.set_num_threads(threads)
+            device = "cuda" if gpu and _torch_cuda() else "cpu"
+            self.graph = TorchGraph(model, device, half=device == "cuda")
+            self.providers = [f"torch:{device}"]
+            return
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
-        if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        if ort_cuda:
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(model, options, providers=providers)
         self.providers = self.session.get_providers()
@@ -132,6 +154,12 @@ class YoloDetector:
     def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
         if not frames:
             return []
+        batch, scales = self.letterbox(frames)
+        out = self.infer(batch)
+        return [self._decode(out[k], scales[k]) for k in range(len(frames))]
+
+    def letterbox(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+        """Frames scaled into one uint8 batch (b, h, w, 3) BGR, and each frame's scale."""
         h, w = self.input_size
         batch = np.full((len(frames), h, w, 3), 114, np.uint8)
         scales = []
@@ -140,9 +168,19 @@ class YoloDetector:
             fh, fw = round(frame.shape[0] * scale), round(frame.shape[1] * scale)
             batch[k, :fh, :fw] = _resize(frame, fw, fh)
             scales.append(scale)
+        return batch, scales
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw output (b, 6, anchors) for a letterboxed uint8 BGR batch."""
+        if self.engine == "torch":
+            import torch
+
+            # Upload uint8 (a quarter of float32's bytes); convert on the device.
+            x = torch.from_numpy(batch).to(self.graph.device, non_blocking=True)
+            x = x.flip(-1).permute(0, 3, 1, 2).to(self.graph.dtype) / 255.0
+            return self.graph(x)[0].float().cpu().numpy()  # type: ignore[no-any-return]
         x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        out = self.session.run(None, {self._input: x})[0]  # (b, 6, anchors)
-        return [self._decode(out[k], scales[k]) for k in range(len(frames))]
+        return self.session.run(None, {self._input: x})[0]  # type: ignore[no-any-return]
 
     def _decode(self, raw: np.ndarray, scale: float) -> Boxes:
         scores = raw[4:].max(axis=0)
@@ -196,6 +234,14 @@ def make_detector(kind: str = "auto", **options: object) -> Detector:
     if kind in ("hog", "auto"):
         return HogDetector()
     raise ValueError(f"detector {kind!r}: expected 'yolo', 'hog' or 'auto'")
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _has_yolo() -> bool:

@@ -92,6 +92,53 @@ def test_yolo_is_retargeted_and_finds_the_rendered_people(scenes: list) -> None:
     assert np.allclose(one, detector([scenes[1][0], scenes[0][0]])[1][0], atol=0.5)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_torch_engine_gives_onnxruntimes_boxes(scenes: list, device: str) -> None:
+    """The GPU path (PyTorch running the same ONNX graph) runs and is tested on the CPU too."""
+    torch = pytest.importorskip("torch")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    try:
+        yolo_model_path()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    frames = [img for img, _ in scenes[:6]]
+    ort = YoloDetector((224, 384), score=0.25, engine="onnxruntime")
+    tch = YoloDetector((224, 384), score=0.25, engine="torch", gpu=device == "cuda")
+    assert tch.providers == [f"torch:{device}"]
+    batch, _ = ort.letterbox(frames)
+    a, b = ort.infer(batch), tch.infer(batch)
+    assert a.shape == b.shape
+    # float16 on CUDA: boxes to about a pixel, scores to about 1e-2
+    tol = 1e-2 if device == "cpu" else 4.0  # pixels (float16 near x=600 steps by 0.5)
+    assert np.abs(a[:, :4] - b[:, :4]).max() <= tol
+    assert np.abs(a[:, 4:] - b[:, 4:]).max() <= (1e-4 if device == "cpu" else 2e-2)
+    found = 0
+    for (ba, _), (bb, _) in zip(ort(frames), tch(frames), strict=True):
+        found += len(ba)
+        if len(ba) and len(bb):
+            assert (iou_matrix(ba, bb).max(axis=1) > 0.9).mean() >= 0.9
+    assert found >= 10
+
+
+def test_the_torch_engine_refuses_an_operator_it_does_not_know() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from peopleflow.torch_engine import TorchGraph, UnsupportedGraph
+
+    node = helper.make_node("Einsum", ["x"], ["y"], equation="ij->ji")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+    )
+    with pytest.raises(UnsupportedGraph, match="Einsum"):
+        TorchGraph(helper.make_model(graph).SerializeToString())
+
+
 def test_hog_fallback_finds_some_people(scenes: list) -> None:
     recall, people = _recall(HogDetector(), scenes[:8])
     assert people >= 15
