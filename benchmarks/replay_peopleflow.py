@@ -66,7 +66,7 @@ def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) ->
     }
 
 
-def replay(cfg: StoreConfig, d: dict) -> list[FloorPeople]:
+def replay(cfg: StoreConfig, d: dict, options: dict | None = None) -> list[FloorPeople]:
     """The pipeline's Track and Associate, in one process, in camera-name order."""
     trackers: dict[str, CameraTracker] = {}
     by_index: dict[int, list[tuple[str, float, Placed]]] = {}
@@ -82,7 +82,7 @@ def replay(cfg: StoreConfig, d: dict) -> list[FloorPeople]:
         p = trackers[name].update(d["boxes"][a:b], d["scores"][a:b], d["looks"][a:b])
         placed = Placed(name, p.ids, p.floor, p.heights, p.looks)
         by_index.setdefault(int(d["index"][r]), []).append((name, float(d["ts"][r]), placed))
-    floor = FloorTracker()
+    floor = FloorTracker(**(options or {}))
     out = []
     for index in sorted(by_index):
         group = sorted(by_index[index], key=lambda g: g[0])

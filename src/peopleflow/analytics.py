@@ -3,7 +3,10 @@
 Input: tracks on the floor plan (an id, times, positions in metres), from the pipeline or from
 ground truth; the same functions measure both, so ``accuracy`` compares like with like.
 
-- **Heat map**: seconds spent in each ``cell`` x ``cell`` metre square of the floor.
+- **Heat map**: seconds spent in each ``cell`` x ``cell`` metre square of the floor, each
+  sample spread by a Gaussian kernel of ``smooth`` metres (a kernel density map, the usual
+  heat map): a position from a camera is known to a few tenths of a metre, and the map
+  should show where time is spent, not that jitter. The total time is unchanged.
 - **Zone dwell**: seconds spent in each zone, in total and by hour of the day.
 - **Visits**: a stay in a zone of at least ``min_visit`` seconds (shorter ones are someone
   crossing, or tracking jitter along an edge).
@@ -21,6 +24,7 @@ import numpy as np
 from peopleflow.config import FloorPlan
 
 MAX_STEP = 1.0  # seconds: a gap longer than this in a track counts as absence, not dwell
+HEATMAP_SMOOTHING = 0.5  # metres: the heat map's kernel (standard deviation)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Report:
     transitions: dict[tuple[str, str], int]
     visitors: int
     extra: dict[str, float] = field(default_factory=dict)
+    smooth: float = 0.0  # metres: the heat map's Gaussian kernel
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -62,6 +67,7 @@ class Report:
                 {"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())
             ],
             "heatmap_cell_m": self.cell,
+            "heatmap_smoothing_m": self.smooth,
             **self.extra,
         }
 
@@ -81,6 +87,7 @@ def analyse(
     cell: float = 0.5,
     min_visit: float = 2.0,
     start_hour: float = 0.0,
+    smooth: float = HEATMAP_SMOOTHING,
 ) -> Report:
     """Everything in the report, from ``tracks`` (``start_hour``: the clock hour at t=0)."""
     rows, cols = int(np.ceil(plan.height / cell)), int(np.ceil(plan.width / cell))
@@ -111,8 +118,19 @@ def analyse(
             visits[names[z]] += 1
         for a, b in zip(sequence, sequence[1:], strict=False):
             transitions[(names[a], names[b])] += 1
+    if smooth > 0:
+        from scipy.ndimage import gaussian_filter
+
+        heat = gaussian_filter(heat, smooth / cell, mode="reflect")  # reflect keeps the total
     return Report(
-        cell, heat, dwell, by_hour, dict(visits), dict(transitions), len({t.id for t in tracks})
+        cell,
+        heat,
+        dwell,
+        by_hour,
+        dict(visits),
+        dict(transitions),
+        len({t.id for t in tracks}),
+        smooth=smooth,
     )
 
 

@@ -34,6 +34,7 @@ from peopleflow.sources import CameraReader, SourceError
 
 log = logging.getLogger("peopleflow")
 MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
+FILL_GAPS_SECONDS = 10.0  # an identity unseen this long (hidden, then recognised) was there
 
 
 @dataclass
@@ -117,8 +118,16 @@ def run_store(
     return summary
 
 
-def floor_tracks(instants: list[Any], min_seconds: float = MIN_TRACK_SECONDS) -> list[FloorTrack]:
-    """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped."""
+def floor_tracks(
+    instants: list[Any],
+    min_seconds: float = MIN_TRACK_SECONDS,
+    fill_gaps: float = FILL_GAPS_SECONDS,
+) -> list[FloorTrack]:
+    """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped.
+
+    A person hidden for a while (behind a shelf, in a crowd) and recognised afterwards was in
+    the store all along: gaps up to ``fill_gaps`` seconds are filled by walking in a straight
+    line at the frame rate, so that their dwell is counted."""
     rows: dict[int, list[tuple[float, float, float]]] = {}
     for inst in sorted(instants, key=lambda i: float(i.ts)):
         for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
@@ -127,8 +136,25 @@ def floor_tracks(instants: list[Any], min_seconds: float = MIN_TRACK_SECONDS) ->
     for pid, pts in sorted(rows.items()):
         arr = np.array(pts)
         if arr[-1, 0] - arr[0, 0] >= min_seconds:
-            tracks.append(FloorTrack(pid, arr[:, 0], arr[:, 1:]))
+            tracks.append(_filled(FloorTrack(pid, arr[:, 0], arr[:, 1:]), fill_gaps))
     return tracks
+
+
+def _filled(track: FloorTrack, longest: float) -> FloorTrack:
+    t, xy = track.t, track.xy
+    if len(t) < 3 or longest <= 0:
+        return track
+    step = float(np.median(np.diff(t)))
+    times, points = [t[:1]], [xy[:1]]
+    for k in range(1, len(t)):
+        gap = t[k] - t[k - 1]
+        if 1.5 * step < gap <= longest:
+            f = np.arange(1, round(gap / step)) / round(gap / step)
+            times.append(t[k - 1] + f * gap)
+            points.append(xy[k - 1] + f[:, None] * (xy[k] - xy[k - 1]))
+        times.append(t[k : k + 1])
+        points.append(xy[k : k + 1])
+    return FloorTrack(track.id, np.concatenate(times), np.concatenate(points))
 
 
 def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str, Path]:

@@ -12,7 +12,9 @@ person across all cameras:
    (nearer cameras, with taller boxes, weigh more in the position);
 2. people are matched to the floor tracks (Hungarian assignment, scipy) by distance to each
    track's predicted position, by appearance (colour histograms of torso and legs), and by
-   the camera track ids already bound to a track;
+   the camera track ids already bound to a track; a person who looks unlike a track
+   (``look_gate``) is not matched to it by place alone (a shopper leaving through the door
+   while another comes in must not swap identities);
 3. a person matched to no track is first compared with tracks lost in the last ``reid_window``
    seconds (a person who walked out of every camera and back in, or was hidden), by place,
    time and appearance, before a new identity is made.
@@ -162,8 +164,10 @@ class FloorTracker:
         reid_window: float = 20.0,
         max_speed: float = 2.0,
         appearance_weight: float = 2.0,
+        look_gate: float = 0.35,
     ) -> None:
         self.merge_radius, self.gate = merge_radius, gate
+        self.look_gate = look_gate
         self.look_weight = look_weight
         self.reid_window, self.max_speed = reid_window, max_speed
         self.appearance_weight = appearance_weight
@@ -194,6 +198,8 @@ class FloorTracker:
                     bound = any(m in tr.bound for m in p.members if m[1] >= 0)
                     if d > self.gate * (1.5 if bound else 1.0):
                         continue
+                    if not bound and looks[i, j] > self.look_gate:
+                        continue  # someone else in the same place (at a door, in a crowd)
                     cost[i, j] = d + self.appearance_weight * looks[i, j] - (0.8 if bound else 0.0)
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows, cols, strict=True):

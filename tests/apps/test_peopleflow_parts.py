@@ -135,6 +135,34 @@ def test_analytics_of_a_known_walk() -> None:
     assert report.visits == {"aisle 1": 1, "aisle 2": 1}
 
 
+def test_the_heat_map_kernel_keeps_the_time_and_the_place() -> None:
+    plan = default_plan()
+    t = np.arange(0, 20, 0.5)
+    still = [FloorTrack(1, t, np.tile([6.1, 6.1], (len(t), 1)))]  # one person standing
+    raw = analyse(still, plan, smooth=0).heatmap
+    smooth = analyse(still, plan, smooth=0.5).heatmap
+    assert raw.sum() == pytest.approx(smooth.sum())  # the same 20 s, spread
+    assert np.count_nonzero(raw) == 1 and np.count_nonzero(smooth > 0.01) > 9
+    assert np.unravel_index(smooth.argmax(), smooth.shape) == (12, 12)  # still the 0.5 m cell
+
+
+def test_a_hidden_persons_gap_is_filled_but_a_long_absence_is_not() -> None:
+    from types import SimpleNamespace
+
+    from peopleflow.app import floor_tracks
+
+    def at(ts: float, x: float) -> SimpleNamespace:
+        return SimpleNamespace(ts=ts, ids=np.array([3]), xy=np.array([[x, 5.0]]))
+
+    seen = [at(s, 2.0 + 0.1 * s) for s in np.arange(0, 5, 0.5)]  # 0 .. 4.5 s
+    later = [at(s, 2.0 + 0.1 * s) for s in np.arange(10, 15, 0.5)]  # hidden 4.5 .. 10 s
+    (track,) = floor_tracks(seen + later, fill_gaps=10)
+    assert np.allclose(np.diff(track.t), 0.5)  # every frame of the gap, walking on
+    assert np.allclose(track.xy[:, 0], 2.0 + 0.1 * track.t)
+    (track,) = floor_tracks(seen + later, fill_gaps=3)
+    assert np.diff(track.t).max() == pytest.approx(5.5)  # too long to assume
+
+
 def test_accuracy_is_perfect_on_the_truth_and_drops_with_errors() -> None:
     shoppers = simulate(shoppers=20, seconds=60, seed=3)
     truth = analyse([s.track for s in shoppers], default_plan())
