@@ -25,6 +25,7 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult, run
 from conveyor.backends.local import RestartPolicy
 from conveyor.graph import Edge, Graph
+from conveyor.monitor.stats import PipelineStats, Stats, TaskStats
 from conveyor.plan import Plan, make_plan, measure_costs
 from conveyor.runtime.checkpoint import Checkpoint
 from conveyor.runtime.deadletter import DeadLetter
@@ -75,6 +76,9 @@ __all__ = [
     "RingReader",
     "RingWriter",
     "RunResult",
+    "Stats",
+    "TaskStats",
+    "PipelineStats",
     "StaleFrameError",
     "TaskFailed",
     "TaskSpec",

@@ -178,9 +178,11 @@ class YoloDetector:
             # Upload uint8 (a quarter of float32's bytes); convert on the device.
             x = torch.from_numpy(batch).to(self.graph.device, non_blocking=True)
             x = x.flip(-1).permute(0, 3, 1, 2).to(self.graph.dtype) / 255.0
-            return self.graph(x)[0].float().cpu().numpy()  # type: ignore[no-any-return]
-        x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        return self.session.run(None, {self._input: x})[0]  # type: ignore[no-any-return]
+            raw: np.ndarray = self.graph(x)[0].float().cpu().numpy()
+            return raw
+        scaled = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        out: np.ndarray = self.session.run(None, {self._input: scaled})[0]
+        return out
 
     def _decode(self, raw: np.ndarray, scale: float) -> Boxes:
         scores = raw[4:].max(axis=0)

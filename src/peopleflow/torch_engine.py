@@ -159,7 +159,8 @@ def _simple(fn_name: str) -> Callable[[dict[str, Any]], Callable[..., Any]]:
     def make(_: dict[str, Any]) -> Callable[..., Any]:
         import torch
 
-        return getattr(torch, fn_name)  # type: ignore[no-any-return]
+        fn: Callable[..., Any] = getattr(torch, fn_name)
+        return fn
 
     return make
 

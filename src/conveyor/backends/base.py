@@ -8,6 +8,7 @@ from typing import Any
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Graph
+from conveyor.monitor.stats import Stats
 from conveyor.plan import Plan
 from conveyor.runtime.deadletter import DeadLetter
 from conveyor.transport.framestore import CameraSpec
@@ -23,6 +24,7 @@ class RunResult:
     plan: Plan | None = None
     restarts: list[Any] = field(default_factory=list)  # local backend: pipelines restarted
     dead_letters: list[DeadLetter] = field(default_factory=list)  # items given up on
+    stats: Stats | None = None  # what each task and pipeline did (monitor.stats)
 
 
 def run(
@@ -33,6 +35,7 @@ def run(
     collect: Iterable[str] = (),
     cameras: Sequence[CameraSpec] = (),
     restarts: Any = None,
+    stats: bool = True,
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
@@ -53,11 +56,17 @@ def run(
     if backend == "inline":
         from conveyor.backends.inline import run_inline
 
-        return run_inline(graph, names, cameras)
+        return run_inline(graph, names, cameras, stats=stats)
     if backend == "local":
         from conveyor.backends.local import run_local
 
         return run_local(
-            graph, names, plan=plan, workers=workers, cameras=cameras, restarts=restarts
+            graph,
+            names,
+            plan=plan,
+            workers=workers,
+            cameras=cameras,
+            restarts=restarts,
+            stats=stats,
         )
     raise ConfigurationError(f"backend must be 'inline' or 'local', got {backend!r}")

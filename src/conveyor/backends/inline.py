@@ -11,18 +11,27 @@ from collections.abc import Sequence
 
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
+from conveyor.monitor.stats import snapshot
 from conveyor.runtime.frames import frame_store_for
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.transport.framestore import CameraSpec
 
 
-def run_inline(graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] = ()) -> RunResult:
+def run_inline(
+    graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] = (), stats: bool = True
+) -> RunResult:
     outputs: dict[str, list] = {name: [] for name in collect}
     with frame_store_for(cameras):
         loop = PipelineLoop(
-            graph, graph.order, collect={name: outputs[name].append for name in collect}
+            graph,
+            graph.order,
+            collect={name: outputs[name].append for name in collect},
+            stats=stats,
         )
         start = time.monotonic()
         loop.run()
         elapsed = time.monotonic() - start
-        return RunResult("inline", elapsed, outputs, dead_letters=loop.dead_letters)
+        summary = None
+        if loop.counters is not None:
+            summary = snapshot(loop.counters, graph.order, [list(graph.order)], elapsed)
+        return RunResult("inline", elapsed, outputs, dead_letters=loop.dead_letters, stats=summary)

@@ -38,6 +38,8 @@ from conveyor._errors import (
 )
 from conveyor.backends.base import RunResult
 from conveyor.graph import Graph
+from conveyor.monitor.counters import Counters
+from conveyor.monitor.stats import snapshot
 from conveyor.plan import Plan, detect_gpus, make_plan
 from conveyor.runtime.checkpoint import new_checkpoint_prefix, remove_checkpoints
 from conveyor.runtime.deadletter import DeadLetter
@@ -76,6 +78,7 @@ class WorkerConfig:
     quarantine: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to skip
     suspects: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to run alone
     split_numbers: str | None = None  # where tasks feeding replicas record their numbering
+    counters: str | None = None  # the run's statistics table (monitor.counters)
     splitters: tuple[str, ...] = ()
 
 
@@ -97,6 +100,9 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
         numbers = None
         if config.split_numbers is not None:
             numbers = SplitNumbers.attach(config.split_numbers, list(config.splitters))
+        counters = None
+        if config.counters is not None:
+            counters = Counters.attach(config.counters, config.pipelines, len(config.graph.order))
         beat = None
         if config.heartbeats is not None:
             beat = Heartbeats.attach(config.heartbeats, config.pipelines).slot(config.index)
@@ -114,6 +120,8 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
             stall_timeout=config.stall_timeout,
             on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
             split_numbers=numbers,
+            counters=counters,
+            stats=counters is not None,
         )
         report.send(("ready", config.index))
         loop.run()
@@ -132,6 +140,7 @@ def run_local(
     workers: int | None = None,
     cameras: Sequence[CameraSpec] = (),
     restarts: RestartPolicy | None = None,
+    stats: bool = True,
 ) -> RunResult:
     graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
@@ -145,6 +154,9 @@ def run_local(
         owned.append(progress)
         beats = Heartbeats.create(len(plan.pipelines))
         owned.append(beats)
+        counters = Counters.create(len(plan.pipelines), len(graph.order)) if stats else None
+        if counters is not None:
+            owned.append(counters)
         checkpoints = new_checkpoint_prefix()
         owned.append(_Removal(checkpoints))
         policy = restarts or RestartPolicy()
@@ -193,6 +205,7 @@ def run_local(
                 policy.stall_timeout,
                 split_numbers=numbers.name,
                 splitters=splitters,
+                counters=counters.name if counters is not None else None,
             )
             for p in plan.pipelines
         ]
@@ -200,13 +213,16 @@ def run_local(
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats)
         start = time.monotonic()
         outputs = supervisor.run()
+        elapsed = time.monotonic() - start
+        placement = [list(p.tasks) for p in plan.pipelines]
         return RunResult(
             "local",
-            time.monotonic() - start,
+            elapsed,
             outputs,
             plan,
             list(supervisor.restarts),
             list(supervisor.dead_letters.values()),
+            stats=snapshot(counters, graph.order, placement, elapsed) if counters else None,
         )
     finally:
         if supervisor is not None:

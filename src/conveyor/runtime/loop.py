@@ -29,6 +29,7 @@ from typing import Any
 
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
+from conveyor.monitor.counters import Counters, TaskCounters
 from conveyor.runtime import faults
 from conveyor.runtime.checkpoint import Checkpoint, CheckpointFile
 from conveyor.runtime.deadletter import DeadLetter
@@ -139,6 +140,7 @@ class _Task:
     capacity: int = DEFAULT_QUEUE  # items per input queue
     latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
+    stats: TaskCounters | None = None  # its row of the run's counters (monitor.counters)
     timeout: float | None = None  # what the monitor allows one call (None: no limit)
     # Checkpointing (stateful tasks in a run that can restart them):
     checkpoint: _Checkpointing | None = None
@@ -173,6 +175,8 @@ class PipelineLoop:
         stall_timeout: float | None = None,
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
         split_numbers: SplitNumbers | None = None,
+        counters: Counters | None = None,
+        stats: bool = True,
     ) -> None:
         self.graph = graph
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
@@ -188,8 +192,16 @@ class PipelineLoop:
         self.tasks: dict[str, _Task] = {
             n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
         }
+        # Statistics (monitor.counters): this pipeline's rows, or private ones when alone.
+        self.counters = counters
+        if counters is None and stats:
+            self.counters = Counters.private(1, len(graph.order))
+        row = index if counters is not None else 0
+        self.stats_row = self.counters.pipeline_row(row) if self.counters else None
         for t in self.tasks.values():
             t.tid = zlib.crc32(t.spec.name.encode())
+            if self.counters is not None:
+                t.stats = self.counters.task_row(row, t.order)
             # A gathering task holds whole groups (one message per camera): room for several.
             t.capacity = queue_size * GATHER_ROOM if t.spec.gather else queue_size
             t.timeout = t.spec.timeout
@@ -280,12 +292,16 @@ class PipelineLoop:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.stats_row is not None:
+            self.stats_row.started(time.monotonic(), time.process_time())
         saving = any(t.checkpoint is not None for t in self.tasks.values())
         if saving:
             on_frame_pressure(self._save_all)  # a source waiting for a slot frees held ones
         try:
             self._loop(saving)
         finally:
+            if self.stats_row is not None:
+                self.stats_row.cpu(time.process_time())
             if saving:
                 on_frame_pressure(None)
 
@@ -305,11 +321,17 @@ class PipelineLoop:
             self._sleep(decision.wake_in)
 
     def _sleep(self, wake_in: float | None) -> None:
+        row = self.stats_row
+        if row is not None:  # asleep: the moment to publish this process's CPU time
+            row.cpu(time.process_time())
+            since = time.monotonic()
         if self.bell is None:
             if wake_in:
                 time.sleep(wake_in)
-            return
-        self.bell.wait(self._ready, timeout=wake_in if wake_in is not None else 1.0)
+        else:
+            self.bell.wait(self._ready, timeout=wake_in if wake_in is not None else 1.0)
+        if row is not None:
+            row.slept(time.monotonic() - since)
 
     def _ready(self) -> bool:
         """Worth waking for: input arrived (or closed), or a full output ring has room now."""
@@ -479,6 +501,8 @@ class PipelineLoop:
         if t.spec.kind == "source":
             self._run_source(t)
             return
+        if t.stats is not None:
+            t.stats.queue(sum(len(q) for q in t.queues.values()), t.capacity * len(t.queues))
         units = []
         todo = []
         for unit in self._units(t, self._take(t)):
@@ -591,6 +615,8 @@ class PipelineLoop:
             attempts=attempts,
         )
         self.dead_letters.append(letter)
+        if t.stats is not None:
+            t.stats.dead()
         if self.on_dead_letter is not None:
             self.on_dead_letter(letter)
 
@@ -620,7 +646,10 @@ class PipelineLoop:
         finally:
             if beat is not None:
                 beat.stop()
-            t.busy += time.perf_counter() - started
+            spent = time.perf_counter() - started
+            t.busy += spent
+            if t.stats is not None:
+                t.stats.call(1, spent)
         n = t.calls
         t.calls += 1
         t.items += 1
@@ -679,7 +708,10 @@ class PipelineLoop:
                 try:
                     return fn(*args)
                 finally:
-                    t.busy += time.perf_counter() - started
+                    spent = time.perf_counter() - started
+                    t.busy += spent
+                    if t.stats is not None:
+                        t.stats.call(len(units), spent)
             finally:
                 if beat is not None:
                     beat.stop()
@@ -691,6 +723,7 @@ class PipelineLoop:
     def _emit(self, t: _Task, units: list[_Unit]) -> None:
         optional = t.spec.optional_output
         saving = t.checkpoint is not None
+        emitted = 0
         for unit in units:
             value, lease, origin, seq = unit.result, unit.lease, unit.origin, unit.seq
             if saving and lease is not None:
@@ -717,6 +750,7 @@ class PipelineLoop:
                 if lease is not None:
                     lease.drop()
                 continue
+            emitted += 1
             for writer in t.ring_out:
                 # copied into shared memory: needs no lease; a replayed origin is dropped
                 writer.write((origin, None, value), origin=origin)
@@ -753,6 +787,8 @@ class PipelineLoop:
                 consumer.queues[param].append(_Entry(value, lease, now, None, origin))
             if lease is not None:
                 lease.drop()  # the input is consumed; its outputs hold the lease now
+        if t.stats is not None and emitted:
+            t.stats.emitted(emitted)
         if saving and t.held:
             ckpt = t.checkpoint
             assert ckpt is not None

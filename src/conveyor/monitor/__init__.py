@@ -1,0 +1,1 @@
+"""Monitoring: counters in shared memory and the statistics read from them."""

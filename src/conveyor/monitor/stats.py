@@ -1,0 +1,111 @@
+"""A frozen snapshot of a run's counters: what each task and each pipeline did.
+
+``snapshot`` turns the raw rows of ``monitor.counters`` into per-task throughput, latency
+percentiles, batch sizes and queue depths, and per-pipeline busy and CPU fractions. It is
+what ``RunResult.stats`` holds, and what a dashboard or an exporter reads while a run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conveyor.monitor.counters import Counters, percentile
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    name: str
+    calls: int
+    items_in: int
+    items_out: int
+    dead_letters: int
+    busy: float  # seconds in the task's own code, all replicas together
+    mean_batch: float  # items per call
+    p50: float  # seconds per call (the top of the histogram bucket holding it)
+    p90: float
+    p99: float
+    queue: int  # items waiting at its inputs, as last written (all replicas)
+    capacity: int  # room of those inputs
+    replicas: int
+
+    @property
+    def congestion(self) -> float:
+        """How full its input queues are, 0 to 1."""
+        return self.queue / self.capacity if self.capacity else 0.0
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    index: int
+    tasks: tuple[str, ...]
+    busy: float  # fraction of the wall time spent in task code
+    cpu: float  # CPU seconds per wall second of the process (can pass 1 with threads)
+    sleeps: int
+    slept: float  # seconds asleep, waiting for input
+
+
+@dataclass(frozen=True)
+class Stats:
+    elapsed: float  # wall seconds the snapshot covers
+    tasks: dict[str, TaskStats] = field(default_factory=dict)
+    pipelines: tuple[PipelineStats, ...] = ()
+
+    def throughput(self, task: str) -> float:
+        """Items per second the task finished over the run."""
+        return self.tasks[task].items_in / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def bottleneck(self) -> PipelineStats | None:
+        """The busiest pipeline, if it is busy enough to hold the others up (over 80%)."""
+        busiest = max(self.pipelines, key=lambda p: p.busy, default=None)
+        return busiest if busiest is not None and busiest.busy > 0.8 else None
+
+
+def snapshot(
+    counters: Counters, order: list[str], placement: list[list[str]], elapsed: float
+) -> Stats:
+    """Stats from ``counters`` for tasks in graph ``order``, placed as ``placement`` (the
+    tasks of each pipeline), over ``elapsed`` wall seconds."""
+    rows: dict[str, list] = {n: [] for n in order}
+    index = {n: i for i, n in enumerate(order)}
+    for p, names in enumerate(placement):
+        for n in names:
+            rows[n].append(counters.read_task(p, index[n]))
+    tasks = {}
+    for n in order:
+        rs = rows[n]
+        if not rs:
+            continue
+        hist = [sum(col) for col in zip(*(r.histogram for r in rs), strict=True)]
+        calls = sum(r.calls for r in rs)
+        items = sum(r.items_in for r in rs)
+        tasks[n] = TaskStats(
+            name=n,
+            calls=calls,
+            items_in=items,
+            items_out=sum(r.items_out for r in rs),
+            dead_letters=sum(r.dead for r in rs),
+            busy=sum(r.busy for r in rs),
+            mean_batch=items / calls if calls else 0.0,
+            p50=percentile(hist, 50),
+            p90=percentile(hist, 90),
+            p99=percentile(hist, 99),
+            queue=sum(r.queue for r in rs),
+            capacity=sum(r.capacity for r in rs),
+            replicas=len(rs),
+        )
+    pipelines = []
+    for p, names in enumerate(placement):
+        raw = counters.read_pipeline(p)
+        busy = sum(counters.read_task(p, index[n]).busy for n in names)
+        pipelines.append(
+            PipelineStats(
+                index=p,
+                tasks=tuple(names),
+                busy=min(1.0, busy / elapsed) if elapsed > 0 else 0.0,
+                cpu=raw.cpu / elapsed if elapsed > 0 else 0.0,
+                sleeps=raw.sleeps,
+                slept=raw.slept,
+            )
+        )
+    return Stats(elapsed, tasks, tuple(pipelines))
