@@ -135,7 +135,7 @@ def main() -> None:
         for b in batches:
             batch, _ = det.letterbox(frames[:b])
             fps = rate(lambda det=det, batch=batch: det.infer(batch), args.seconds) * b
-            gpu = any("CUDA" in p or "cuda" in p for p in det.providers)
+            gpu = any("cuda" in p.lower() for p in det.providers)
             # On a GPU the model and the host work overlap; on a CPU they share the cores.
             total = min(fps, host_total) if gpu else 1 / (1 / fps + 1 / host_total)
             row = {

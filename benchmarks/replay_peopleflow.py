@@ -28,7 +28,7 @@ from peopleflow.app import floor_tracks, score  # noqa: E402
 from peopleflow.config import StoreConfig, load_config  # noqa: E402
 from peopleflow.detect import make_detector  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
-from peopleflow.pipeline import FloorPeople  # noqa: E402
+from peopleflow.pipeline import FloorPeople, associate, camera_tracker  # noqa: E402
 from peopleflow.sources import CameraReader  # noqa: E402
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
 
@@ -67,31 +67,20 @@ def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) ->
 
 
 def replay(cfg: StoreConfig, d: dict, options: dict | None = None) -> list[FloorPeople]:
-    """The pipeline's Track and Associate, in one process, in camera-name order."""
+    """The pipeline's Track and Associate (the same functions), in one process."""
     trackers: dict[str, CameraTracker] = {}
-    by_index: dict[int, list[tuple[str, float, Placed]]] = {}
+    by_index: dict[int, tuple[float, list[Placed]]] = {}
     order = np.lexsort((d["index"], d["camera"]))  # each camera's frames in time order
     for r in order:
         name = str(d["camera"][r])
         if name not in trackers:
-            cam = next(c for c in cfg.cameras if c.name == name)
-            size = tuple(int(v) for v in d["size"][r])
-            plan = (cfg.plan.width, cfg.plan.height)
-            trackers[name] = CameraTracker(name, cam.homography, size, cam.fps, plan)
+            size = (int(d["size"][r][0]), int(d["size"][r][1]))
+            trackers[name] = camera_tracker(cfg, name, size)
         a, b = d["offsets"][r], d["offsets"][r + 1]
-        p = trackers[name].update(d["boxes"][a:b], d["scores"][a:b], d["looks"][a:b])
-        placed = Placed(name, p.ids, p.floor, p.heights, p.looks)
-        by_index.setdefault(int(d["index"][r]), []).append((name, float(d["ts"][r]), placed))
+        placed = trackers[name].update(d["boxes"][a:b], d["scores"][a:b], d["looks"][a:b])
+        by_index.setdefault(int(d["index"][r]), (float(d["ts"][r]), []))[1].append(placed)
     floor = FloorTracker(**(options or {}))
-    out = []
-    for index in sorted(by_index):
-        group = sorted(by_index[index], key=lambda g: g[0])
-        t = group[0][1]
-        seen = floor.update(t, [g[2] for g in group])
-        ids = np.array([s[0] for s in seen], np.int64)
-        xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
-        out.append(FloorPeople(index, t, ids, xy, len(group)))
-    return out
+    return [associate(floor, i, *by_index[i]) for i in sorted(by_index)]
 
 
 def main() -> None:

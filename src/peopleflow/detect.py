@@ -129,11 +129,11 @@ class YoloDetector:
             engine = "torch" if gpu and not ort_cuda and _torch_cuda() else "onnxruntime"
         self.engine = engine
         if engine == "torch":
-            from peopleflow.torch_engine import TorchGraph, torch_available
-
-            if not torch_available():
-                raise DetectorError("engine='torch' needs PyTorch: pip install torch")
-            import torch
+            try:
+                import torch
+            except ImportError as exc:
+                raise DetectorError("engine='torch' needs PyTorch: pip install torch") from exc
+            from peopleflow.torch_engine import TorchGraph
 
             torch.set_num_threads(threads)
             device = "cuda" if gpu and _torch_cuda() else "cpu"

@@ -132,11 +132,7 @@ class Track:
 
     def __call__(self, d: Detections) -> CameraPeople:
         if self.tracker is None:
-            cfg = store()
-            cam = next(c for c in cfg.cameras if c.name == d.camera)
-            self.tracker = CameraTracker(
-                cam.name, cam.homography, d.size, cam.fps, (cfg.plan.width, cfg.plan.height)
-            )
+            self.tracker = camera_tracker(store(), d.camera, d.size)
         p = self.tracker.update(d.boxes, d.scores, d.looks)
         return CameraPeople(d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks)
 
@@ -151,23 +147,33 @@ class Associate:
 
     def __call__(self, group: list[CameraPeople]) -> FloorPeople:
         t = float(group[0].ts)
-        # Camera order, not arrival order: the same frames give the same identities on any
-        # backend and any run.
-        group = sorted(group, key=lambda g: g.camera)
         placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
-        seen = self.floor.update(t, placed)
+        people = associate(self.floor, group[0].index, t, placed)
         if settings().get("progress") and t >= self.next_report:
             total = settings().get("total_seconds") or 0
             print(
-                f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(seen):2d} "
+                f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(people.ids):2d} "
                 f"people in view, {self.floor.identities} identities so far",
                 file=sys.stderr,
                 flush=True,
             )
             self.next_report = t + float(settings().get("report_every", 15))
-        ids = np.array([s[0] for s in seen], np.int64)
-        xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
-        return FloorPeople(group[0].index, t, ids, xy, len(group))
+        return people
+
+
+def camera_tracker(cfg: StoreConfig, camera: str, size: tuple[int, int]) -> CameraTracker:
+    """The tracker of one of the store's cameras, for frames of ``size`` (width, height)."""
+    cam = next(c for c in cfg.cameras if c.name == camera)
+    return CameraTracker(cam.name, cam.homography, size, cam.fps, (cfg.plan.width, cfg.plan.height))
+
+
+def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -> FloorPeople:
+    """Every camera's people at one instant -> identities on the floor. Cameras go in name
+    order, not arrival order: the same frames give the same identities on any backend."""
+    seen = floor.update(t, sorted(placed, key=lambda p: p.camera))
+    ids = np.array([s[0] for s in seen], np.int64)
+    xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
+    return FloorPeople(index, t, ids, xy, len(placed))
 
 
 graph = cv.Graph([frames, detect, Track, Associate])

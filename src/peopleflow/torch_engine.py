@@ -22,14 +22,6 @@ class UnsupportedGraph(ValueError):
     """The ONNX graph uses an operator or attribute ``TorchGraph`` does not implement."""
 
 
-def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class TorchGraph:
     """An ONNX model as a callable on ``torch`` tensors: ``graph(x) -> list of outputs``."""
 

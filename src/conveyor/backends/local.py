@@ -121,7 +121,6 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
             on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
             split_numbers=numbers,
             counters=counters,
-            stats=counters is not None,
         )
         report.send(("ready", config.index))
         loop.run()

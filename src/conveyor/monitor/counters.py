@@ -62,15 +62,20 @@ class Counters:
     def name(self) -> str | None:
         return self.words.name if self.words is not None else None
 
+    def _task_base(self, pipeline: int, task: int) -> int:
+        return (pipeline * self.tasks + task) * TASK_WORDS
+
+    def _pipeline_base(self, pipeline: int) -> int:
+        return self.pipelines * self.tasks * TASK_WORDS + pipeline * PIPELINE_WORDS
+
     def task_row(self, pipeline: int, task: int) -> TaskCounters:
-        return TaskCounters(self, (pipeline * self.tasks + task) * TASK_WORDS)
+        return TaskCounters(self, self._task_base(pipeline, task))
 
     def pipeline_row(self, pipeline: int) -> PipelineCounters:
-        base = self.pipelines * self.tasks * TASK_WORDS + pipeline * PIPELINE_WORDS
-        return PipelineCounters(self, base)
+        return PipelineCounters(self, self._pipeline_base(pipeline))
 
     def read_task(self, pipeline: int, task: int) -> RawTask:
-        base = (pipeline * self.tasks + task) * TASK_WORDS
+        base = self._task_base(pipeline, task)
         ints, floats = self.ints, self.floats
         return RawTask(
             calls=int(ints[base + _CALLS]),
@@ -84,7 +89,7 @@ class Counters:
         )
 
     def read_pipeline(self, pipeline: int) -> RawPipeline:
-        base = self.pipelines * self.tasks * TASK_WORDS + pipeline * PIPELINE_WORDS
+        base = self._pipeline_base(pipeline)
         f = self.floats
         return RawPipeline(
             cpu=float(f[base + _CPU]),

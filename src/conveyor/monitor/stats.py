@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conveyor.monitor.counters import Counters, percentile
+from conveyor.monitor.counters import Counters, RawTask, percentile
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,14 @@ def snapshot(
 ) -> Stats:
     """Stats from ``counters`` for tasks in graph ``order``, placed as ``placement`` (the
     tasks of each pipeline), over ``elapsed`` wall seconds."""
-    rows: dict[str, list] = {n: [] for n in order}
+    rows: dict[str, list[RawTask]] = {n: [] for n in order}
+    busy = [0.0] * len(placement)  # per pipeline: seconds in its tasks' code
     index = {n: i for i, n in enumerate(order)}
     for p, names in enumerate(placement):
         for n in names:
-            rows[n].append(counters.read_task(p, index[n]))
+            raw = counters.read_task(p, index[n])
+            rows[n].append(raw)
+            busy[p] += raw.busy
     tasks = {}
     for n in order:
         rs = rows[n]
@@ -96,16 +99,15 @@ def snapshot(
         )
     pipelines = []
     for p, names in enumerate(placement):
-        raw = counters.read_pipeline(p)
-        busy = sum(counters.read_task(p, index[n]).busy for n in names)
+        own = counters.read_pipeline(p)
         pipelines.append(
             PipelineStats(
                 index=p,
                 tasks=tuple(names),
-                busy=min(1.0, busy / elapsed) if elapsed > 0 else 0.0,
-                cpu=raw.cpu / elapsed if elapsed > 0 else 0.0,
-                sleeps=raw.sleeps,
-                slept=raw.slept,
+                busy=min(1.0, busy[p] / elapsed) if elapsed > 0 else 0.0,
+                cpu=own.cpu / elapsed if elapsed > 0 else 0.0,
+                sleeps=own.sleeps,
+                slept=own.slept,
             )
         )
     return Stats(elapsed, tasks, tuple(pipelines))

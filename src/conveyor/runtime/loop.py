@@ -176,7 +176,6 @@ class PipelineLoop:
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
         split_numbers: SplitNumbers | None = None,
         counters: Counters | None = None,
-        stats: bool = True,
     ) -> None:
         self.graph = graph
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
@@ -192,16 +191,12 @@ class PipelineLoop:
         self.tasks: dict[str, _Task] = {
             n: _Task(graph.tasks[n], i) for i, n in enumerate(graph.order) if n in mine
         }
-        # Statistics (monitor.counters): this pipeline's rows, or private ones when alone.
-        self.counters = counters
-        if counters is None and stats:
-            self.counters = Counters.private(1, len(graph.order))
-        row = index if counters is not None else 0
-        self.stats_row = self.counters.pipeline_row(row) if self.counters else None
+        # Statistics (monitor.counters): this pipeline's rows of the run's table, if it has one.
+        self.stats_row = counters.pipeline_row(index) if counters is not None else None
         for t in self.tasks.values():
             t.tid = zlib.crc32(t.spec.name.encode())
-            if self.counters is not None:
-                t.stats = self.counters.task_row(row, t.order)
+            if counters is not None:
+                t.stats = counters.task_row(index, t.order)
             # A gathering task holds whole groups (one message per camera): room for several.
             t.capacity = queue_size * GATHER_ROOM if t.spec.gather else queue_size
             t.timeout = t.spec.timeout
