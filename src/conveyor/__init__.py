@@ -1,8 +1,9 @@
 """conveyor: turn deep-learning inference code into a multi-process pipeline for live video.
 
 The public surface is exactly what ``__all__`` lists (a test checks it). Today that is: tasks and
-the graph they form (define), the planner (build), the shared-memory transport, and the error
-tree. Backends that run a plan build on these.
+the graph they form (define), the planner (build), ``run`` and what it returns (statistics,
+and the observers that watch a run: ``Dashboard``, ``MetricsServer``), the shared-memory
+transport, and the error tree.
 """
 
 from conveyor._errors import (
@@ -25,6 +26,8 @@ from conveyor._errors import (
 from conveyor.backends.base import RunResult, run
 from conveyor.backends.local import RestartPolicy
 from conveyor.graph import Edge, Graph
+from conveyor.monitor.dashboard import Dashboard
+from conveyor.monitor.prometheus import MetricsServer
 from conveyor.monitor.stats import PipelineStats, Stats, TaskStats
 from conveyor.plan import Plan, make_plan, measure_costs
 from conveyor.runtime.checkpoint import Checkpoint
@@ -54,6 +57,7 @@ __all__ = [
     "ConfigurationError",
     "ConveyorError",
     "ConveyorTimeout",
+    "Dashboard",
     "DeadLetter",
     "DecodeError",
     "Doorbell",
@@ -68,6 +72,7 @@ __all__ = [
     "Gather",
     "Graph",
     "Message",
+    "MetricsServer",
     "PipelineCrashed",
     "Plan",
     "RemoteTraceback",

@@ -2,6 +2,8 @@
 
     conveyor plan MODULE:GRAPH [--workers N] [--gpus N] [--measure ITEMS] [--dot FILE]
     conveyor run  MODULE:GRAPH [--backend inline|local] [--workers N] [--measure ITEMS]
+                  [--quiet] [--metrics-port PORT] [--trace FILE]
+    conveyor report TRACE --out DIR
     conveyor demo [--seconds S] [--cameras N]
     conveyor clean
 
@@ -85,11 +87,59 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend == "local":
         costs = measure_costs(graph, args.measure) if args.measure else None
         plan = make_plan(graph, workers=args.workers, gpus=detect_gpus(), costs=costs)
-        print(plan.describe(), flush=True)
+        if not args.quiet:
+            print(plan.describe(), flush=True)
+    watch = watchers(args.quiet, args.metrics_port, args.metrics_host)
     start = time.monotonic()
-    result = run(graph, backend=args.backend, plan=plan)
+    result = run(graph, backend=args.backend, plan=plan, watch=watch, trace=args.trace)
     print(f"done: {result.backend} backend, {time.monotonic() - start:.2f} s")
+    if result.trace is not None:
+        print(
+            f"wrote the trace {result.trace} (open it in https://ui.perfetto.dev, or draw it:"
+            f" conveyor report {result.trace} --out DIR)"
+        )
+    if plan is not None and result.stats is not None and result.stats.bottleneck is not None:
+        print(bottleneck_advice(plan, result.stats))
     return 0
+
+
+def watchers(quiet: bool, metrics_port: int | None, metrics_host: str) -> list[Any]:
+    """The observers a command-line run gets: the dashboard unless ``quiet``, and the
+    Prometheus endpoint when a port is given."""
+    from conveyor.monitor.dashboard import Dashboard
+    from conveyor.monitor.prometheus import MetricsServer
+
+    watch: list[Any] = [] if quiet else [Dashboard()]
+    if metrics_port is not None:
+        server = MetricsServer(metrics_port, metrics_host)
+        print(f"metrics: {server.url}", flush=True)
+        watch.append(server)
+    return watch
+
+
+def bottleneck_advice(plan: Any, stats: Any) -> str:
+    """What the CLI says when one pipeline held the run up: the measured loads of this plan
+    against those of the plan made again from the measurements."""
+    from conveyor.plan import measured_costs
+
+    busiest = stats.bottleneck
+    now = plan.with_costs(measured_costs(stats, plan.graph)).bottleneck.load
+    better = plan.replan(stats)
+    text = (
+        f"bottleneck: pipeline {busiest.name} was busy {busiest.busy:.0%} of the run "
+        f"(tasks: {', '.join(busiest.tasks)})."
+    )
+    after = better.bottleneck.load
+    if after < 0.95 * now:
+        text += (
+            f"\nplaced again from the measured costs (plan.replan(stats)), the bottleneck would "
+            f"take {after * 1e3:.2f} ms per item instead of {now * 1e3:.2f} ms:\n"
+            + better.describe()
+            + "\n(conveyor run --measure ITEMS plans from measurements from the start)"
+        )
+    else:
+        text += " Re-placing the tasks would not help: the work itself is the limit."
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +179,25 @@ def main(argv: list[str] | None = None) -> int:
         help="measure costs on the first ITEMS items before planning",
     )
 
+    r.add_argument("--quiet", action="store_true", help="no plan, no dashboard")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port while the run goes on",
+    )
+    r.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address to serve metrics on (127.0.0.1)"
+    )
+    r.add_argument(
+        "--trace", metavar="FILE", help="write a Perfetto timeline of every task call (JSON)"
+    )
+
+    rep = sub.add_parser("report", help="draw utilization and queue plots from a trace")
+    rep.add_argument("trace", help="a trace file written by conveyor run --trace")
+    rep.add_argument("--out", required=True, help="folder for the PNG plots")
+    rep.add_argument("--window", type=float, default=2.0, help="seconds shown in the timeline (2)")
+
     sub.add_parser(
         "demo", help="watch frames cross processes through shared memory", add_help=False
     )
@@ -145,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            return _report(args)
         return _clean()
     except TaskFailed as exc:
         print(f"error: {exc}\n\nthe worker's traceback:\n{exc.remote_traceback}", file=sys.stderr)
@@ -155,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every pipeline was stopped", file=sys.stderr)
         return 130
+
+
+def _report(args: argparse.Namespace) -> int:
+    from conveyor.monitor.report import draw_report
+
+    for path in draw_report(args.trace, args.out, window=args.window):
+        print(f"wrote {path}")
+    return 0
 
 
 def _clean() -> int:

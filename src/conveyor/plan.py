@@ -17,7 +17,8 @@ into pipelines:
    exchange data stay together when that costs (almost) nothing.
 
 ``Plan.describe()`` prints the placement with loads and reasons; ``Plan.to_dot()`` and
-``Plan.to_png()`` draw it.
+``Plan.to_png()`` draw it. ``Plan.replan(run.stats)`` places the tasks again from a run's
+measured costs.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Edge, Graph
 from conveyor.task import Resource
 from conveyor.transport.framestore import CameraSpec
+
+if TYPE_CHECKING:
+    from conveyor.monitor.stats import Stats
 
 DEFAULT_COST = 1e-3  # seconds per item assumed for a task with no measurement and no hint
 NEAR = 0.10  # "about as light": within 10% of the least loaded pipeline
@@ -79,6 +84,24 @@ class Plan:
     pipelines: tuple[PipelineSpec, ...]
     costs: Mapping[str, float]
     reasons: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 0  # the CPU pipelines it was allowed (0: as many as it has)
+    gpus: int = 0
+
+    def replan(self, stats: Stats) -> Plan:
+        """The plan again from what a run measured: each task's cost becomes its busy seconds
+        per item in ``stats`` (a task that processed nothing keeps its hint), with the same
+        workers and GPUs. Compare ``self.with_costs(...)`` and the result's bottlenecks."""
+        workers = self.workers or sum(p.resource == "cpu" for p in self.pipelines) or 1
+        return make_plan(self.graph, workers, self.gpus, measured_costs(stats, self.graph))
+
+    def with_costs(self, costs: Mapping[str, float]) -> Plan:
+        """The same placement with its loads computed from ``costs`` (e.g. measured ones)."""
+        cost = {**self.costs, **costs}
+        pipelines = tuple(
+            replace(p, units=tuple(replace(u, cost=cost[u.task] / u.replicas) for u in p.units))
+            for p in self.pipelines
+        )
+        return replace(self, pipelines=pipelines, costs=cost)
 
     def placement(self) -> dict[str, list[int]]:
         """Task name -> indices of the pipelines running it (several with replicas)."""
@@ -237,7 +260,14 @@ def make_plan(
     for b in bins:
         if b:
             pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
-    return Plan(graph, tuple(pipelines), cost, reasons)
+    return Plan(graph, tuple(pipelines), cost, reasons, workers, gpus)
+
+
+def measured_costs(stats: Stats, graph: Graph) -> dict[str, float]:
+    """Seconds per item of every task of ``graph`` that processed something in ``stats``."""
+    return {
+        n: t.busy / t.items_in for n, t in stats.tasks.items() if t.items_in and n in graph.tasks
+    }
 
 
 def _place_cpu(

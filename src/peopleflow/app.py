@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,21 +76,33 @@ def run_store(
     detector: str = "auto",
     input_size: tuple[int, int] = (224, 384),
     progress: bool = True,
+    watch: Sequence[Callable[[cv.Stats], Any]] = (),
+    trace: str | Path | None = None,
 ) -> RunSummary:
-    """Run the store's cameras through the pipeline; write the outputs under ``out`` if given."""
+    """Run the store's cameras through the pipeline; write the outputs under ``out`` if given.
+
+    ``progress``: conveyor's dashboard (redrawn in a terminal, else a line every 15 s with the
+    pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``.
+    """
     from peopleflow import pipeline
 
     cfg = load_config(config)
     specs, failed, total = _probe(cfg, seconds)
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
+    watch = list(watch)
+    lines = False  # the pipeline's own progress lines: not while a live dashboard redraws
+    if progress:
+        dashboard = cv.Dashboard(cameras=len(specs), title="peopleflow", log_every=15.0)
+        watch.append(dashboard)
+        lines = not dashboard.console.is_terminal
     os.environ[pipeline.ENV] = json.dumps(
         {
             "config": str(Path(config).resolve()),
             "detector": detector,
             "input_size": list(input_size),
             "seconds": seconds,
-            "progress": progress,
+            "progress": lines,
             "total_seconds": total,
             "skip": sorted(failed),
         }
@@ -104,8 +117,16 @@ def run_store(
         )
     started = time.perf_counter()
     result = cv.run(
-        pipeline.graph, backend=backend, workers=workers, cameras=specs, collect=["Associate"]
+        pipeline.graph,
+        backend=backend,
+        workers=workers,
+        cameras=specs,
+        collect=["Associate"],
+        watch=watch,
+        trace=trace,
     )
+    if result.trace is not None and progress:
+        print(f"trace: {result.trace} (conveyor report {result.trace} --out DIR draws it)")
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
     tracks = floor_tracks(instants)

@@ -2,6 +2,7 @@
 
 peopleflow generate [--out DIR] [--cameras 8] [--shoppers 40] [--minutes 2]
 peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds S]
+               [--quiet] [--metrics-port PORT] [--trace FILE]
 peopleflow demo [--cameras 8] [--minutes 2] --out DIR
 """
 
@@ -19,6 +20,7 @@ from peopleflow.detect import DetectorError
 from peopleflow.sources import SourceError
 
 if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
+    from conveyor import MetricsServer
     from peopleflow.app import RunSummary
 
 CACHE = Path(".cache") / "peopleflow"
@@ -80,7 +82,22 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="pipeline processes (default: the CPU count)")
     p.add_argument("--seconds", type=float, help="only the first S seconds of video")
     p.add_argument("--detector", choices=["auto", "yolo", "hog"], default="auto")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no dashboard, no progress lines")
+    p.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics (127.0.0.1)"
+    )
+    p.add_argument("--trace", type=Path, metavar="FILE", help="write a Perfetto timeline (JSON)")
+
+
+def _watch(args: argparse.Namespace) -> list[MetricsServer]:
+    """The Prometheus endpoint, when asked for (the dashboard comes with ``progress``)."""
+    if args.metrics_port is None:
+        return []
+    import conveyor as cv
+
+    server = cv.MetricsServer(args.metrics_port)
+    print(f"metrics: {server.url}", flush=True)
+    return [server]
 
 
 def generate(args: argparse.Namespace, out: Path | None) -> Path:
@@ -108,6 +125,8 @@ def run_command(args: argparse.Namespace) -> None:
         seconds=args.seconds,
         detector=args.detector,
         progress=not args.quiet,
+        watch=_watch(args),
+        trace=args.trace,
     )
     _print_summary(summary, args.out)
 
@@ -128,6 +147,8 @@ def demo_command(args: argparse.Namespace) -> None:
         seconds=args.seconds,
         detector=args.detector,
         progress=not args.quiet,
+        watch=_watch(args),
+        trace=args.trace,
     )
     _print_summary(local, args.out)
     truth, _ = load_truth(config.parent / "truth.npz")

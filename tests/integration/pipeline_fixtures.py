@@ -282,3 +282,13 @@ class SmoothThenPass(Smooth):
 def after_smooth(batch: list[Stats]) -> list[Smoothed]:
     """Batches lag behind SmoothThenPass: checkpointed inputs are still uncommitted here."""
     return [Smoothed(s.camera, s.index, s.running) for s in batch]
+
+
+@cv.source
+def paced_frames() -> Iterator[Frame]:
+    """The fixture's frames at about 600 a second: a run long enough to be watched."""
+    import time
+
+    for frame in frames():
+        time.sleep(1 / 600)
+        yield frame

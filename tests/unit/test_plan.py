@@ -186,3 +186,36 @@ def test_when_neighbours_both_want_replicas_the_heavier_gets_them() -> None:
     plan = make_plan(Graph([numbers, pre, model, sink]), workers=16, costs={"numbers": 0.0005})
     assert len(plan.replicas_of("model")) > 1 and len(plan.replicas_of("pre")) == 1
     assert "its neighbour 'model' is" in plan.reasons["pre"]
+
+
+def _measured(costs: dict[str, float], items: int = 1000) -> cv.Stats:
+    """A run's statistics in which each task took ``costs[task]`` seconds per item."""
+    tasks = {
+        n: cv.TaskStats(n, items, items, items, 0, c * items, 1.0, c, c, c, 0, 64, 1)
+        for n, c in costs.items()
+    }
+    return cv.Stats(elapsed=10.0, tasks=tasks, pipelines=(), sources=("cameras",))
+
+
+def test_replan_places_tasks_again_from_measured_costs() -> None:
+    # Hints say detect is the heavy task; the run measured Track as far heavier.
+    plan = make_plan(graph(), workers=3, gpus=0)
+    stats = _measured({"cameras": 0.0002, "detect": 0.001, "Track": 0.03, "collect": 0.0005})
+    again = plan.replan(stats)
+    assert again.costs["Track"] == pytest.approx(0.03)
+    assert again.reasons["Track"].startswith("measured")
+    assert again.workers == 3 and again.gpus == 0
+    before = plan.with_costs(
+        stats_costs := {n: t.busy / t.items_in for n, t in stats.tasks.items()}
+    )
+    assert before.pipelines[0].units[0].task == plan.pipelines[0].units[0].task  # same placement
+    assert before.costs == pytest.approx({**plan.costs, **stats_costs})
+    # Track is keyed, so it can be split into replicas: the new bottleneck is lighter.
+    assert again.bottleneck.load < before.bottleneck.load * 0.7
+    assert len(again.replicas_of("Track")) > 1
+
+
+def test_replan_keeps_the_hint_of_a_task_that_processed_nothing() -> None:
+    plan = make_plan(graph(), workers=2, gpus=0)
+    again = plan.replan(_measured({"cameras": 0.001}))
+    assert again.reasons["detect"].startswith("cost hint") and again.costs["detect"] == 0.004

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Graph
+from conveyor.monitor.live import Observer
 from conveyor.monitor.stats import Stats
 from conveyor.plan import Plan
 from conveyor.runtime.deadletter import DeadLetter
@@ -25,6 +28,7 @@ class RunResult:
     restarts: list[Any] = field(default_factory=list)  # local backend: pipelines restarted
     dead_letters: list[DeadLetter] = field(default_factory=list)  # items given up on
     stats: Stats | None = None  # what each task and pipeline did (monitor.stats)
+    trace: Path | None = None  # the timeline trace file, when the run was traced
 
 
 def run(
@@ -36,6 +40,9 @@ def run(
     cameras: Sequence[CameraSpec] = (),
     restarts: Any = None,
     stats: bool = True,
+    watch: Sequence[Observer] = (),
+    watch_every: float = 1.0,
+    trace: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
@@ -45,6 +52,11 @@ def run(
     its frames live as long as the run, so collected ``Frame`` messages cannot be read after.
     ``restarts``: a ``RestartPolicy`` for crashed pipelines (local backend; default: up to 5
     restarts a minute, each resuming without loss or duplicates).
+    ``stats``: count what every task and pipeline does (``RunResult.stats``; costs < 1%).
+    ``watch``: callables given a ``Stats`` snapshot every ``watch_every`` seconds while the run
+    goes on and the final one at its end (``Dashboard``, ``MetricsServer``, your own).
+    ``trace``: write a Chrome/Perfetto timeline of every task call to this JSON file
+    (``conveyor report`` draws it).
     """
     names = list(collect)
     missing = [n for n in names if n not in graph.tasks]
@@ -53,10 +65,13 @@ def run(
     sinks = [n for n in names if graph.tasks[n].output is None]
     if sinks:
         raise ConfigurationError(f"collect names sinks, which produce nothing: {sinks}")
+    if watch and not stats:
+        raise ConfigurationError("watch needs statistics: leave stats=True")
+    monitor = Monitoring(list(watch), watch_every, Path(trace) if trace is not None else None)
     if backend == "inline":
         from conveyor.backends.inline import run_inline
 
-        return run_inline(graph, names, cameras, stats=stats)
+        return run_inline(graph, names, cameras, stats=stats, monitor=monitor)
     if backend == "local":
         from conveyor.backends.local import run_local
 
@@ -68,5 +83,15 @@ def run(
             cameras=cameras,
             restarts=restarts,
             stats=stats,
+            monitor=monitor,
         )
     raise ConfigurationError(f"backend must be 'inline' or 'local', got {backend!r}")
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What a run is asked to show while it goes on (see ``run``)."""
+
+    watch: list[Observer] = field(default_factory=list)
+    every: float = 1.0
+    trace: Path | None = None

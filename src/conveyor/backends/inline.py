@@ -9,31 +9,61 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from conveyor.backends.base import RunResult
+from conveyor.backends.base import Monitoring, RunResult
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters
-from conveyor.monitor.stats import snapshot
+from conveyor.monitor.live import Watcher
+from conveyor.monitor.stats import Stats, snapshot
+from conveyor.monitor.trace import TraceOutput, TraceRecorder
 from conveyor.runtime.frames import frame_store_for
 from conveyor.runtime.loop import PipelineLoop
 from conveyor.transport.framestore import CameraSpec
 
+PIPELINE = "inline"  # the one pipeline's name in statistics and traces
+
 
 def run_inline(
-    graph: Graph, collect: list[str], cameras: Sequence[CameraSpec] = (), stats: bool = True
+    graph: Graph,
+    collect: list[str],
+    cameras: Sequence[CameraSpec] = (),
+    stats: bool = True,
+    monitor: Monitoring | None = None,
 ) -> RunResult:
+    monitor = monitor or Monitoring()
     outputs: dict[str, list] = {name: [] for name in collect}
     counters = Counters.private(1, len(graph.order)) if stats else None
-    with frame_store_for(cameras):
-        loop = PipelineLoop(
-            graph,
-            graph.order,
-            collect={name: outputs[name].append for name in collect},
-            counters=counters,
+    trace = TraceOutput(monitor.trace, [PIPELINE]) if monitor.trace is not None else None
+    start = time.monotonic()
+
+    def read(elapsed: float | None = None) -> Stats:
+        assert counters is not None
+        seconds = time.monotonic() - start if elapsed is None else elapsed
+        return snapshot(
+            counters, graph.order, [list(graph.order)], seconds, [PIPELINE], tuple(graph.sources())
         )
-        start = time.monotonic()
-        loop.run()
-        elapsed = time.monotonic() - start
-        summary = None
-        if counters is not None:
-            summary = snapshot(counters, graph.order, [list(graph.order)], elapsed)
-        return RunResult("inline", elapsed, outputs, dead_letters=loop.dead_letters, stats=summary)
+
+    try:
+        with frame_store_for(cameras), Watcher(read, monitor.watch, monitor.every) as watcher:
+            loop = PipelineLoop(
+                graph,
+                graph.order,
+                collect={name: outputs[name].append for name in collect},
+                counters=counters,
+                trace=TraceRecorder(trace.prefix, 0) if trace is not None else None,
+            )
+            start = time.monotonic()
+            loop.run()
+            elapsed = time.monotonic() - start
+            summary = read(elapsed) if counters is not None else None
+            watcher.finish(summary)
+    finally:
+        if trace is not None:
+            trace.close()
+    return RunResult(
+        "inline",
+        elapsed,
+        outputs,
+        dead_letters=loop.dead_letters,
+        stats=summary,
+        trace=trace.out if trace is not None else None,
+    )

@@ -36,10 +36,12 @@ from conveyor._errors import (
     RemoteTraceback,
     TaskFailed,
 )
-from conveyor.backends.base import RunResult
+from conveyor.backends.base import Monitoring, RunResult
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters
-from conveyor.monitor.stats import snapshot
+from conveyor.monitor.live import Watcher
+from conveyor.monitor.stats import Stats, snapshot
+from conveyor.monitor.trace import TraceOutput, TraceRecorder
 from conveyor.plan import Plan, detect_gpus, make_plan
 from conveyor.runtime.checkpoint import new_checkpoint_prefix, remove_checkpoints
 from conveyor.runtime.deadletter import DeadLetter
@@ -79,6 +81,7 @@ class WorkerConfig:
     suspects: frozenset[tuple[str, int]] = frozenset()  # (task, origin) to run alone
     split_numbers: str | None = None  # where tasks feeding replicas record their numbering
     counters: str | None = None  # the run's statistics table (monitor.counters)
+    trace: str | None = None  # where this pipeline writes its trace parts (monitor.trace)
     splitters: tuple[str, ...] = ()
 
 
@@ -121,6 +124,7 @@ def worker_main(config: WorkerConfig, report: Connection) -> None:
             on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
             split_numbers=numbers,
             counters=counters,
+            trace=TraceRecorder(config.trace, config.index) if config.trace else None,
         )
         report.send(("ready", config.index))
         loop.run()
@@ -140,7 +144,9 @@ def run_local(
     cameras: Sequence[CameraSpec] = (),
     restarts: RestartPolicy | None = None,
     stats: bool = True,
+    monitor: Monitoring | None = None,
 ) -> RunResult:
+    monitor = monitor or Monitoring()
     graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
     owned: list[Any] = []  # everything to close at the end, whatever happens
@@ -156,6 +162,11 @@ def run_local(
         counters = Counters.create(len(plan.pipelines), len(graph.order)) if stats else None
         if counters is not None:
             owned.append(counters)
+        names = [f"conveyor-{p.name}" for p in plan.pipelines]
+        trace = None
+        if monitor.trace is not None:
+            trace = TraceOutput(monitor.trace, [p.name for p in plan.pipelines])
+            owned.append(trace)
         checkpoints = new_checkpoint_prefix()
         owned.append(_Removal(checkpoints))
         policy = restarts or RestartPolicy()
@@ -205,15 +216,27 @@ def run_local(
                 split_numbers=numbers.name,
                 splitters=splitters,
                 counters=counters.name if counters is not None else None,
+                trace=trace.prefix if trace is not None else None,
             )
             for p in plan.pipelines
         ]
-        names = [f"conveyor-{p.name}" for p in plan.pipelines]
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats)
-        start = time.monotonic()
-        outputs = supervisor.run()
-        elapsed = time.monotonic() - start
         placement = [list(p.tasks) for p in plan.pipelines]
+        start = time.monotonic()
+
+        def read(elapsed: float | None = None) -> Stats:
+            assert counters is not None
+            seconds = time.monotonic() - start if elapsed is None else elapsed
+            pipelines = [p.name for p in plan.pipelines]
+            return snapshot(
+                counters, graph.order, placement, seconds, pipelines, tuple(graph.sources())
+            )
+
+        with Watcher(read, monitor.watch, monitor.every) as watcher:
+            outputs = supervisor.run()
+            elapsed = time.monotonic() - start
+            summary = read(elapsed) if counters is not None else None
+            watcher.finish(summary)
         return RunResult(
             "local",
             elapsed,
@@ -221,7 +244,8 @@ def run_local(
             plan,
             list(supervisor.restarts),
             list(supervisor.dead_letters.values()),
-            stats=snapshot(counters, graph.order, placement, elapsed) if counters else None,
+            stats=summary,
+            trace=trace.out if trace is not None else None,
         )
     finally:
         if supervisor is not None:

@@ -24,8 +24,8 @@ BUCKETS = 28
 FIRST_BUCKET = 10e-6  # seconds: the top of bucket 0 (calls up to 10 us)
 _CALLS, _IN, _OUT, _DEAD, _QUEUE, _CAPACITY, _BUSY, _HIST = range(8)
 TASK_WORDS = _HIST + BUCKETS
-_CPU, _SLEEPS, _SLEPT, _STARTED = range(4)  # pipeline rows
-PIPELINE_WORDS = 4
+_CPU, _SLEEPS, _SLEPT, _STARTED, _STARTS = range(5)  # pipeline rows
+PIPELINE_WORDS = 5
 
 
 class Counters:
@@ -96,6 +96,7 @@ class Counters:
             sleeps=int(self.ints[base + _SLEEPS]),
             slept=float(f[base + _SLEPT]),
             started=float(f[base + _STARTED]),
+            starts=int(self.ints[base + _STARTS]),
         )
 
     def close(self) -> None:
@@ -123,6 +124,7 @@ class RawPipeline:
     sleeps: int
     slept: float
     started: float  # time.monotonic() when the (first) process started; 0: never
+    starts: int  # processes started: 1, plus one per restart
 
 
 def bucket(seconds: float) -> int:
@@ -186,6 +188,7 @@ class PipelineCounters:
         """A (possibly replacement) process of this pipeline begins: its CPU adds on."""
         if self._floats[self._base + _STARTED] == 0.0:
             self._floats[self._base + _STARTED] = now
+        self._ints[self._base + _STARTS] += 1
         self._cpu_at_start = self._floats[self._base + _CPU] - cpu
 
     def cpu(self, seconds: float) -> None:

@@ -37,11 +37,13 @@ class TaskStats:
 @dataclass(frozen=True)
 class PipelineStats:
     index: int
+    name: str  # as the plan names it (``p0-cpu``)
     tasks: tuple[str, ...]
     busy: float  # fraction of the wall time spent in task code
     cpu: float  # CPU seconds per wall second of the process (can pass 1 with threads)
     sleeps: int
     slept: float  # seconds asleep, waiting for input
+    restarts: int  # replacement processes started after a crash or a hang
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,24 @@ class Stats:
     elapsed: float  # wall seconds the snapshot covers
     tasks: dict[str, TaskStats] = field(default_factory=dict)
     pipelines: tuple[PipelineStats, ...] = ()
+    sources: tuple[str, ...] = ()  # the source tasks: what enters the graph
 
     def throughput(self, task: str) -> float:
-        """Items per second the task finished over the run."""
+        """Items per second the task finished over the run (a source: items produced)."""
         return self.tasks[task].items_in / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def source_items(self) -> int:
+        """Items the sources produced so far (frames, for a graph of cameras)."""
+        return sum(self.tasks[s].items_in for s in self.sources if s in self.tasks)
+
+    @property
+    def restarts(self) -> int:
+        return sum(p.restarts for p in self.pipelines)
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(t.dead_letters for t in self.tasks.values())
 
     @property
     def bottleneck(self) -> PipelineStats | None:
@@ -62,15 +78,20 @@ class Stats:
 
 
 def snapshot(
-    counters: Counters, order: list[str], placement: list[list[str]], elapsed: float
+    counters: Counters,
+    order: list[str],
+    placement: list[list[str]],
+    elapsed: float,
+    names: list[str] | None = None,
+    sources: tuple[str, ...] = (),
 ) -> Stats:
     """Stats from ``counters`` for tasks in graph ``order``, placed as ``placement`` (the
-    tasks of each pipeline), over ``elapsed`` wall seconds."""
+    tasks of each pipeline, named ``names``), over ``elapsed`` wall seconds."""
     rows: dict[str, list[RawTask]] = {n: [] for n in order}
     busy = [0.0] * len(placement)  # per pipeline: seconds in its tasks' code
     index = {n: i for i, n in enumerate(order)}
-    for p, names in enumerate(placement):
-        for n in names:
+    for p, members in enumerate(placement):
+        for n in members:
             raw = counters.read_task(p, index[n])
             rows[n].append(raw)
             busy[p] += raw.busy
@@ -98,16 +119,18 @@ def snapshot(
             replicas=len(rs),
         )
     pipelines = []
-    for p, names in enumerate(placement):
+    for p, members in enumerate(placement):
         own = counters.read_pipeline(p)
         pipelines.append(
             PipelineStats(
                 index=p,
-                tasks=tuple(names),
+                name=names[p] if names else f"p{p}",
+                tasks=tuple(members),
                 busy=min(1.0, busy[p] / elapsed) if elapsed > 0 else 0.0,
                 cpu=own.cpu / elapsed if elapsed > 0 else 0.0,
                 sleeps=own.sleeps,
                 slept=own.slept,
+                restarts=max(0, own.starts - 1),
             )
         )
-    return Stats(elapsed, tasks, tuple(pipelines))
+    return Stats(elapsed, tasks, tuple(pipelines), sources)

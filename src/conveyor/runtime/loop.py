@@ -30,6 +30,7 @@ from typing import Any
 from conveyor._errors import EndOfChannel, TaskFailed
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters, TaskCounters
+from conveyor.monitor.trace import TraceRecorder
 from conveyor.runtime import faults
 from conveyor.runtime.checkpoint import Checkpoint, CheckpointFile
 from conveyor.runtime.deadletter import DeadLetter
@@ -47,6 +48,7 @@ from conveyor.transport.ring import Message, RingReader, RingWriter
 
 DEFAULT_QUEUE = 64  # items per in-process input queue
 GATHER_ROOM = 4  # a gathering task's queue holds this many times more
+CPU_PUBLISH = 0.5  # seconds between CPU-time updates of a busy pipeline (statistics)
 
 
 class _Dropped:
@@ -176,8 +178,10 @@ class PipelineLoop:
         on_dead_letter: Callable[[DeadLetter], None] | None = None,
         split_numbers: SplitNumbers | None = None,
         counters: Counters | None = None,
+        trace: TraceRecorder | None = None,
     ) -> None:
         self.graph = graph
+        self.trace = trace  # the timeline recorder (monitor.trace), when the run is traced
         self.max_source_items = max_source_items  # stop sources early (a warm-up run)
         self.queue_size = queue_size
         self.bell = bell
@@ -297,14 +301,20 @@ class PipelineLoop:
         finally:
             if self.stats_row is not None:
                 self.stats_row.cpu(time.process_time())
+            if self.trace is not None:
+                self.trace.flush()
             if saving:
                 on_frame_pressure(None)
 
     def _loop(self, saving: bool) -> None:
+        row, cpu_due = self.stats_row, 0.0
         while not all(t.done for t in self.tasks.values()):
             self._blocked_writers.clear()
             self._pull()
             now = time.monotonic()
+            if row is not None and now >= cpu_due:  # a pipeline that never sleeps shows too
+                row.cpu(time.process_time())
+                cpu_due = now + CPU_PUBLISH
             decision = choose([self._state(t, now) for t in self.tasks.values()], now)
             if decision.task is not None:
                 self._run(self.tasks[decision.task])
@@ -496,8 +506,12 @@ class PipelineLoop:
         if t.spec.kind == "source":
             self._run_source(t)
             return
-        if t.stats is not None:
-            t.stats.queue(sum(len(q) for q in t.queues.values()), t.capacity * len(t.queues))
+        if t.stats is not None or self.trace is not None:
+            depth = sum(len(q) for q in t.queues.values())
+            if t.stats is not None:
+                t.stats.queue(depth, t.capacity * len(t.queues))
+            if self.trace is not None:
+                self.trace.queue(t.spec.name, time.perf_counter(), depth)
         units = []
         todo = []
         for unit in self._units(t, self._take(t)):
@@ -627,12 +641,14 @@ class PipelineLoop:
             return
         beat = self.heartbeat
         started = time.perf_counter()
+        produced = 0  # the call that finds the source exhausted counts no item
         if beat is not None:
             beat.start(t.order, time.monotonic(), spec.timeout, [])
         try:
             if faults.ACTIVE:
                 faults.maybe_fail(spec.name, t.calls)
             item = next(t.generator)
+            produced = 1
         except StopIteration:
             self._close(t)
             return
@@ -644,7 +660,9 @@ class PipelineLoop:
             spent = time.perf_counter() - started
             t.busy += spent
             if t.stats is not None:
-                t.stats.call(1, spent)
+                t.stats.call(produced, spent)
+            if self.trace is not None:
+                self.trace.call(spec.name, started, spent, produced, t.calls)
         n = t.calls
         t.calls += 1
         t.items += 1
@@ -707,6 +725,9 @@ class PipelineLoop:
                     t.busy += spent
                     if t.stats is not None:
                         t.stats.call(len(units), spent)
+                    if self.trace is not None:
+                        first = units[0].origin if units else None
+                        self.trace.call(spec.name, started, spent, len(units), first)
             finally:
                 if beat is not None:
                     beat.stop()
