@@ -76,3 +76,16 @@ def test_statistics_can_be_switched_off() -> None:
     graph = cv.Graph([frames, measure])
     assert cv.run(graph, backend="inline", stats=False).stats is None
     assert cv.run(graph, backend="local", workers=2, stats=False).stats is None
+
+
+def test_a_bottleneck_is_one_pipeline_clearly_busier_than_the_rest() -> None:
+    def stats(*busy: float) -> cv.Stats:
+        pipes = tuple(
+            cv.PipelineStats(i, f"p{i}-cpu", (), b, b, 0, 0.0, 0) for i, b in enumerate(busy)
+        )
+        return cv.Stats(10.0, {}, pipes)
+
+    assert stats(0.95, 0.4).bottleneck is not None and stats(0.95, 0.4).bottleneck.index == 0
+    assert stats(0.95, 0.9).bottleneck is None and stats(0.95, 0.9).saturated  # all busy
+    assert stats(0.5, 0.4).bottleneck is None and not stats(0.5, 0.4).saturated
+    assert stats(0.9).bottleneck is not None  # one pipeline (inline) holds itself up

@@ -122,14 +122,22 @@ class Dashboard:
             tasks.add_row(
                 t.name + (f" x{t.replicas}" if t.replicas > 1 else ""),
                 f"{self._rate(stats, t.name):.1f}",
-                f"{t.p50 * 1e3:.2f}/{t.p99 * 1e3:.2f}",
+                f"{_ms(t.p50)}/{_ms(t.p99)}",
                 f"{t.mean_batch:.1f}",
                 queue,
                 str(t.dead_letters),
             )
         parts: list[Any] = [Text(self.headline(stats), style="bold")] if headline else []
         parts += [pipes, tasks]
-        if stats.bottleneck is not None:
+        if stats.saturated:
+            parts.append(
+                Text(
+                    "every pipeline is busy: the processors are the limit (more cores or a GPU "
+                    "would help; another placement would not)",
+                    style="yellow",
+                )
+            )
+        elif stats.bottleneck is not None:
             parts.append(
                 Text(
                     f"bottleneck: {stats.bottleneck.name} is busy "
@@ -139,6 +147,11 @@ class Dashboard:
                 )
             )
         return Group(*parts)
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
 
 
 def _bar(fraction: float) -> Text:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ class Trace:
 
     pipelines: dict[int, str] = field(default_factory=dict)
     calls: dict[int, list[tuple[str, float, float]]] = field(default_factory=dict)  # s, s
-    queues: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    queues: dict[tuple[int, str], list[tuple[float, int]]] = field(default_factory=dict)
 
     @property
     def end(self) -> float:
@@ -49,7 +50,8 @@ def load_trace(path: str | Path) -> Trace:
             slices.append((e["name"], e["ts"] / 1e6, e["dur"] / 1e6))
         elif e.get("ph") == "C":
             for task, depth in e["args"].items():
-                trace.queues.setdefault(task, []).append((e["ts"] / 1e6, int(depth)))
+                point = (e["ts"] / 1e6, int(depth))
+                trace.queues.setdefault((e["pid"], task), []).append(point)
     return trace
 
 
@@ -87,9 +89,12 @@ def draw_report(trace_path: str | Path, out: str | Path, window: float = 2.0) ->
     written.append(_save(fig, out / "busy.png"))
 
     fig, ax = plt.subplots(figsize=(10, 4))
-    for task, points in sorted(trace.queues.items()):
+    replicated = Counter(task for _, task in trace.queues)
+    for (pid, task), points in sorted(trace.queues.items(), key=lambda kv: kv[0][::-1]):
         ts, depths = zip(*points, strict=True)
-        ax.step([*ts, end], [*depths, depths[-1]], where="post", label=task)
+        where = trace.pipelines.get(pid, f"p{pid}")
+        label = f"{task} ({where})" if replicated[task] > 1 else task  # one line per replica
+        ax.step([*ts, end], [*depths, depths[-1]], where="post", label=label)
     _finish(ax, "items waiting", "Input queue depth")
     written.append(_save(fig, out / "queues.png"))
 

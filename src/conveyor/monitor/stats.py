@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from conveyor.monitor.counters import Counters, RawTask, percentile
 
 
+BUSY = 0.8  # a pipeline in task code more than this fraction of the time is busy
+AHEAD = 0.15  # a bottleneck is busier than every other pipeline by this much
+
+
 @dataclass(frozen=True)
 class TaskStats:
     name: str
@@ -72,9 +76,21 @@ class Stats:
 
     @property
     def bottleneck(self) -> PipelineStats | None:
-        """The busiest pipeline, if it is busy enough to hold the others up (over 80%)."""
-        busiest = max(self.pipelines, key=lambda p: p.busy, default=None)
-        return busiest if busiest is not None and busiest.busy > 0.8 else None
+        """The busiest pipeline, if it holds the others up: busy over 80% of the time while
+        every other pipeline is at least 15 points less busy. None when all are about as busy
+        (then the machine's processors are the limit, not the placement: see ``saturated``)."""
+        ranked = sorted(self.pipelines, key=lambda p: -p.busy)
+        if not ranked or ranked[0].busy <= BUSY:
+            return None
+        if len(ranked) > 1 and ranked[1].busy > ranked[0].busy - AHEAD:
+            return None
+        return ranked[0]
+
+    @property
+    def saturated(self) -> bool:
+        """Every pipeline busy over 80% of the time: more processors would help, not a new
+        placement."""
+        return bool(self.pipelines) and all(p.busy > BUSY for p in self.pipelines)
 
 
 def snapshot(
