@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from conveyor.monitor.counters import Counters, RawTask, percentile
 
-
 BUSY = 0.8  # a pipeline in task code more than this fraction of the time is busy
 AHEAD = 0.15  # a bottleneck is busier than every other pipeline by this much
 
