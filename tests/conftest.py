@@ -13,12 +13,16 @@ from conveyor.transport.segment import leaked_segments, unlink
 
 
 def _children() -> set[int]:
-    """Child processes, less the long-lived helpers: our janitor and multiprocessing's tracker."""
+    """Child processes, less the long-lived helpers: our janitor, multiprocessing's tracker, and
+    Ray's daemons and idle workers (a Ray backend test's pipeline actors still count)."""
     out = set()
     for p in psutil.Process().children(recursive=True):
         try:
-            helper = p.pid == janitor.janitor_pid() or any(
-                "resource_tracker" in part for part in p.cmdline()
+            line = " ".join(p.cmdline())
+            helper = (
+                p.pid == janitor.janitor_pid()
+                or "resource_tracker" in line
+                or ("ray" in line and "PipelineActor" not in line)
             )
         except psutil.NoSuchProcess:
             continue

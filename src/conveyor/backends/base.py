@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ def run(
     watch: Sequence[Observer] = (),
     watch_every: float = 1.0,
     trace: str | os.PathLike[str] | None = None,
+    ray_init: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
@@ -57,6 +58,9 @@ def run(
     goes on and the final one at its end (``Dashboard``, ``MetricsServer``, your own).
     ``trace``: write a Chrome/Perfetto timeline of every task call to this JSON file
     (``conveyor report`` draws it).
+    ``backend``: ``"local"`` (processes on this machine), ``"inline"`` (serially, in this
+    process: for debugging) or ``"ray"`` (pipelines as Ray actors; ``ray_init`` goes to
+    ``ray.init``, e.g. ``{"address": "auto"}``).
     """
     names = list(collect)
     missing = [n for n in names if n not in graph.tasks]
@@ -65,6 +69,8 @@ def run(
     sinks = [n for n in names if graph.tasks[n].output is None]
     if sinks:
         raise ConfigurationError(f"collect names sinks, which produce nothing: {sinks}")
+    if ray_init is not None and backend != "ray":
+        raise ConfigurationError(f"ray_init is for backend='ray', not {backend!r}")
     if watch and not stats:
         raise ConfigurationError("watch needs statistics: leave stats=True")
     monitor = Monitoring(list(watch), watch_every, Path(trace) if trace is not None else None)
@@ -85,7 +91,21 @@ def run(
             stats=stats,
             monitor=monitor,
         )
-    raise ConfigurationError(f"backend must be 'inline' or 'local', got {backend!r}")
+    if backend == "ray":
+        from conveyor.backends.ray_backend import run_ray
+
+        return run_ray(
+            graph,
+            names,
+            plan=plan,
+            workers=workers,
+            cameras=cameras,
+            restarts=restarts,
+            stats=stats,
+            monitor=monitor,
+            ray_init=ray_init,
+        )
+    raise ConfigurationError(f"backend must be 'inline', 'local' or 'ray', got {backend!r}")
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -145,8 +145,12 @@ def run_local(
     restarts: RestartPolicy | None = None,
     stats: bool = True,
     monitor: Monitoring | None = None,
+    launcher: Launcher | None = None,
 ) -> RunResult:
+    """Run on this machine. ``launcher`` starts the pipeline processes: child processes by
+    default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``)."""
     monitor = monitor or Monitoring()
+    launcher = launcher or ProcessLauncher()
     graph.check_importable()
     plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
     owned: list[Any] = []  # everything to close at the end, whatever happens
@@ -220,7 +224,7 @@ def run_local(
             )
             for p in plan.pipelines
         ]
-        supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats)
+        supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
         placement = [list(p.tasks) for p in plan.pipelines]
         start = time.monotonic()
 
@@ -238,7 +242,7 @@ def run_local(
             summary = read(elapsed) if counters is not None else None
             watcher.finish(summary)
         return RunResult(
-            "local",
+            launcher.backend,
             elapsed,
             outputs,
             plan,
@@ -326,10 +330,11 @@ class Supervisor:
         bell: Doorbell,
         policy: RestartPolicy,
         beats: Heartbeats | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.configs, self.names, self.bell, self.policy = configs, names, bell, policy
         self.beats = beats
-        self.ctx = mp.get_context("spawn")
+        self.launcher = launcher or ProcessLauncher()
         self.procs: list[Any] = [None] * len(configs)
         self.reports: list[Connection] = [None] * len(configs)  # type: ignore[list-item]
         self.readers = dict(readers)
@@ -340,14 +345,13 @@ class Supervisor:
         self._pending_ready: dict[int, Restart] = {}
 
     def _spawn(self, i: int) -> None:
-        parent_end, child_end = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(
-            target=worker_main, args=(self.configs[i], child_end), name=self.names[i], daemon=True
-        )
-        # Known before it starts: a Ctrl-C that lands inside start() must still find it to stop.
-        self.procs[i], self.reports[i] = proc, parent_end
-        proc.start()
-        child_end.close()
+        def register(proc: Any, report: Connection | None) -> None:
+            # Known before it starts: a Ctrl-C that lands inside start() must still find it.
+            self.procs[i] = proc
+            if report is not None:
+                self.reports[i] = report
+
+        self.launcher.launch(self.configs[i], self.names[i], register)
 
     def run(self) -> dict[str, list[Any]]:
         for i in range(len(self.configs)):
@@ -422,7 +426,7 @@ class Supervisor:
             return False
         if not self.procs[i].is_alive():
             self.procs[i].join(5)
-            self._restart(i, f"died {_exit_reason(self.procs[i].exitcode)}", None)
+            self._restart(i, f"died {_describe_exit(self.procs[i])}", None)
         return False
 
     def _restart(
@@ -492,6 +496,40 @@ class Supervisor:
             proc.join(10)
 
 
+class Launcher(Protocol):
+    """Starts one pipeline process running ``worker_main``. It calls ``register(proc,
+    report)`` before the process can run (so that a Ctrl-C during the start still finds it;
+    ``report`` may come in a second call), where ``proc`` has ``pid``, ``sentinel`` (a file
+    descriptor readable once it has ended), ``is_alive()``, ``kill()``, ``join(timeout)`` and
+    ``exitcode``, like ``multiprocessing.Process``."""
+
+    backend: str
+
+    def launch(
+        self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
+    ) -> None: ...
+
+
+class ProcessLauncher:
+    """Pipelines as child processes of this one (the spawn start method)."""
+
+    backend = "local"
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("spawn")
+
+    def launch(
+        self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
+    ) -> None:
+        parent_end, child_end = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(
+            target=worker_main, args=(config, child_end), name=name, daemon=True
+        )
+        register(proc, parent_end)
+        proc.start()
+        child_end.close()
+
+
 class _Removal:
     """Removes a run's checkpoint files when the run's resources are closed."""
 
@@ -540,6 +578,13 @@ def _has_arrays(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_arrays(v) for v in value)
     return False
+
+
+def _describe_exit(proc: Any) -> str:
+    """How a pipeline's process ended: its own account if it has one (a Ray actor's), else
+    its exit code or signal."""
+    told = getattr(proc, "exit_reason", None)
+    return told if told else _exit_reason(proc.exitcode)
 
 
 def _exit_reason(code: int | None) -> str:

@@ -51,6 +51,13 @@ def _load() -> dict[str, list[Fault]]:
 ACTIVE = _load()
 
 
+def reload() -> None:
+    """Read the faults again: for a process whose environment was set after its import (a
+    Ray actor receives the driver's environment with its work)."""
+    global ACTIVE
+    ACTIVE = _load()
+
+
 @contextlib.contextmanager
 def inject(*faults: Fault) -> Iterator[list[Fault]]:
     """Set ``faults`` for the runs started inside the block (and this process)."""

@@ -1,0 +1,248 @@
+"""The Ray backend: every planned pipeline is a Ray actor; the same tasks, the same transport.
+
+``cv.run(graph, backend="ray")`` connects to Ray (``ray.init``: a running cluster when
+``ray_init={"address": ...}`` or ``RAY_ADDRESS`` says so, else a local one started without its
+dashboard) and runs the local backend's machinery with one difference: the supervisor starts
+each pipeline as a Ray actor instead of a child process (``RayLauncher``). Inside the actor the
+pipeline runs ``worker_main`` exactly as a child process would, so within a node everything
+crosses between pipelines through conveyor's shared memory (rings, frame store, counters,
+doorbells, all attached by name): frames and arrays never go through Ray's sockets or its
+object store, and small messages pay no Ray call each (each actor runs one long loop).
+
+Supervision is conveyor's, not Ray's: actors are made with ``max_restarts=0`` and a dead one is
+replaced by a new actor under the run's ``RestartPolicy``. That replacement replays what was
+not committed, restores checkpoints and resumes sources, as on the local backend. Ray's own
+restart would re-run the constructor but not the long ``run`` call, so it would add nothing.
+The supervisor sees an actor die through a pidfd on its process (readable once it exits),
+in the same single wait as everything else; each actor reports on a Unix socket.
+
+Scope today: the actors of one run are placed on the driver's node (node affinity), where the
+shared memory lives. Spreading one graph over several nodes needs channels between nodes, and
+that is not built yet (see docs/ray.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from conveyor._errors import ConfigurationError, PipelineCrashed
+from conveyor.backends.base import Monitoring, RunResult
+from conveyor.backends.local import RestartPolicy, WorkerConfig, run_local, worker_main
+from conveyor.graph import Graph
+from conveyor.plan import Plan
+from conveyor.runtime import faults
+from conveyor.transport.framestore import CameraSpec
+
+START_TIMEOUT = 120.0  # seconds for an actor to start and report in (Ray may start a worker)
+# Environment variables not handed to actors: Ray's own and per-process ones.
+_PRIVATE_ENV = ("RAY_", "CUDA_VISIBLE_DEVICES", "PYTEST_", "_")
+
+
+def ray_module() -> Any:
+    """``ray``, or a clear error saying how to get it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigurationError(
+            "backend='ray' needs Ray: pip install 'conveyor[ray]' (or pip install ray==2.60.0)"
+        ) from None
+    return ray
+
+
+def ensure_ray(init: Mapping[str, Any] | None = None) -> Any:
+    """Connect to Ray once per process. Started here, Ray runs without its dashboard (it costs
+    memory and start-up time); ``init`` is passed to ``ray.init`` and wins."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        args: dict[str, Any] = {
+            "include_dashboard": False,
+            "configure_logging": False,
+            "log_to_driver": True,
+        }
+        args.update(init or {})
+        ray.init(**args)
+    elif init:
+        raise ConfigurationError(
+            "Ray is already initialized in this process: ray_init arguments cannot apply; "
+            "call ray.shutdown() first or leave ray_init out"
+        )
+    return ray
+
+
+def run_ray(
+    graph: Graph,
+    collect: list[str],
+    plan: Plan | None = None,
+    workers: int | None = None,
+    cameras: Sequence[CameraSpec] = (),
+    restarts: RestartPolicy | None = None,
+    stats: bool = True,
+    monitor: Monitoring | None = None,
+    ray_init: Mapping[str, Any] | None = None,
+) -> RunResult:
+    ray = ensure_ray(ray_init)
+    if workers is None and plan is None:
+        workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 2)))
+    launcher = RayLauncher(ray)
+    try:
+        return run_local(
+            graph,
+            collect,
+            plan=plan,
+            workers=workers,
+            cameras=cameras,
+            restarts=restarts,
+            stats=stats,
+            monitor=monitor,
+            launcher=launcher,
+        )
+    finally:
+        launcher.close()
+
+
+class RayLauncher:
+    """Starts pipelines as Ray actors on this node; they report on a Unix socket."""
+
+    backend = "ray"
+
+    def __init__(self, ray: Any) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.ray = ray
+        self.node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
+        self.cpus = float(ray.available_resources().get("CPU", 1.0))
+        self.gpus = float(ray.available_resources().get("GPU", 0.0))
+        self.folder = tempfile.mkdtemp(prefix="conveyor-ray-")  # private (mode 0700)
+        self.address = os.path.join(self.folder, "reports")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.address)
+        self.server.listen(64)
+        self.server.settimeout(START_TIMEOUT)
+        self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(PipelineActor)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
+        self.launched = 0
+
+    def launch(
+        self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
+    ) -> None:
+        gpu = config.gpu is not None and self.gpus >= 1
+        pipelines = max(1, config.pipelines)
+        options: dict[str, Any] = {
+            # The plan has already balanced the load: each actor asks for its share of the
+            # CPUs, so that a run never waits for resources the node does not have.
+            "num_cpus": min(1.0, self.cpus / pipelines),
+            "num_gpus": 1 if gpu else 0,
+            "scheduling_strategy": self.node,
+            "name": f"{name}-{os.getpid()}-{self.launched}",
+        }
+        self.launched += 1
+        actor = self.actor_class.options(**options).remote()
+        try:
+            pid = self.ray.get(actor.pid.remote(), timeout=START_TIMEOUT)
+        except Exception as exc:
+            self.ray.kill(actor)
+            raise PipelineCrashed(f"Ray actor for pipeline {name} did not start: {exc}") from exc
+        proc = ActorProcess(self.ray, actor, pid)
+        register(proc, None)
+        # Ray sets CUDA_VISIBLE_DEVICES of a GPU actor to its own device: no remapping.
+        payload = pickle.dumps(replace(config, gpu=None))
+        proc.ref = actor.run.remote(payload, list(sys.path), self.env, self.address)
+        try:
+            sock, _ = self.server.accept()
+        except TimeoutError:
+            proc.kill()
+            raise PipelineCrashed(
+                f"Ray actor for pipeline {name} (pid {pid}) did not report within "
+                f"{START_TIMEOUT:.0f} s"
+            ) from None
+        sock.settimeout(None)
+        register(proc, Connection(sock.detach(), writable=False))
+
+    def close(self) -> None:
+        self.server.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class PipelineActor:
+    """The body of every pipeline actor (made a Ray actor class by ``RayLauncher``)."""
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, payload: bytes, path: list[str], env: dict[str, str], address: str) -> None:
+        # The driver's environment and imports, before the graph's modules load: what a child
+        # process would inherit. (Not a runtime_env: that would start a fresh worker process
+        # per run instead of taking one of Ray's ready ones.)
+        os.environ.update(env)
+        faults.reload()
+        for entry in reversed(path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+        report = Connection(sock.detach(), readable=False)
+        config: WorkerConfig = pickle.loads(payload)
+        worker_main(config, report)
+        report.close()
+        import ray
+
+        ray.actor.exit_actor()  # the pipeline is done: its process ends, as a child's would
+
+
+class ActorProcess:
+    """A pipeline actor seen like a ``multiprocessing.Process`` by the supervisor."""
+
+    def __init__(self, ray: Any, actor: Any, pid: int) -> None:
+        self.ray, self.actor, self.pid = ray, actor, pid
+        self.sentinel = os.pidfd_open(pid)  # readable once the process has ended
+        self.ref: Any = None
+        self.killed = False
+
+    def is_alive(self) -> bool:
+        return not select.select([self.sentinel], [], [], 0)[0]
+
+    def join(self, timeout: float | None = None) -> None:
+        select.select([self.sentinel], [], [], timeout)
+
+    def kill(self) -> None:
+        self.killed = True
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.ray.kill(self.actor, no_restart=True)
+
+    @property
+    def exitcode(self) -> int | None:
+        if self.is_alive():
+            return None
+        return -signal.SIGKILL if self.killed else 1
+
+    @property
+    def exit_reason(self) -> str | None:
+        """What Ray says of the actor's end (a non-child's exit status cannot be read)."""
+        if self.killed or self.ref is None or self.is_alive():
+            return None
+        try:
+            self.ray.get(self.ref, timeout=1.0)
+        except Exception as exc:  # noqa: BLE001 - whatever Ray says is the account
+            first = str(exc).strip().splitlines()
+            return f"(Ray actor ended: {first[0] if first else type(exc).__name__})"
+        return "(Ray actor ended)"
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.sentinel)
+        except OSError:
+            pass
