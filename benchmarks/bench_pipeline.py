@@ -262,7 +262,7 @@ def run_conveyor(
     os.environ[SECONDS_ENV] = str(seconds)
     graph = conveyor_graph()
     plan = None
-    if backend == "local":
+    if backend in ("local", "ray"):
         os.environ[SECONDS_ENV] = "0.6"  # the warm-up measures costs on ~half a second
         costs = cv.measure_costs(graph, items=48)
         os.environ[SECONDS_ENV] = str(seconds)
@@ -348,6 +348,9 @@ def run_ray(seconds: float) -> tuple[float, list[float], int] | None:
     global _session
     _session = None
     _bases.clear()
+    # Ray runs workers at niceness 15 by default; conveyor's Ray backend runs its pipelines at
+    # the driver's priority, so both Ray variants get that here (a fair comparison).
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 - Ray's spelling
     ray.init(
         num_cpus=os.cpu_count(),
         include_dashboard=False,
@@ -395,6 +398,10 @@ def run_ray(seconds: float) -> tuple[float, list[float], int] | None:
 
 
 # -- measurement ---------------------------------------------------------------------------------
+
+
+def _ratio(results: dict, a: str, b: str) -> float | None:
+    return results[a]["fps"] / results[b]["fps"] if a in results and b in results else None
 
 
 def measure(name: str, fn, *args) -> dict | None:  # noqa: ANN001
@@ -472,6 +479,9 @@ def main() -> None:
         ray_result = measure("Ray actors", run_ray, args.seconds)
         if ray_result is not None:
             results["ray actors"] = ray_result
+            results["conveyor on Ray"] = measure(
+                "conveyor on Ray (pipelines as actors)", run_conveyor, "ray", args.seconds
+            )
     ours = results["conveyor local"]
     summary = {
         "seconds": args.seconds,
@@ -483,6 +493,9 @@ def main() -> None:
             ours["fps"] / results["ray actors"]["fps"] if "ray actors" in results else None
         ),
         "cpu_utilization": ours["cpu_utilization"],
+        # conveyor's Ray backend against conveyor local and against plain Ray actors
+        "ray_backend_vs_local": _ratio(results, "conveyor on Ray", "conveyor local"),
+        "ray_backend_vs_ray_actors": _ratio(results, "conveyor on Ray", "ray actors"),
         # throughput lost to collecting statistics (on against off, this run; target <= 0.03)
         "stats_overhead": 1 - ours["fps"] / results["conveyor local, no stats"]["fps"],
         # the same for the timeline trace (off by default; no target)
@@ -502,6 +515,8 @@ def main() -> None:
         "cpu_utilization",
         "stats_overhead",
         "trace_overhead",
+        "ray_backend_vs_local",
+        "ray_backend_vs_ray_actors",
     ):
         v = summary[key]
         print(f"{key:<22}{'n/a' if v is None else f'{v:.3f}'}")

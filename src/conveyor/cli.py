@@ -1,7 +1,8 @@
 """The ``conveyor`` command.
 
     conveyor plan MODULE:GRAPH [--workers N] [--gpus N] [--measure ITEMS] [--dot FILE]
-    conveyor run  MODULE:GRAPH [--backend inline|local] [--workers N] [--measure ITEMS]
+    conveyor run  MODULE:GRAPH [--backend inline|local|ray] [--address ADDR] [--workers N]
+                  [--measure ITEMS]
                   [--quiet] [--metrics-port PORT] [--trace FILE]
     conveyor report TRACE --out DIR
     conveyor demo [--seconds S] [--cameras N]
@@ -84,14 +85,19 @@ def _run(args: argparse.Namespace) -> int:
 
     graph = load_graph(args.graph)
     plan = None
-    if args.backend == "local":
+    if args.address and args.backend != "ray":
+        raise ConfigurationError("--address is for --backend ray")
+    if args.backend in ("local", "ray"):
         costs = measure_costs(graph, args.measure) if args.measure else None
         plan = make_plan(graph, workers=args.workers, gpus=detect_gpus(), costs=costs)
         if not args.quiet:
             print(plan.describe(), flush=True)
     watch = watchers(args.quiet, args.metrics_port, args.metrics_host)
     start = time.monotonic()
-    result = run(graph, backend=args.backend, plan=plan, watch=watch, trace=args.trace)
+    ray_init = {"address": args.address} if args.address else None
+    result = run(
+        graph, backend=args.backend, plan=plan, watch=watch, trace=args.trace, ray_init=ray_init
+    )
     print(f"done: {result.backend} backend, {time.monotonic() - start:.2f} s")
     if result.trace is not None:
         print(
@@ -169,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="run a graph until its sources end")
     r.add_argument("graph", help="MODULE:GRAPH")
-    r.add_argument("--backend", choices=["inline", "local"], default="local")
+    r.add_argument("--backend", choices=["inline", "local", "ray"], default="local")
+    r.add_argument("--address", help="Ray cluster to join (--backend ray; default: start Ray here)")
     r.add_argument("--workers", type=int, default=cpus, help=f"CPU pipelines (default {cpus})")
     r.add_argument(
         "--measure",

@@ -23,6 +23,8 @@ that is not built yet (see docs/ray.md).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import pickle
 import select
@@ -40,7 +42,7 @@ from conveyor._errors import ConfigurationError, PipelineCrashed
 from conveyor.backends.base import Monitoring, RunResult
 from conveyor.backends.local import RestartPolicy, WorkerConfig, run_local, worker_main
 from conveyor.graph import Graph
-from conveyor.plan import Plan
+from conveyor.plan import Plan, detect_gpus, make_plan
 from conveyor.runtime import faults
 from conveyor.transport.framestore import CameraSpec
 
@@ -71,6 +73,10 @@ def ensure_ray(init: Mapping[str, Any] | None = None) -> Any:
             "log_to_driver": True,
         }
         args.update(init or {})
+        if not args.get("address") and not os.environ.get("RAY_ADDRESS"):
+            # Ray starts its workers at niceness 15 by default, as background work; here they
+            # are the pipelines, so they run at the driver's priority, as child processes do.
+            os.environ.setdefault("RAY_worker_niceness", "0")  # noqa: SIM112 - Ray's spelling
         ray.init(**args)
     elif init:
         raise ConfigurationError(
@@ -92,10 +98,15 @@ def run_ray(
     ray_init: Mapping[str, Any] | None = None,
 ) -> RunResult:
     ray = ensure_ray(ray_init)
-    if workers is None and plan is None:
-        workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 2)))
+    if plan is None:
+        if workers is None:
+            workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 2)))
+        plan = make_plan(graph, workers=workers, gpus=detect_gpus())
     launcher = RayLauncher(ray)
     try:
+        # Start every CPU pipeline's actor at once: one after the other, the first pipelines
+        # would run (and fill their rings) while the last ones are still starting.
+        launcher.prestart(sum(p.resource == "cpu" for p in plan.pipelines), len(plan.pipelines))
         return run_local(
             graph,
             collect,
@@ -131,33 +142,54 @@ class RayLauncher:
         self.server.settimeout(START_TIMEOUT)
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(PipelineActor)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
-        self.launched = 0
+        self.serial = itertools.count()
+        self.ready: list[tuple[Any, int]] = []  # started CPU actors and their pids
+
+    def _options(self, name: str, pipelines: int, gpu: bool) -> dict[str, Any]:
+        return {
+            # The plan has already balanced the load: each actor asks for its share of the
+            # CPUs, so that a run never waits for resources the node does not have.
+            "num_cpus": min(1.0, self.cpus / max(1, pipelines)),
+            "num_gpus": 1 if gpu else 0,
+            "scheduling_strategy": self.node,
+            "name": f"{name}-{os.getpid()}-{next(self.serial)}",  # unique in the cluster
+        }
+
+    def prestart(self, count: int, pipelines: int) -> None:
+        """Start ``count`` CPU pipeline actors together (``launch`` takes them in turn)."""
+        actors = [
+            self.actor_class.options(**self._options("conveyor-cpu", pipelines, False)).remote()
+            for _ in range(count)
+        ]
+        try:
+            pids = self.ray.get([a.pid.remote() for a in actors], timeout=START_TIMEOUT)
+        except Exception as exc:
+            for a in actors:
+                self.ray.kill(a)
+            raise PipelineCrashed(f"Ray actors for the pipelines did not start: {exc}") from exc
+        self.ready = list(zip(actors, pids, strict=True))
 
     def launch(
         self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
     ) -> None:
         gpu = config.gpu is not None and self.gpus >= 1
-        pipelines = max(1, config.pipelines)
-        options: dict[str, Any] = {
-            # The plan has already balanced the load: each actor asks for its share of the
-            # CPUs, so that a run never waits for resources the node does not have.
-            "num_cpus": min(1.0, self.cpus / pipelines),
-            "num_gpus": 1 if gpu else 0,
-            "scheduling_strategy": self.node,
-            "name": f"{name}-{os.getpid()}-{self.launched}",
-        }
-        self.launched += 1
-        actor = self.actor_class.options(**options).remote()
-        try:
-            pid = self.ray.get(actor.pid.remote(), timeout=START_TIMEOUT)
-        except Exception as exc:
-            self.ray.kill(actor)
-            raise PipelineCrashed(f"Ray actor for pipeline {name} did not start: {exc}") from exc
+        if self.ready and not gpu:
+            actor, pid = self.ready.pop(0)
+        else:
+            options = self._options(name, config.pipelines, gpu)
+            actor = self.actor_class.options(**options).remote()
+            try:
+                pid = self.ray.get(actor.pid.remote(), timeout=START_TIMEOUT)
+            except Exception as exc:
+                self.ray.kill(actor)
+                raise PipelineCrashed(
+                    f"Ray actor for pipeline {name} did not start: {exc}"
+                ) from exc
         proc = ActorProcess(self.ray, actor, pid)
         register(proc, None)
         # Ray sets CUDA_VISIBLE_DEVICES of a GPU actor to its own device: no remapping.
         payload = pickle.dumps(replace(config, gpu=None))
-        proc.ref = actor.run.remote(payload, list(sys.path), self.env, self.address)
+        proc.ref = actor.run.remote(payload, _main_path(), list(sys.path), self.env, self.address)
         try:
             sock, _ = self.server.accept()
         except TimeoutError:
@@ -170,6 +202,9 @@ class RayLauncher:
         register(proc, Connection(sock.detach(), writable=False))
 
     def close(self) -> None:
+        for actor, _ in self.ready:  # started but not needed (the run failed early)
+            self.ray.kill(actor)
+        self.ready = []
         self.server.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -180,7 +215,14 @@ class PipelineActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, payload: bytes, path: list[str], env: dict[str, str], address: str) -> None:
+    def run(
+        self,
+        payload: bytes,
+        main_path: str | None,
+        path: list[str],
+        env: dict[str, str],
+        address: str,
+    ) -> None:
         # The driver's environment and imports, before the graph's modules load: what a child
         # process would inherit. (Not a runtime_env: that would start a fresh worker process
         # per run instead of taking one of Ray's ready ones.)
@@ -189,6 +231,10 @@ class PipelineActor:
         for entry in reversed(path):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+        if main_path is not None:  # tasks of the driver's script: import it as spawn does
+            import multiprocessing.spawn
+
+            multiprocessing.spawn.import_main_path(main_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(address)
         report = Connection(sock.detach(), readable=False)
@@ -198,6 +244,12 @@ class PipelineActor:
         import ray
 
         ray.actor.exit_actor()  # the pipeline is done: its process ends, as a child's would
+
+
+def _main_path() -> str | None:
+    """The driver's script, when it is a file (its tasks pickle as ``__main__.name``)."""
+    path = getattr(sys.modules["__main__"], "__file__", None)
+    return os.path.abspath(path) if path and path.endswith(".py") else None
 
 
 class ActorProcess:
@@ -217,10 +269,8 @@ class ActorProcess:
 
     def kill(self) -> None:
         self.killed = True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.ray.kill(self.actor, no_restart=True)
 
     @property
@@ -242,7 +292,5 @@ class ActorProcess:
         return "(Ray actor ended)"
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.sentinel)
-        except OSError:
-            pass
