@@ -147,3 +147,14 @@ def test_report_of_a_file_that_is_not_a_trace_is_a_clear_error(tmp_path: Path, c
     bad.write_text("[1, 2]")
     assert conveyor_main(["report", str(bad), "--out", str(tmp_path)]) == 2
     assert "is not a conveyor trace file" in capsys.readouterr().err
+
+
+def test_a_trace_that_cannot_be_written_warns_and_the_run_still_cleans_up(
+    tmp_path: Path, capfd
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    graph = cv.Graph([frames, measure, Smooth])
+    result = cv.run(graph, backend="local", workers=2, trace=blocker / "run.json")
+    assert result.stats is not None and result.stats.tasks["Smooth"].items_in == ITEMS
+    assert "could not be written" in capfd.readouterr().err  # (no leaks: the conftest checks)

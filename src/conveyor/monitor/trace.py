@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -119,4 +120,10 @@ class TraceOutput:
         self.prefix = new_trace_prefix()
 
     def close(self) -> None:
-        write_trace(self.prefix, self.out, self.pipelines)
+        # Runs among the run's clean-up: a trace that cannot be written must not stop the
+        # rest of it (shared memory, processes) or hide the run's own error.
+        try:
+            write_trace(self.prefix, self.out, self.pipelines)
+        except (OSError, ValueError) as exc:
+            remove_trace_parts(self.prefix)
+            print(f"conveyor: the trace {self.out} could not be written: {exc}", file=sys.stderr)
