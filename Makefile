@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-transport test lint typecheck bench clean
+.PHONY: demo demo-real demo-transport test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 # The people-flow application on the synthetic store (generated once, cached in .cache/).
 demo: $(STAMP)
 	$(BIN)/peopleflow demo --out out/demo
+
+# The people-flow pipeline on real footage: OpenCV's vtest.avi (taken once from the
+# opencv-python-headless source archive through pip), with a hand-calibrated floor plan.
+demo-real: $(STAMP)
+	$(BIN)/peopleflow real --out out/vtest
 
 # The transport alone: frames crossing processes through shared memory.
 demo-transport: $(STAMP)

@@ -4,6 +4,7 @@ peopleflow generate [--out DIR] [--cameras 8] [--shoppers 40] [--minutes 2]
 peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds S]
                [--quiet] [--metrics-port PORT] [--trace FILE]
 peopleflow demo [--cameras 8] [--minutes 2] --out DIR
+peopleflow real [--out DIR] [--fps 5]      # OpenCV's vtest.avi, hand-calibrated
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     _run_args(demo)
 
+    real = sub.add_parser("real", help="a real clip: OpenCV's vtest.avi, hand-calibrated")
+    real.add_argument("--out", type=Path, default=Path("out/vtest"))
+    real.add_argument("--fps", type=float, default=5.0, help="frames per second sampled (5)")
+    _run_args(real)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"store configuration: {out}")
         elif args.command == "run":
             run_command(args)
+        elif args.command == "real":
+            real_command(args)
         else:
             demo_command(args)
     except (ConfigError, SourceError, DetectorError) as exc:
@@ -124,6 +132,28 @@ def run_command(args: argparse.Namespace) -> None:
         workers=args.workers,
         seconds=args.seconds,
         detector=args.detector,
+        progress=not args.quiet,
+        watch=_watch(args),
+        trace=args.trace,
+    )
+    _print_summary(summary, args.out)
+
+
+def real_command(args: argparse.Namespace) -> None:
+    from peopleflow.app import run_store
+    from peopleflow.vtest import REAL_INPUT, find_clip, write_config
+
+    clip = find_clip(CACHE / "vtest")
+    config = write_config(args.out, clip, args.fps)
+    print(f"store configuration: {config} (hand calibration: see peopleflow/vtest.py)")
+    summary = run_store(
+        config,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        seconds=args.seconds,
+        detector=args.detector,
+        input_size=REAL_INPUT,
         progress=not args.quiet,
         watch=_watch(args),
         trace=args.trace,

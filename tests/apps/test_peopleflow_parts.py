@@ -203,3 +203,40 @@ def test_heat_and_flow_maps_are_drawn(tmp_path: Path) -> None:
     for draw, name in ((draw_heatmap, "heat.png"), (draw_flowmap, "flow.png")):
         path = draw(report, default_plan(), tmp_path / name)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_the_real_clips_hand_calibration_gives_a_valid_store(tmp_path: Path) -> None:
+    from peopleflow import vtest
+
+    clip = tmp_path / "vtest.avi"
+    clip.write_bytes(b"not read here")
+    cfg = load_config(vtest.write_config(tmp_path / "store", clip, fps=5))
+    assert [z.name for z in cfg.plan.zones] == list(vtest.ZONES_IN_IMAGE)
+    (camera,) = cfg.cameras
+    assert camera.fps == 5 and camera.source == str(clip.resolve())
+    # Where people stand in the first frame: on the walkway, on the lawn, on the far road.
+    feet = np.array([[265.0, 305.0], [200.0, 500.0], [600.0, 160.0]])
+    zones = cfg.plan.zone_of(camera.homography.to_floor(feet))
+    assert [cfg.plan.zone_names[z] for z in zones] == ["walkway", "lawn", "road and car park"]
+    # Nearer the camera a pixel covers less ground: 100 px across is ~1.4 m at the bottom row
+    # and ~3.2 m at row 130 (people measure ~2 cm/px near row 300).
+    near = camera.homography.to_floor(np.array([[334.0, 576.0], [434.0, 576.0]]))
+    far = camera.homography.to_floor(np.array([[334.0, 130.0], [434.0, 130.0]]))
+    assert 1.2 < np.linalg.norm(near[1] - near[0]) < 1.6
+    assert 2.9 < np.linalg.norm(far[1] - far[0]) < 3.5
+
+
+def test_a_missing_clip_that_cannot_be_downloaded_is_a_clear_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import subprocess
+
+    from peopleflow import vtest
+    from peopleflow.sources import SourceError
+
+    def offline(*args, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, 1, "", "ERROR: no index reachable")
+
+    monkeypatch.setattr(vtest.subprocess, "run", offline)
+    with pytest.raises(SourceError, match="put the clip at"):
+        vtest.find_clip(tmp_path / "cache")
