@@ -78,34 +78,29 @@ def run(
         from conveyor.backends.inline import run_inline
 
         return run_inline(graph, names, cameras, stats=stats, monitor=monitor)
-    if backend == "local":
-        from conveyor.backends.local import run_local
+    if backend not in ("local", "ray"):
+        raise ConfigurationError(f"backend must be 'inline', 'local' or 'ray', got {backend!r}")
+    # Ray runs the local backend's machinery too: only what starts a pipeline differs.
+    from conveyor.backends.local import Launcher, ProcessLauncher, run_local
 
-        return run_local(
-            graph,
-            names,
-            plan=plan,
-            workers=workers,
-            cameras=cameras,
-            restarts=restarts,
-            stats=stats,
-            monitor=monitor,
-        )
+    launcher: Launcher
     if backend == "ray":
-        from conveyor.backends.ray_backend import run_ray
+        from conveyor.backends.ray_backend import ray_launcher
 
-        return run_ray(
-            graph,
-            names,
-            plan=plan,
-            workers=workers,
-            cameras=cameras,
-            restarts=restarts,
-            stats=stats,
-            monitor=monitor,
-            ray_init=ray_init,
-        )
-    raise ConfigurationError(f"backend must be 'inline', 'local' or 'ray', got {backend!r}")
+        launcher = ray_launcher(ray_init)
+    else:
+        launcher = ProcessLauncher()
+    return run_local(
+        graph,
+        names,
+        plan=plan,
+        workers=workers,
+        cameras=cameras,
+        restarts=restarts,
+        stats=stats,
+        monitor=monitor,
+        launcher=launcher,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from conveyor.backends.base import Monitoring, RunResult
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters
 from conveyor.monitor.live import Watcher
-from conveyor.monitor.stats import Stats, snapshot
+from conveyor.monitor.stats import RunStats
 from conveyor.monitor.trace import TraceOutput, TraceRecorder
 from conveyor.runtime.frames import frame_store_for
 from conveyor.runtime.loop import PipelineLoop
@@ -33,17 +33,8 @@ def run_inline(
     outputs: dict[str, list] = {name: [] for name in collect}
     counters = Counters.private(1, len(graph.order)) if stats else None
     trace = TraceOutput(monitor.trace, [PIPELINE]) if monitor.trace is not None else None
-    start = time.monotonic()
-
-    def read(elapsed: float | None = None) -> Stats:
-        assert counters is not None
-        seconds = time.monotonic() - start if elapsed is None else elapsed
-        return snapshot(
-            counters, graph.order, [list(graph.order)], seconds, [PIPELINE], tuple(graph.sources())
-        )
-
     try:
-        with frame_store_for(cameras), Watcher(read, monitor.watch, monitor.every) as watcher:
+        with frame_store_for(cameras):
             loop = PipelineLoop(
                 graph,
                 graph.order,
@@ -51,11 +42,16 @@ def run_inline(
                 counters=counters,
                 trace=TraceRecorder(trace.prefix, 0) if trace is not None else None,
             )
-            start = time.monotonic()
-            loop.run()
-            elapsed = time.monotonic() - start
-            summary = read(elapsed) if counters is not None else None
-            watcher.finish(summary)
+            read = None
+            if counters is not None:
+                order = graph.order
+                read = RunStats(counters, order, [order], [PIPELINE], tuple(graph.sources()))
+            with Watcher(read, monitor.watch, monitor.every) as watcher:
+                start = time.monotonic()
+                loop.run()
+                elapsed = time.monotonic() - start
+                summary = read(elapsed) if read is not None else None
+                watcher.finish(summary)
     finally:
         if trace is not None:
             trace.close()

@@ -40,7 +40,7 @@ from conveyor.backends.base import Monitoring, RunResult
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters
 from conveyor.monitor.live import Watcher
-from conveyor.monitor.stats import Stats, snapshot
+from conveyor.monitor.stats import RunStats
 from conveyor.monitor.trace import TraceOutput, TraceRecorder
 from conveyor.plan import Plan, detect_gpus, make_plan
 from conveyor.runtime.checkpoint import new_checkpoint_prefix, remove_checkpoints
@@ -148,14 +148,17 @@ def run_local(
     launcher: Launcher | None = None,
 ) -> RunResult:
     """Run on this machine. ``launcher`` starts the pipeline processes: child processes by
-    default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``)."""
+    default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``).
+    The run owns the launcher from here on and closes it at the end."""
     monitor = monitor or Monitoring()
     launcher = launcher or ProcessLauncher()
-    graph.check_importable()
-    plan = plan or make_plan(graph, workers=workers or os.cpu_count() or 2, gpus=detect_gpus())
-    owned: list[Any] = []  # everything to close at the end, whatever happens
+    owned: list[Any] = [launcher]  # everything to close at the end, whatever happens
     supervisor: Supervisor | None = None
     try:
+        graph.check_importable()
+        workers = workers or launcher.default_workers()
+        plan = plan or make_plan(graph, workers=workers, gpus=detect_gpus())
+        launcher.prepare(plan)
         store = create_frame_store(cameras)
         if store is not None:
             owned.append(store)
@@ -225,21 +228,16 @@ def run_local(
             for p in plan.pipelines
         ]
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
-        placement = [list(p.tasks) for p in plan.pipelines]
-        start = time.monotonic()
-
-        def read(elapsed: float | None = None) -> Stats:
-            assert counters is not None
-            seconds = time.monotonic() - start if elapsed is None else elapsed
+        read = None
+        if counters is not None:
+            placement = [list(p.tasks) for p in plan.pipelines]
             pipelines = [p.name for p in plan.pipelines]
-            return snapshot(
-                counters, graph.order, placement, seconds, pipelines, tuple(graph.sources())
-            )
-
+            read = RunStats(counters, graph.order, placement, pipelines, tuple(graph.sources()))
         with Watcher(read, monitor.watch, monitor.every) as watcher:
+            start = time.monotonic()
             outputs = supervisor.run()
             elapsed = time.monotonic() - start
-            summary = read(elapsed) if counters is not None else None
+            summary = read(elapsed) if read is not None else None
             watcher.finish(summary)
         return RunResult(
             launcher.backend,
@@ -505,9 +503,19 @@ class Launcher(Protocol):
 
     backend: str
 
+    def default_workers(self) -> int:
+        """CPU pipelines to plan for when the caller names no number."""
+        ...
+
+    def prepare(self, plan: Plan) -> None:
+        """Called once the plan is known, before the first ``launch``."""
+        ...
+
     def launch(
         self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
     ) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class ProcessLauncher:
@@ -517,6 +525,15 @@ class ProcessLauncher:
 
     def __init__(self) -> None:
         self.ctx = mp.get_context("spawn")
+
+    def default_workers(self) -> int:
+        return os.cpu_count() or 2
+
+    def prepare(self, plan: Plan) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def launch(
         self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]

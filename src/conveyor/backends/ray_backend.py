@@ -33,18 +33,15 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from conveyor._errors import ConfigurationError, PipelineCrashed
-from conveyor.backends.base import Monitoring, RunResult
-from conveyor.backends.local import RestartPolicy, WorkerConfig, run_local, worker_main
-from conveyor.graph import Graph
-from conveyor.plan import Plan, detect_gpus, make_plan
+from conveyor.backends.local import WorkerConfig, worker_main
+from conveyor.plan import Plan
 from conveyor.runtime import faults
-from conveyor.transport.framestore import CameraSpec
 
 START_TIMEOUT = 120.0  # seconds for an actor to start and report in (Ray may start a worker)
 # Environment variables not handed to actors: Ray's own and per-process ones.
@@ -86,40 +83,9 @@ def ensure_ray(init: Mapping[str, Any] | None = None) -> Any:
     return ray
 
 
-def run_ray(
-    graph: Graph,
-    collect: list[str],
-    plan: Plan | None = None,
-    workers: int | None = None,
-    cameras: Sequence[CameraSpec] = (),
-    restarts: RestartPolicy | None = None,
-    stats: bool = True,
-    monitor: Monitoring | None = None,
-    ray_init: Mapping[str, Any] | None = None,
-) -> RunResult:
-    ray = ensure_ray(ray_init)
-    if plan is None:
-        if workers is None:
-            workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 2)))
-        plan = make_plan(graph, workers=workers, gpus=detect_gpus())
-    launcher = RayLauncher(ray)
-    try:
-        # Start every CPU pipeline's actor at once: one after the other, the first pipelines
-        # would run (and fill their rings) while the last ones are still starting.
-        launcher.prestart(sum(p.resource == "cpu" for p in plan.pipelines), len(plan.pipelines))
-        return run_local(
-            graph,
-            collect,
-            plan=plan,
-            workers=workers,
-            cameras=cameras,
-            restarts=restarts,
-            stats=stats,
-            monitor=monitor,
-            launcher=launcher,
-        )
-    finally:
-        launcher.close()
+def ray_launcher(init: Mapping[str, Any] | None = None) -> RayLauncher:
+    """What ``cv.run(backend="ray")`` hands the local backend's ``run_local``."""
+    return RayLauncher(ensure_ray(init))
 
 
 class RayLauncher:
@@ -154,6 +120,14 @@ class RayLauncher:
             "scheduling_strategy": self.node,
             "name": f"{name}-{os.getpid()}-{next(self.serial)}",  # unique in the cluster
         }
+
+    def default_workers(self) -> int:
+        return max(1, int(self.cpus))
+
+    def prepare(self, plan: Plan) -> None:
+        # Start every CPU pipeline's actor at once: one after the other, the first pipelines
+        # would run (and fill their rings) while the last ones are still starting.
+        self.prestart(sum(p.resource == "cpu" for p in plan.pipelines), len(plan.pipelines))
 
     def prestart(self, count: int, pipelines: int) -> None:
         """Start ``count`` CPU pipeline actors together (``launch`` takes them in turn)."""

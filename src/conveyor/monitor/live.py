@@ -25,7 +25,9 @@ Observer = Callable[[Stats], Any]
 class Watcher:
     """``with Watcher(read, observers, period):`` around a run; ``finish(final)`` at its end."""
 
-    def __init__(self, read: Callable[[], Stats], observers: Sequence[Observer], period: float):
+    def __init__(
+        self, read: Callable[[], Stats] | None, observers: Sequence[Observer], period: float
+    ) -> None:
         if period <= 0:
             raise ConfigurationError(f"expected watch_every > 0 seconds, got {period}")
         for o in observers:
@@ -38,11 +40,12 @@ class Watcher:
         self._lock = threading.Lock()  # the final snapshot never races a periodic one
 
     def __enter__(self) -> Watcher:
-        if self.observers:
+        if self.observers:  # ``run`` refuses observers without statistics (read None)
             self._thread.start()
         return self
 
     def _watch(self) -> None:
+        assert self.read is not None
         while not self._stop.wait(self.period):
             self._tell(self.read())
 

@@ -7,6 +7,7 @@ what ``RunResult.stats`` holds, and what a dashboard or an exporter reads while 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from conveyor.monitor.counters import Counters, RawTask, percentile
@@ -90,6 +91,30 @@ class Stats:
         """Every pipeline busy over 80% of the time: more processors would help, not a new
         placement."""
         return bool(self.pipelines) and all(p.busy > BUSY for p in self.pipelines)
+
+
+class RunStats:
+    """Snapshots of one run's counter table, its placement fixed, timed from when it is made:
+    the live view (``monitor.live``) and the finished run's statistics read it the same way."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        order: list[str],
+        placement: list[list[str]],
+        names: list[str],
+        sources: tuple[str, ...],
+    ) -> None:
+        self.counters, self.order, self.placement = counters, order, placement
+        self.names, self.sources = names, sources
+        self.start = time.monotonic()
+
+    def __call__(self, elapsed: float | None = None) -> Stats:
+        """The snapshot now, over ``elapsed`` seconds (default: since this was made)."""
+        seconds = time.monotonic() - self.start if elapsed is None else elapsed
+        return snapshot(
+            self.counters, self.order, self.placement, seconds, self.names, self.sources
+        )
 
 
 def snapshot(
