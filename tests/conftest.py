@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -10,6 +11,8 @@ import pytest
 
 from conveyor.transport import janitor
 from conveyor.transport.segment import leaked_segments, unlink
+
+_CONVEYOR_ACTORS = ("PipelineActor", "NodeRun", "Bridge")
 
 
 def _children() -> set[int]:
@@ -22,13 +25,22 @@ def _children() -> set[int]:
             helper = (
                 p.pid == janitor.janitor_pid()
                 or "resource_tracker" in line
-                or ("ray" in line and "PipelineActor" not in line)
+                or ("ray" in line and not any(a in line for a in _CONVEYOR_ACTORS))
             )
         except psutil.NoSuchProcess:
             continue
         if not helper:
             out.add(p.pid)
     return out
+
+
+def _still_running(pids: set[int], timeout: float) -> set[int]:
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            alive.append(psutil.Process(pid))
+    _, running = psutil.wait_procs(alive, timeout=timeout)
+    return {p.pid for p in running}
 
 
 def _new_segments(before: set[str], wait: float) -> list[str]:
@@ -47,6 +59,8 @@ def no_leaks() -> Iterator[None]:
     before_children = _children()
     yield
     stray = _children() - before_children
+    if stray:  # Ray ends a killed or finished actor's process asynchronously: give it time
+        stray = _still_running(stray, timeout=10.0)
     procs = []
     for pid in stray:
         try:

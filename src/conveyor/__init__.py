@@ -1,9 +1,9 @@
 """conveyor: turn deep-learning inference code into a multi-process pipeline for live video.
 
 The public surface is exactly what ``__all__`` lists (a test checks it). Today that is: tasks and
-the graph they form (define), the planner (build), ``run`` and what it returns (statistics,
-and the observers that watch a run: ``Dashboard``, ``MetricsServer``), the shared-memory
-transport, and the error tree.
+the graph they form (define), the planner (build; ``plan_cluster`` over Ray nodes), ``run`` and
+what it returns (statistics, and the observers that watch a run: ``Dashboard``,
+``MetricsServer``), the shared-memory transport, and the error tree.
 """
 
 from conveyor._errors import (
@@ -25,6 +25,7 @@ from conveyor._errors import (
 )
 from conveyor.backends.base import RunResult, run
 from conveyor.backends.local import RestartPolicy
+from conveyor.cluster_plan import ClusterPlan, NodeSpec, plan_cluster
 from conveyor.graph import Edge, Graph
 from conveyor.monitor.dashboard import Dashboard
 from conveyor.monitor.prometheus import MetricsServer
@@ -54,6 +55,7 @@ __all__ = [
     "ChannelClosed",
     "ChannelError",
     "Checkpoint",
+    "ClusterPlan",
     "ConfigurationError",
     "ConveyorError",
     "ConveyorTimeout",
@@ -73,6 +75,7 @@ __all__ = [
     "Graph",
     "Message",
     "MetricsServer",
+    "NodeSpec",
     "PipelineCrashed",
     "Plan",
     "RemoteTraceback",
@@ -91,6 +94,7 @@ __all__ = [
     "frame_store",
     "make_plan",
     "measure_costs",
+    "plan_cluster",
     "run",
     "source",
     "task",

@@ -66,6 +66,7 @@ class TaskSpec:
     on_error: OnError = "dead_letter"  # when the code raises: see runtime.deadletter
     retries: int = 2  # on_error="retry": calls again this many times before giving up
     checkpoint: Checkpoint | None = Checkpoint()  # stateful tasks: how often state is saved
+    node: str | None = None  # Ray cluster: the node it must run on (a label; see cluster_plan)
 
     @property
     def stateful(self) -> bool:
@@ -116,6 +117,7 @@ def task(
     on_error: OnError = "dead_letter",
     retries: int = 2,
     checkpoint: Checkpoint | bool = True,
+    node: str | None = None,
 ) -> Callable[[F], F]: ...
 def task(fn: Any = None, /, **options: Any) -> Any:
     """Declare a task (a function or a class whose instances are called per item)."""
@@ -135,9 +137,14 @@ def source(
     resource: Resource = "cpu",
     cost: float | None = None,
     timeout: float | None = None,
+    node: str | None = None,
 ) -> Callable[[F], F]: ...
 def source(fn: Any = None, /, **options: Any) -> Any:
-    """Declare a source: a generator function (or class with ``__iter__``) yielding one type."""
+    """Declare a source: a generator function (or class with ``__iter__``) yielding one type.
+
+    A class may also define ``resume(n)``: after a restart, start at item n (the first n are
+    done) instead of having n items skipped; and ``acknowledge(n)``: items before n, and all
+    that derives from them, are done (a broker's commit point)."""
     if fn is not None:
         return _declare(fn, "source", options)
     return lambda f: _declare(f, "source", options)
@@ -273,6 +280,12 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
     if replicas != "auto" and (not isinstance(replicas, int) or replicas < 1):
         raise ConfigurationError(
             f"task {name!r}: replicas must be a positive int or 'auto', got {replicas!r}"
+        )
+    node = options.get("node")
+    if node is not None and (not isinstance(node, str) or not node):
+        raise ConfigurationError(
+            f"task {name!r}: node must be a non-empty label (a node's id, address, label "
+            f"value or custom resource), got {node!r}"
         )
     if "wire" in options:
         options["wire"] = dict(options["wire"] or {})

@@ -29,6 +29,7 @@ class RunResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)  # items given up on
     stats: Stats | None = None  # what each task and pipeline did (monitor.stats)
     trace: Path | None = None  # the timeline trace file, when the run was traced
+    cluster: Any = None  # a run spread over Ray nodes: its ClusterPlan (plan is then None)
 
 
 def run(
@@ -60,7 +61,8 @@ def run(
     (``conveyor report`` draws it).
     ``backend``: ``"local"`` (processes on this machine), ``"inline"`` (serially, in this
     process: for debugging) or ``"ray"`` (pipelines as Ray actors; ``ray_init`` goes to
-    ``ray.init``, e.g. ``{"address": "auto"}``).
+    ``ray.init``, e.g. ``{"address": "auto"}``; on a cluster of several nodes the graph is
+    spread over them: ``plan`` may then be a ``ClusterPlan``, see ``backends.ray_cluster``).
     """
     names = list(collect)
     missing = [n for n in names if n not in graph.tasks]
@@ -85,9 +87,17 @@ def run(
 
     launcher: Launcher
     if backend == "ray":
-        from conveyor.backends.ray_backend import ray_launcher
+        from conveyor.backends.ray_backend import RayLauncher, ensure_ray
+        from conveyor.backends.ray_cluster import spread
 
-        launcher = ray_launcher(ray_init)
+        ray = ensure_ray(ray_init)
+        cluster = spread(ray, graph, plan, workers)
+        if cluster is not None:
+            from conveyor.backends.ray_cluster import check_cluster_options, run_cluster
+
+            check_cluster_options(watch, trace)
+            return run_cluster(ray, graph, names, cluster, cameras, restarts, stats)
+        launcher = RayLauncher(ray)
     else:
         launcher = ProcessLauncher()
     return run_local(

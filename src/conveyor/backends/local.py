@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import multiprocessing as mp
 import os
 import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -59,6 +60,18 @@ from conveyor.transport.ring import Ring, RingReader, register_bell
 RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
 COLLECT_BYTES = 16 << 20
 MONITOR_PERIOD = 0.25  # seconds: the longest a new call's deadline can go unseen
+OUTLET_TIMEOUT = 60.0  # seconds an outlet may take to send its last messages at the end
+BLOCKED_WAIT = 0.005  # seconds the supervisor sleeps while an outlet is full (backpressure)
+
+
+class Outlet(Protocol):
+    """Where a forwarded task's outputs go as they come (``backends.bridge.Outbound``)."""
+
+    def full(self) -> bool: ...  # leave the ring alone for now (raises if the outlet broke)
+    def put(self, value: Any) -> None: ...
+    def flush(self) -> None: ...  # after each drain: hand over what was put
+    def finish(self) -> None: ...  # the stream has ended
+    def join(self, timeout: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -146,10 +159,13 @@ def run_local(
     stats: bool = True,
     monitor: Monitoring | None = None,
     launcher: Launcher | None = None,
+    forward: Mapping[str, Outlet] | None = None,
 ) -> RunResult:
     """Run on this machine. ``launcher`` starts the pipeline processes: child processes by
     default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``).
-    The run owns the launcher from here on and closes it at the end."""
+    The run owns the launcher from here on and closes it at the end. ``forward``: tasks whose
+    outputs go, as they come, to an outlet (a bridge to another node: ``backends.bridge``)."""
+    forward = dict(forward or {})
     monitor = monitor or Monitoring()
     launcher = launcher or ProcessLauncher()
     owned: list[Any] = [launcher]  # everything to close at the end, whatever happens
@@ -183,7 +199,7 @@ def run_local(
         bells = [Doorbell.create() for _ in plan.pipelines]
         owned += bells
         links = []
-        for link in plan_links(plan, collect):
+        for link in plan_links(plan, list(dict.fromkeys([*collect, *forward]))):
             if not link.local:
                 src_bell = bells[link.src].name
                 dst_bell = parent_bell.name if link.dst == PARENT else bells[link.dst].name
@@ -228,6 +244,7 @@ def run_local(
             for p in plan.pipelines
         ]
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
+        supervisor.forward, supervisor.kept = forward, set(collect)
         read = None
         if counters is not None:
             placement = [list(p.tasks) for p in plan.pipelines]
@@ -236,6 +253,9 @@ def run_local(
         with Watcher(read, monitor.watch, monitor.every) as watcher:
             start = time.monotonic()
             outputs = supervisor.run()
+            for outlet in forward.values():
+                outlet.join(OUTLET_TIMEOUT)  # everything handed over before the run ends
+            outputs = {name: outputs[name] for name in collect}
             elapsed = time.monotonic() - start
             summary = read(elapsed) if read is not None else None
             watcher.finish(summary)
@@ -339,6 +359,8 @@ class Supervisor:
         self.outputs: dict[str, list[Any]] = {name: [] for name in readers}
         self.restarts: list[Restart] = []
         self.dead_letters: dict[tuple[str, int], DeadLetter] = {}
+        self.forward: dict[str, Outlet] = {}  # outputs that go to an outlet as they come
+        self.kept: set[str] | None = None  # outputs kept in self.outputs (None: all)
         self.offences: dict[tuple[str, int], int] = {}  # (task, origin) -> crashes and hangs
         self._pending_ready: dict[int, Restart] = {}
 
@@ -357,7 +379,7 @@ class Supervisor:
         pending = set(range(len(self.configs)))
         open_readers = self.readers
         while pending or open_readers:
-            _drain(open_readers, self.outputs)
+            blocked = _drain(open_readers, self.outputs, self.forward, self.kept)
             for i in list(pending):
                 if self._check(i):
                     pending.discard(i)
@@ -366,8 +388,11 @@ class Supervisor:
             wait = self._watch(pending)
             live = [self.reports[i].fileno() for i in pending]
             live += [self.procs[i].sentinel for i in pending]
+            if blocked:  # an outlet is full: look again soon, the rest still wakes us
+                wait = min(wait, BLOCKED_WAIT)
+            watched = [r for n, r in open_readers.items() if n not in blocked]
             self.bell.wait(
-                lambda: any(_has_news(r) for r in open_readers.values()),
+                functools.partial(_any_news, watched),
                 timeout=wait,
                 extra_fds=live,
             )
@@ -557,21 +582,46 @@ class _Removal:
         remove_checkpoints(self.prefix)
 
 
-def _drain(open_readers: dict[str, RingReader | Merger], outputs: dict[str, list[Any]]) -> None:
+def _drain(
+    open_readers: dict[str, RingReader | Merger],
+    outputs: dict[str, list[Any]],
+    forward: Mapping[str, Outlet] | None = None,
+    kept: set[str] | None = None,
+) -> set[str]:
+    """Read what the collect rings hold; returns the names left unread (their outlet is full)."""
+    forward = forward or {}
+    blocked = set()
     for name, reader in list(open_readers.items()):
+        outlet = forward.get(name)
         while True:
+            if outlet is not None and outlet.full():
+                blocked.add(name)
+                break
             try:
                 got = reader.try_read()
             except EndOfChannel:
                 del open_readers[name]
+                if outlet is not None:
+                    outlet.finish()
                 break
             if got is None:
                 break
             # A record (origin, seq, value); from merged replicas, with its message.
             record, msg = got if isinstance(got, tuple) else (got.value, got)
             if record[2] is not None:  # None: a replica's skip marker
-                outputs[name].append(_detach(record[2]))
+                value = _detach(record[2])
+                if kept is None or name in kept:
+                    outputs[name].append(value)
+                if outlet is not None:
+                    outlet.put(value)
             msg.commit()
+        if outlet is not None:
+            outlet.flush()
+    return blocked
+
+
+def _any_news(readers: list[RingReader | Merger]) -> bool:
+    return any(_has_news(r) for r in readers)
 
 
 def _has_news(reader: RingReader | Merger) -> bool:

@@ -88,6 +88,14 @@ def ray_launcher(init: Mapping[str, Any] | None = None) -> RayLauncher:
     return RayLauncher(ensure_ray(init))
 
 
+def node_resources(ray: Any, node_id: str) -> dict[str, float]:
+    """What one node of the cluster has (its totals, as Ray counts them)."""
+    for node in ray.nodes():
+        if node["NodeID"] == node_id:
+            return dict(node.get("Resources", {}))
+    raise PipelineCrashed(f"Ray node {node_id} is not in the cluster (any more)")
+
+
 class RayLauncher:
     """Starts pipelines as Ray actors on this node; they report on a Unix socket."""
 
@@ -97,9 +105,11 @@ class RayLauncher:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray = ray
-        self.node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
-        self.cpus = float(ray.available_resources().get("CPU", 1.0))
-        self.gpus = float(ray.available_resources().get("GPU", 0.0))
+        node_id = ray.get_runtime_context().get_node_id()
+        self.node = NodeAffinitySchedulingStrategy(node_id, False)
+        have = node_resources(ray, node_id)
+        self.cpus = float(have.get("CPU", 1.0))
+        self.gpus = float(have.get("GPU", 0.0))
         self.folder = tempfile.mkdtemp(prefix="conveyor-ray-")  # private (mode 0700)
         self.address = os.path.join(self.folder, "reports")
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -107,7 +117,7 @@ class RayLauncher:
         self.server.listen(64)
         self.server.settimeout(START_TIMEOUT)
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(PipelineActor)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
+        self.env = driver_context()[0]
         self.serial = itertools.count()
         self.ready: list[tuple[Any, int]] = []  # started CPU actors and their pids
 
@@ -197,18 +207,7 @@ class PipelineActor:
         env: dict[str, str],
         address: str,
     ) -> None:
-        # The driver's environment and imports, before the graph's modules load: what a child
-        # process would inherit. (Not a runtime_env: that would start a fresh worker process
-        # per run instead of taking one of Ray's ready ones.)
-        os.environ.update(env)
-        faults.reload()
-        for entry in reversed(path):
-            if entry not in sys.path:
-                sys.path.insert(0, entry)
-        if main_path is not None:  # tasks of the driver's script: import it as spawn does
-            import multiprocessing.spawn
-
-            multiprocessing.spawn.import_main_path(main_path)
+        adopt_driver(env, path, main_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(address)
         report = Connection(sock.detach(), readable=False)
@@ -218,6 +217,28 @@ class PipelineActor:
         import ray
 
         ray.actor.exit_actor()  # the pipeline is done: its process ends, as a child's would
+
+
+def adopt_driver(env: dict[str, str], path: list[str], main_path: str | None) -> None:
+    """In an actor: take the driver's environment and imports before the graph's modules load,
+    as a child process would inherit them. (Not a runtime_env: that would start a fresh worker
+    process per run instead of taking one of Ray's ready ones.)"""
+    os.environ.update(env)
+    faults.reload()
+    for entry in reversed(path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if main_path is not None:  # tasks of the driver's script: import it as spawn does
+        import multiprocessing.spawn
+
+        if getattr(sys.modules.get("__mp_main__"), "__file__", None) != main_path:
+            multiprocessing.spawn.import_main_path(main_path)
+
+
+def driver_context() -> tuple[dict[str, str], list[str], str | None]:
+    """What ``adopt_driver`` needs, read in the driver."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
+    return env, list(sys.path), _main_path()
 
 
 def _main_path() -> str | None:

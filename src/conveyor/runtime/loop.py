@@ -139,6 +139,7 @@ class _Task:
     numbering: Numbering | None = None  # ... or this, in a run that restarts pipelines
     tid: int = 0  # a stable number for the task's name (origins are derived with it)
     prefix: DonePrefix | None = None  # a source's finished items (set by _resume)
+    acknowledge: Callable[[int], None] | None = None  # a source's hook: items before n done
     capacity: int = DEFAULT_QUEUE  # items per input queue
     latest: dict[Any, Any] = field(default_factory=dict)  # gather: member -> newest group key
     busy: float = 0.0  # seconds spent in the task's own code
@@ -634,8 +635,11 @@ class PipelineLoop:
         if t.generator is None:
             made: Any = spec.target()  # a generator, or an instance with __iter__
             t.generator = iter(made)
+            t.acknowledge = getattr(made, "acknowledge", None)
             if self.progress is not None:
-                self._resume(t)
+                self._resume(t, getattr(made, "resume", None))
+            elif t.acknowledge is not None:
+                t.prefix = DonePrefix(0)
         if self.max_source_items is not None and t.calls >= self.max_source_items:
             self._close(t)
             return
@@ -668,16 +672,21 @@ class PipelineLoop:
         t.items += 1
         held = frame_holds(item)  # the run takes over the source's hold on its frames
         on_done = [releaser(held)] if held else []
-        if self.progress is not None:
+        if t.prefix is not None:
             on_done.append(self._marker(t, n))
         lease = Lease(on_done) if on_done else None
         self._emit(t, [_Unit([], lease, _derive(n, t.tid), None, item)])
 
-    def _resume(self, t: _Task) -> None:
-        """Skip the items a predecessor of this pipeline finished (see runtime.progress)."""
+    def _resume(self, t: _Task, resume: Callable[[int], None] | None) -> None:
+        """Skip the items a predecessor of this pipeline finished (see runtime.progress).
+        A source with a ``resume(n)`` method is told to start at item n instead."""
         assert self.progress is not None and t.generator is not None
         skip = self.progress.get(t.spec.name)
         t.prefix = DonePrefix(skip)
+        if resume is not None:
+            resume(skip)
+            t.calls += skip
+            return
         for _ in range(skip):
             try:
                 item = next(t.generator)
@@ -687,11 +696,15 @@ class PipelineLoop:
             t.calls += 1
 
     def _marker(self, t: _Task, n: int) -> Callable[[], None]:
-        progress, name, prefix = self.progress, t.spec.name, t.prefix
-        assert progress is not None and prefix is not None  # set by _resume
+        progress, name, prefix, acknowledge = self.progress, t.spec.name, t.prefix, t.acknowledge
+        assert prefix is not None  # set by _resume
 
         def done() -> None:
-            progress.set(name, prefix.done(n))
+            upto = prefix.done(n)
+            if progress is not None:
+                progress.set(name, upto)
+            if acknowledge is not None:  # a source that wants to know (backends.bridge)
+                acknowledge(upto)
 
         return done
 

@@ -1,0 +1,271 @@
+"""One graph over several nodes of a Ray cluster: one local run per node, joined by bridges.
+
+``cv.run(graph, backend="ray")`` on a cluster of more than one node (with CPUs) plans the graph
+across them (``cluster_plan``); when the plan uses one node only, that node runs it as on one
+machine (``ray_backend``). Otherwise:
+
+1. a ``Bridge`` actor is made on the consumer's node for every edge that crosses nodes;
+2. a ``NodeRun`` actor on every node that has tasks runs that node's graph with the local
+   backend's machinery: its own shared memory, pipelines as Ray actors on that node, its own
+   supervisor (restarts, replay, checkpoints), sending crossing outputs to the bridges and
+   reading them back as inbound sources;
+3. the driver waits for every node's run and merges what they return: collected outputs,
+   statistics (pipelines named ``NODE/p0-cpu``), restarts and dead letters. The first error of
+   any node stops the others and is raised as it was raised there.
+
+Scope today: a node that leaves the cluster fails the run (its shared memory and in-flight
+items go with it; placing its share again is not built). The live view (``watch``) and the
+trace are single-node features for now.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor._errors import ConfigurationError
+from conveyor.backends.base import RunResult
+from conveyor.backends.bridge import Bridge, Inbound, Outbound
+from conveyor.backends.ray_backend import START_TIMEOUT, adopt_driver, driver_context
+from conveyor.cluster_plan import ClusterPlan, Crossing, NodeSpec, plan_cluster
+from conveyor.graph import Graph
+from conveyor.monitor.stats import PipelineStats, Stats
+from conveyor.transport.framestore import CameraSpec
+
+_NOT_LABELS = ("CPU", "GPU", "memory", "object_store_memory")
+_serial = itertools.count()
+
+
+def cluster_nodes(ray: Any) -> list[NodeSpec]:
+    """The cluster's live nodes that have CPUs, with what ``node=`` may call them."""
+    me = ray.get_runtime_context().get_node_id()
+    nodes = []
+    for info in ray.nodes():
+        have = info.get("Resources", {})
+        if not info.get("Alive") or have.get("CPU", 0) < 1:
+            continue
+        labels = {info.get("NodeManagerAddress", ""), info.get("NodeManagerHostname", "")}
+        labels |= {info.get("NodeName", "")}
+        labels |= {
+            r
+            for r in have
+            if r not in _NOT_LABELS and not r.startswith(("node:", "accelerator_type:"))
+        }
+        for key, value in (info.get("Labels") or {}).items():
+            if not key.startswith("ray.io/"):
+                labels |= {value, f"{key}={value}"}
+        nodes.append(
+            NodeSpec(
+                info["NodeID"],
+                int(have["CPU"]),
+                int(have.get("GPU", 0)),
+                frozenset(label for label in labels if label),
+                driver=info["NodeID"] == me,
+            )
+        )
+    return sorted(nodes, key=lambda n: not n.driver)
+
+
+@dataclass(frozen=True)
+class NodeJob:
+    """What one node's run needs (pickled to its ``NodeRun`` actor)."""
+
+    graph: Graph
+    plan: Any  # the node's Plan
+    collect: list[str]
+    forward: dict[str, list[str]]  # producer -> the names of the bridges it feeds
+    namespace: str
+    cameras: Sequence[CameraSpec]
+    restarts: Any
+    stats: bool
+
+
+class NodeRun:
+    """Runs one node's share of the graph (made a Ray actor, pinned to its node)."""
+
+    def run(self, payload: bytes, context: tuple[dict[str, str], list[str], str | None]) -> Any:
+        try:
+            adopt_driver(*context)
+            import ray
+
+            from conveyor.backends.local import run_local
+            from conveyor.backends.ray_backend import RayLauncher
+
+            job: NodeJob = pickle.loads(payload)
+            forward = {
+                producer: Outbound(
+                    ray, [ray.get_actor(name, namespace=job.namespace) for name in names]
+                )
+                for producer, names in job.forward.items()
+            }
+            result = run_local(
+                job.graph,
+                job.collect,
+                plan=job.plan,
+                cameras=job.cameras,
+                restarts=job.restarts,
+                stats=job.stats,
+                launcher=RayLauncher(ray),
+                forward=forward,
+            )
+            return ("ok", result)
+        except BaseException as exc:  # noqa: BLE001 - the driver raises it as it was
+            return ("error", exc)
+
+
+def run_cluster(
+    ray: Any,
+    graph: Graph,
+    collect: list[str],
+    plan: ClusterPlan,
+    cameras: Sequence[CameraSpec] = (),
+    restarts: Any = None,
+    stats: bool = True,
+) -> RunResult:
+    """Run ``graph`` over the nodes of ``plan`` (see the module's docstring)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def on(node: str) -> Any:
+        return NodeAffinitySchedulingStrategy(node, soft=False)
+
+    namespace = ray.get_runtime_context().namespace
+    run_id = f"{os.getpid()}-{next(_serial)}"
+    bridge_class = ray.remote(num_cpus=0, max_restarts=0)(Bridge)
+    bridges: dict[Crossing, str] = {}
+    actors: list[Any] = []
+    runs: dict[str, Any] = {}
+    try:
+        for i, crossing in enumerate(plan.crossings):
+            name = f"conveyor-bridge-{run_id}-{i}"
+            actors.append(
+                bridge_class.options(
+                    name=name, namespace=namespace, scheduling_strategy=on(crossing.dst)
+                ).remote()
+            )
+            bridges[crossing] = name
+        ray.get([a.__ray_ready__.remote() for a in actors], timeout=START_TIMEOUT)
+        node_class = ray.remote(num_cpus=0, max_restarts=0)(NodeRun)
+        context = driver_context()
+        refs: dict[Any, str] = {}
+        for node in plan.used:
+
+            def inbound(c: Crossing) -> Any:
+                return _InboundFactory(bridges[c], namespace)
+
+            node_graph = plan.node_graph(node.id, inbound)
+            job = NodeJob(
+                node_graph,
+                plan.node_plan(node.id, node_graph),
+                [t for t in collect if plan.placement[t] == node.id],
+                {
+                    p: [bridges[c] for c in plan.crossings if c.producer == p]
+                    for p in plan.outbound(node.id)
+                },
+                namespace,
+                cameras if any(s.kind == "source" for s in _own(plan, node)) else (),
+                restarts,
+                stats,
+            )
+            runs[node.id] = node_class.options(scheduling_strategy=on(node.id)).remote()
+            refs[runs[node.id].run.remote(pickle.dumps(job), context)] = node.id
+        start = time.monotonic()
+        results: dict[str, RunResult] = {}
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            node_id = refs[ready[0]]
+            try:
+                status, value = ray.get(ready[0])
+            except Exception as exc:  # the actor itself died (its node left, or a kill)
+                raise _node_lost(plan.node(node_id), exc) from exc
+            if status == "error":
+                raise value
+            results[node_id] = value
+        return _merge(plan, results, collect, time.monotonic() - start)
+    finally:
+        for actor in [*runs.values(), *actors]:
+            ray.kill(actor, no_restart=True)
+
+
+class _InboundFactory:
+    """The target of an inbound source: makes its ``Inbound`` in the pipeline (picklable)."""
+
+    def __init__(self, bridge: str, namespace: str) -> None:
+        self.bridge, self.namespace = bridge, namespace
+
+    def __call__(self) -> Inbound:
+        return Inbound(self.bridge, self.namespace)
+
+
+def spread(ray: Any, graph: Graph, plan: Any, workers: int | None) -> ClusterPlan | None:
+    """The cluster plan to run ``graph`` with, or None when it runs on the driver's node alone
+    (one node in the cluster, a single-node ``Plan`` given, or every task placed there)."""
+    if plan is not None and not isinstance(plan, ClusterPlan):
+        return None
+    if plan is None:
+        nodes = cluster_nodes(ray)
+        if len(nodes) < 2:
+            return None
+        plan = plan_cluster(graph, nodes, workers=workers)
+    if plan.graph is not graph:
+        raise ConfigurationError("the ClusterPlan given was made for another graph")
+    used = plan.used
+    return None if len(used) == 1 and used[0].driver else plan
+
+
+def _own(plan: ClusterPlan, node: NodeSpec) -> list[Any]:
+    return [plan.graph.tasks[t] for t in plan.tasks_on(node.id)]
+
+
+def _node_lost(node: NodeSpec, exc: BaseException) -> Exception:
+    from conveyor._errors import PipelineCrashed
+
+    first = str(exc).strip().splitlines()
+    return PipelineCrashed(
+        f"the run on node {node.short} ended without a result "
+        f"({first[0] if first else type(exc).__name__}); a lost node is not replaced yet"
+    )
+
+
+def _merge(
+    plan: ClusterPlan, results: Mapping[str, RunResult], collect: list[str], elapsed: float
+) -> RunResult:
+    outputs = {name: results[plan.placement[name]].outputs[name] for name in collect}
+    restarts = [r for res in results.values() for r in res.restarts]
+    dead = [d for res in results.values() for d in res.dead_letters]
+    stats = None
+    if all(res.stats is not None for res in results.values()):
+        tasks: dict[str, Any] = {}
+        pipelines: list[PipelineStats] = []
+        for node_id, res in results.items():
+            assert res.stats is not None
+            tasks.update({n: t for n, t in res.stats.tasks.items() if n in plan.graph.tasks})
+            short = plan.node(node_id).short
+            for p in res.stats.pipelines:
+                pipelines.append(
+                    PipelineStats(
+                        len(pipelines),
+                        f"{short}/{p.name}",
+                        p.tasks,
+                        p.busy,
+                        p.cpu,
+                        p.sleeps,
+                        p.slept,
+                        p.restarts,
+                    )
+                )
+        stats = Stats(elapsed, tasks, tuple(pipelines), tuple(plan.graph.sources()))
+    return RunResult("ray", elapsed, outputs, None, restarts, dead, stats=stats, cluster=plan)
+
+
+def check_cluster_options(watch: Sequence[Any], trace: Any) -> None:
+    if watch or trace is not None:
+        raise ConfigurationError(
+            "watch and trace are not available yet for a run spread over several nodes; "
+            "leave them out, or run on one node (ray_init={'address': 'local'})"
+        )

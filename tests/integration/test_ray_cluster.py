@@ -1,0 +1,81 @@
+"""One graph over a simulated two-node Ray cluster (``ray.cluster_utils.Cluster``, both nodes
+on this machine): it is placed as planned, crosses nodes through bridges, and its outputs equal
+the inline backend's, also when a pipeline is killed mid-run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import conveyor as cv
+from conveyor.testing import Fault, inject
+from tests.integration.cluster_fixtures import GRAPH_TASKS, ITEMS
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    sim = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "resources": {"store-a": 1}, "include_dashboard": False},
+    )
+    try:
+        sim.add_node(num_cpus=1, resources={"store-b": 1})
+        sim.wait_for_nodes()
+        from conveyor.backends.ray_backend import ensure_ray
+
+        ensure_ray({"address": sim.address})
+        yield ray
+    finally:
+        ray.shutdown()
+        sim.shutdown()
+
+
+def tallies(result: cv.RunResult) -> list[tuple[int, float]]:
+    return [(t.index, round(t.total, 9)) for t in result.outputs["Running"]]
+
+
+def test_the_graph_spreads_over_the_nodes_as_planned_and_equals_inline(cluster: Any) -> None:
+    from conveyor.backends.ray_cluster import cluster_nodes
+
+    graph = cv.Graph(GRAPH_TASKS)
+    plan = cv.plan_cluster(graph, cluster_nodes(cluster))
+    assert len(plan.used) == 2, plan.describe()
+    assert plan.placement["pair"] != plan.placement["Running"]  # both nodes do real work
+    assert plan.crossings, plan.describe()
+
+    inline = cv.run(graph, backend="inline", collect=["Running"])
+    got = cv.run(graph, backend="ray", plan=plan, collect=["Running"])
+    assert len(inline.outputs["Running"]) == ITEMS
+    assert tallies(got) == tallies(inline)  # the same totals in the same order
+    # Every task ran on the node the plan gave it.
+    want = tuple(plan.placement[t] for t in ("readings_a", "readings_b", "pair", "Running"))
+    assert {t.nodes for t in got.outputs["Running"]} == {want}
+    assert len(set(want)) == 2
+    assert got.cluster is plan and got.stats is not None
+    assert got.stats.tasks["Running"].items_in == ITEMS
+    assert {p.name.split("/")[0] for p in got.stats.pipelines} == {n.short for n in plan.used}
+
+
+def test_a_killed_pipeline_behind_a_bridge_loses_and_doubles_nothing(cluster: Any) -> None:
+    graph = cv.Graph(GRAPH_TASKS)
+    inline = cv.run(graph, backend="inline", collect=["Running"])
+    with inject(Fault("Running", item=25, mode="kill")):
+        got = cv.run(graph, backend="ray", collect=["Running"])
+    assert got.cluster is not None and len(got.cluster.used) == 2
+    assert len(got.restarts) == 1 and got.restarts[0].reason.startswith("died")
+    assert tallies(got) == tallies(inline)
+
+
+def test_a_dead_letter_on_a_remote_node_reaches_the_driver(cluster: Any) -> None:
+    graph = cv.Graph(GRAPH_TASKS)
+    with inject(Fault("pair", item=7, mode="raise")):
+        got = cv.run(graph, backend="ray", collect=["Running"])
+    assert [(d.task, d.reason) for d in got.dead_letters] == [("pair", "raised")]
+    assert len(got.outputs["Running"]) == ITEMS - 1
