@@ -84,17 +84,27 @@ def _run(args: argparse.Namespace) -> int:
     from conveyor.plan import detect_gpus, make_plan, measure_costs
 
     graph = load_graph(args.graph)
-    plan = None
+    plan: Any = None
     if args.address and args.backend != "ray":
         raise ConfigurationError("--address is for --backend ray")
+    ray_init = {"address": args.address} if args.address else None
+    watch = watchers(args.quiet, args.metrics_port, args.metrics_host)
     if args.backend in ("local", "ray"):
         costs = measure_costs(graph, args.measure) if args.measure else None
-        plan = make_plan(graph, workers=args.workers, gpus=detect_gpus(), costs=costs)
+        if args.backend == "ray":  # several nodes: the graph is spread over them
+            from conveyor.backends.ray_backend import ensure_ray
+            from conveyor.backends.ray_cluster import spread
+
+            plan = spread(ensure_ray(ray_init), graph, None, args.workers, costs)
+            ray_init = None
+            if plan is not None and watch:
+                print("(the live view is for one node: the statistics come at the end)")
+                watch = []
+        if plan is None:
+            plan = make_plan(graph, workers=args.workers, gpus=detect_gpus(), costs=costs)
         if not args.quiet:
             print(plan.describe(), flush=True)
-    watch = watchers(args.quiet, args.metrics_port, args.metrics_host)
     start = time.monotonic()
-    ray_init = {"address": args.address} if args.address else None
     result = run(
         graph, backend=args.backend, plan=plan, watch=watch, trace=args.trace, ray_init=ray_init
     )
@@ -104,7 +114,10 @@ def _run(args: argparse.Namespace) -> int:
             f"wrote the trace {result.trace} (open it in https://ui.perfetto.dev, or draw it:"
             f" conveyor report {result.trace} --out DIR)"
         )
-    if plan is not None and result.stats is not None and result.stats.bottleneck is not None:
+    if result.cluster is not None and result.stats is not None and not args.quiet:
+        for p in result.stats.pipelines:
+            print(f"  {p.name:<20} busy {100 * p.busy:5.1f}%   {', '.join(p.tasks)}")
+    elif plan is not None and result.stats is not None and result.stats.bottleneck is not None:
         print(bottleneck_advice(plan, result.stats))
     return 0
 

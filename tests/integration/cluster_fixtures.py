@@ -79,3 +79,4 @@ class Running:
 
 
 GRAPH_TASKS = [readings_a, readings_b, pair, Running]
+graph = cv.Graph(GRAPH_TASKS)  # for `conveyor run tests.integration.cluster_fixtures:graph`

@@ -16,9 +16,9 @@ restart would re-run the constructor but not the long ``run`` call, so it would 
 The supervisor sees an actor die through a pidfd on its process (readable once it exits),
 in the same single wait as everything else; each actor reports on a Unix socket.
 
-Scope today: the actors of one run are placed on the driver's node (node affinity), where the
-shared memory lives. Spreading one graph over several nodes needs channels between nodes, and
-that is not built yet (see docs/ray.md).
+On one node the actors of a run are pinned to the driver's node (node affinity), where the
+shared memory lives. A cluster of several nodes runs one such run per node, joined by bridges:
+``backends.ray_cluster``.
 """
 
 from __future__ import annotations

@@ -13,9 +13,12 @@ machine (``ray_backend``). Otherwise:
    statistics (pipelines named ``NODE/p0-cpu``), restarts and dead letters. The first error of
    any node stops the others and is raised as it was raised there.
 
-Scope today: a node that leaves the cluster fails the run (its shared memory and in-flight
-items go with it; placing its share again is not built). The live view (``watch``) and the
-trace are single-node features for now.
+A node that leaves the cluster mid-run takes its shared memory, its buffers and its in-flight
+items with it: the driver stops the other nodes, plans the graph again over the nodes that
+remain and runs it again from its sources' start (replayable sources give the same outputs;
+sinks with side effects see the items before the loss again; a live camera goes on from now).
+A source pinned to the lost node (``node=...``) cannot move: the run then fails, saying so.
+The live view (``watch``) and the trace are single-node features for now.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor._errors import ConfigurationError
+from conveyor._errors import ConfigurationError, PipelineCrashed
 from conveyor.backends.base import RunResult
 from conveyor.backends.bridge import Bridge, Inbound, Outbound
 from conveyor.backends.ray_backend import START_TIMEOUT, adopt_driver, driver_context
@@ -38,6 +41,7 @@ from conveyor.monitor.stats import PipelineStats, Stats
 from conveyor.transport.framestore import CameraSpec
 
 _NOT_LABELS = ("CPU", "GPU", "memory", "object_store_memory")
+NODE_DEATH_WAIT = 30.0  # seconds to wait for Ray to declare a node dead once its actors died
 _serial = itertools.count()
 
 
@@ -127,7 +131,56 @@ def run_cluster(
     restarts: Any = None,
     stats: bool = True,
 ) -> RunResult:
-    """Run ``graph`` over the nodes of ``plan`` (see the module's docstring)."""
+    """Run ``graph`` over the nodes of ``plan`` (see the module's docstring). When a node
+    leaves the cluster mid-run, the graph is planned again over the nodes that remain and run
+    again from its sources' start (at most ``restarts.limit`` times)."""
+    from conveyor.backends.local import Restart, RestartPolicy
+
+    policy = restarts or RestartPolicy()
+    replaced: list[Restart] = []
+    start = time.monotonic()
+    while True:
+        try:
+            results = _attempt(ray, plan, collect, cameras, restarts, stats)
+            break
+        except _NodeLost as lost:
+            now = time.monotonic()
+            names = ", ".join(plan.node(n).short for n in lost.gone)
+            if len(replaced) >= policy.limit:
+                raise PipelineCrashed(
+                    f"node(s) {names} left the cluster after {len(replaced)} replacements"
+                ) from lost.__cause__
+            left = [n for n in cluster_nodes(ray) if n.id not in lost.gone]
+            try:
+                plan = plan_cluster(graph, left, costs=plan.costs, workers=plan.workers)
+            except ConfigurationError as exc:
+                raise PipelineCrashed(
+                    f"node(s) {names} left the cluster and their tasks cannot run on the "
+                    f"nodes that remain: {exc}"
+                ) from exc
+            reason = f"node left the cluster: the run starts again on {len(plan.used)} node(s)"
+            for gone in lost.gone:
+                replaced.append(Restart(f"node {gone[:8]}", reason, now, ready_at=now))
+    result = _merge(plan, results, collect, time.monotonic() - start)
+    result.restarts[:0] = replaced
+    return result
+
+
+class _NodeLost(Exception):
+    def __init__(self, gone: list[str]) -> None:
+        super().__init__(f"nodes left the cluster: {gone}")
+        self.gone = gone
+
+
+def _attempt(
+    ray: Any,
+    plan: ClusterPlan,
+    collect: list[str],
+    cameras: Sequence[CameraSpec],
+    restarts: Any,
+    stats: bool,
+) -> dict[str, RunResult]:
+    """One run of ``plan``: every node's result, or ``_NodeLost`` when a node of it died."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     def on(node: str) -> Any:
@@ -173,7 +226,6 @@ def run_cluster(
             )
             runs[node.id] = node_class.options(scheduling_strategy=on(node.id)).remote()
             refs[runs[node.id].run.remote(pickle.dumps(job), context)] = node.id
-        start = time.monotonic()
         results: dict[str, RunResult] = {}
         waiting = list(refs)
         while waiting:
@@ -182,14 +234,44 @@ def run_cluster(
             try:
                 status, value = ray.get(ready[0])
             except Exception as exc:  # the actor itself died (its node left, or a kill)
+                gone = _departed(ray, plan)
+                if gone:
+                    raise _NodeLost(gone) from exc
                 raise _node_lost(plan.node(node_id), exc) from exc
             if status == "error":
+                if _is_ray_failure(ray, value):  # e.g. a bridge on a node that left
+                    gone = _departed(ray, plan)
+                    if gone:
+                        raise _NodeLost(gone) from value
                 raise value
             results[node_id] = value
-        return _merge(plan, results, collect, time.monotonic() - start)
+        return results
     finally:
         for actor in [*runs.values(), *actors]:
             ray.kill(actor, no_restart=True)
+
+
+def _departed(ray: Any, plan: ClusterPlan, wait: float = NODE_DEATH_WAIT) -> list[str]:
+    """The nodes of ``plan`` that Ray has declared dead. Ray notices a node's death a little
+    after its actors' (health checks), so this asks again for up to ``wait`` seconds: a rare
+    path, where a short poll of the cluster's state is the only way to learn it."""
+    used = {n.id for n in plan.used}
+    deadline = time.monotonic() + wait
+    while True:
+        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        gone = sorted(used - alive)
+        if gone or time.monotonic() > deadline:
+            return gone
+        time.sleep(0.5)
+
+
+def _is_ray_failure(ray: Any, exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ray.exceptions.RayError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _InboundFactory:
@@ -202,7 +284,13 @@ class _InboundFactory:
         return Inbound(self.bridge, self.namespace)
 
 
-def spread(ray: Any, graph: Graph, plan: Any, workers: int | None) -> ClusterPlan | None:
+def spread(
+    ray: Any,
+    graph: Graph,
+    plan: Any,
+    workers: int | None,
+    costs: Mapping[str, float] | None = None,
+) -> ClusterPlan | None:
     """The cluster plan to run ``graph`` with, or None when it runs on the driver's node alone
     (one node in the cluster, a single-node ``Plan`` given, or every task placed there)."""
     if plan is not None and not isinstance(plan, ClusterPlan):
@@ -211,7 +299,7 @@ def spread(ray: Any, graph: Graph, plan: Any, workers: int | None) -> ClusterPla
         nodes = cluster_nodes(ray)
         if len(nodes) < 2:
             return None
-        plan = plan_cluster(graph, nodes, workers=workers)
+        plan = plan_cluster(graph, nodes, costs=costs, workers=workers)
     if plan.graph is not graph:
         raise ConfigurationError("the ClusterPlan given was made for another graph")
     used = plan.used
@@ -223,12 +311,10 @@ def _own(plan: ClusterPlan, node: NodeSpec) -> list[Any]:
 
 
 def _node_lost(node: NodeSpec, exc: BaseException) -> Exception:
-    from conveyor._errors import PipelineCrashed
-
     first = str(exc).strip().splitlines()
     return PipelineCrashed(
         f"the run on node {node.short} ended without a result "
-        f"({first[0] if first else type(exc).__name__}); a lost node is not replaced yet"
+        f"({first[0] if first else type(exc).__name__}), and its node is still alive"
     )
 
 
