@@ -11,7 +11,8 @@
   pipeline restart), then a thread sends them in batches, in order: one Ray call per batch of
   whatever one drain of the ring found, not one per message. When its queue is full the run
   stops reading that ring, so backpressure reaches the producer through the ring.
-- **Bridge** (a Ray actor on the consumer's node): a bounded buffer of the stream. ``push``
+- **Bridge** (a Ray actor on the consumer's node): a bounded buffer of the stream, each
+  message pickled by the sender and unpickled by the inbound source. ``push``
   waits while it is full; ``pull(position, acked)`` returns what follows ``position`` and drops
   what the consumer has acknowledged.
 - **Inbound** (a source in the consumer node's run, ``in:PRODUCER``): yields the stream. It
@@ -25,6 +26,7 @@ What is not covered: a node that dies takes its buffers and its in-flight items 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import queue
 import threading
 from collections import deque
@@ -116,7 +118,7 @@ class Inbound:
             items, ended = ray.get(bridge.pull.remote(self.position, self.acked))
             for item in items:
                 self.position += 1
-                yield item
+                yield pickle.loads(item)
             if ended:
                 return
 
@@ -142,7 +144,9 @@ class Outbound:
         return self.queue.full() or len(self.pending) >= BATCH
 
     def put(self, value: Any) -> None:
-        self.pending.append(value)
+        # Pickled here: the bridge keeps bytes, so it never imports the message's module (a
+        # driver script's types exist only where the driver's __main__ was loaded).
+        self.pending.append(pickle.dumps(value, protocol=5))
 
     def flush(self) -> None:
         if self.pending and not self.queue.full():

@@ -21,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 
 from conveyor._errors import (
     ConfigurationError,
+    ConveyorError,
     EndOfChannel,
     PipelineCrashed,
     RemoteTraceback,
@@ -160,11 +162,14 @@ def run_local(
     monitor: Monitoring | None = None,
     launcher: Launcher | None = None,
     forward: Mapping[str, Outlet] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Run on this machine. ``launcher`` starts the pipeline processes: child processes by
     default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``).
     The run owns the launcher from here on and closes it at the end. ``forward``: tasks whose
-    outputs go, as they come, to an outlet (a bridge to another node: ``backends.bridge``)."""
+    outputs go, as they come, to an outlet (a bridge to another node: ``backends.bridge``).
+    ``stop``: when set (from another thread), the run stops its pipelines, cleans up and raises
+    ``RunStopped`` (a node's run that the cluster's driver calls off)."""
     forward = dict(forward or {})
     monitor = monitor or Monitoring()
     launcher = launcher or ProcessLauncher()
@@ -245,6 +250,7 @@ def run_local(
         ]
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
         supervisor.forward, supervisor.kept = forward, set(collect)
+        supervisor.stopping = stop
         read = None
         if counters is not None:
             placement = [list(p.tasks) for p in plan.pipelines]
@@ -361,6 +367,7 @@ class Supervisor:
         self.dead_letters: dict[tuple[str, int], DeadLetter] = {}
         self.forward: dict[str, Outlet] = {}  # outputs that go to an outlet as they come
         self.kept: set[str] | None = None  # outputs kept in self.outputs (None: all)
+        self.stopping: threading.Event | None = None  # set: stop the run (RunStopped)
         self.offences: dict[tuple[str, int], int] = {}  # (task, origin) -> crashes and hangs
         self._pending_ready: dict[int, Restart] = {}
 
@@ -379,6 +386,8 @@ class Supervisor:
         pending = set(range(len(self.configs)))
         open_readers = self.readers
         while pending or open_readers:
+            if self.stopping is not None and self.stopping.is_set():
+                raise RunStopped("the run was stopped before its sources ended")
             blocked = _drain(open_readers, self.outputs, self.forward, self.kept)
             for i in list(pending):
                 if self._check(i):
@@ -517,6 +526,10 @@ class Supervisor:
                 proc.kill()
         for proc in started:
             proc.join(10)
+
+
+class RunStopped(ConveyorError):
+    """A run called off from outside (``run_local(stop=...)``); its resources are released."""
 
 
 class Launcher(Protocol):

@@ -23,9 +23,11 @@ The live view (``watch``) and the trace are single-node features for now.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from conveyor.monitor.stats import PipelineStats, Stats
 from conveyor.transport.framestore import CameraSpec
 
 _NOT_LABELS = ("CPU", "GPU", "memory", "object_store_memory")
+STOP_TIMEOUT = 30.0  # seconds a called-off node run has to stop its pipelines and clean up
 NODE_DEATH_WAIT = 30.0  # seconds to wait for Ray to declare a node dead once its actors died
 _serial = itertools.count()
 
@@ -90,7 +93,16 @@ class NodeJob:
 
 
 class NodeRun:
-    """Runs one node's share of the graph (made a Ray actor, pinned to its node)."""
+    """Runs one node's share of the graph (made a Ray actor, pinned to its node, with room for
+    a ``stop`` call while ``run`` goes on)."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Call the run off: it stops its pipelines and releases its shared memory (a killed
+        actor could not: Ray ends its children, the shared-memory janitor among them)."""
+        self.stopping.set()
 
     def run(self, payload: bytes, context: tuple[dict[str, str], list[str], str | None]) -> Any:
         try:
@@ -116,6 +128,7 @@ class NodeRun:
                 stats=job.stats,
                 launcher=RayLauncher(ray),
                 forward=forward,
+                stop=self.stopping,
             )
             return ("ok", result)
         except BaseException as exc:  # noqa: BLE001 - the driver raises it as it was
@@ -192,6 +205,8 @@ def _attempt(
     bridges: dict[Crossing, str] = {}
     actors: list[Any] = []
     runs: dict[str, Any] = {}
+    refs: dict[Any, str] = {}
+    results: dict[str, RunResult] = {}
     try:
         for i, crossing in enumerate(plan.crossings):
             name = f"conveyor-bridge-{run_id}-{i}"
@@ -202,9 +217,8 @@ def _attempt(
             )
             bridges[crossing] = name
         ray.get([a.__ray_ready__.remote() for a in actors], timeout=START_TIMEOUT)
-        node_class = ray.remote(num_cpus=0, max_restarts=0)(NodeRun)
+        node_class = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)(NodeRun)
         context = driver_context()
-        refs: dict[Any, str] = {}
         for node in plan.used:
 
             def inbound(c: Crossing) -> Any:
@@ -226,7 +240,6 @@ def _attempt(
             )
             runs[node.id] = node_class.options(scheduling_strategy=on(node.id)).remote()
             refs[runs[node.id].run.remote(pickle.dumps(job), context)] = node.id
-        results: dict[str, RunResult] = {}
         waiting = list(refs)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=1)
@@ -247,8 +260,21 @@ def _attempt(
             results[node_id] = value
         return results
     finally:
+        # Runs still going when this attempt ends early: call them off.
+        _call_off(ray, runs, refs, [r for r, node in refs.items() if node not in results])
         for actor in [*runs.values(), *actors]:
             ray.kill(actor, no_restart=True)
+
+
+def _call_off(ray: Any, runs: dict[str, Any], refs: dict[Any, str], running: list[Any]) -> None:
+    """Ask the node runs still going to stop, and wait (a while) until they have cleaned up."""
+    if not running:
+        return
+    for ref in running:
+        with contextlib.suppress(Exception):  # its node may be gone
+            runs[refs[ref]].stop.remote()
+    with contextlib.suppress(Exception):
+        ray.wait(running, num_returns=len(running), timeout=STOP_TIMEOUT)
 
 
 def _departed(ray: Any, plan: ClusterPlan, wait: float = NODE_DEATH_WAIT) -> list[str]:
