@@ -20,6 +20,7 @@ from conveyor._errors import (
     FrameStoreFull,
     PipelineCrashed,
     RemoteTraceback,
+    RunStopped,
     StaleFrameError,
     TaskFailed,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "RingReader",
     "RingWriter",
     "RunResult",
+    "RunStopped",
     "Stats",
     "TaskStats",
     "PipelineStats",

@@ -8,6 +8,7 @@
      ├── TaskFailed                        user code raised; carries task, item, traceback
      ├── RemoteTraceback                   a worker's traceback as text (rides as __cause__)
      ├── PipelineCrashed                   a pipeline process died (exit code or signal)
+     ├── RunStopped                        a run called off from outside (a cluster's driver)
      ├── ChannelError
      │    ├── ChannelClosed                closed by us: this endpoint was closed, then used
      │    ├── EndOfChannel                 the producer closed cleanly and everything was read
@@ -113,3 +114,8 @@ class StaleFrameError(FrameStoreError):
 
 class FrameStoreFull(FrameStoreError):
     """Every slot of a camera is held by readers, so no frame can be written now."""
+
+
+class RunStopped(ConveyorError):
+    """A run called off from outside (``run_local(stop=...)``: a cluster's driver stops the
+    other nodes' runs when one fails); its processes and shared memory are released."""

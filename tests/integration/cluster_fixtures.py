@@ -80,3 +80,16 @@ class Running:
 
 GRAPH_TASKS = [readings_a, readings_b, pair, Running]
 graph = cv.Graph(GRAPH_TASKS)  # for `conveyor run tests.integration.cluster_fixtures:graph`
+
+
+@cv.source
+def endless() -> Iterator[ReadingA]:
+    i = 0
+    while True:
+        yield ReadingA(i, 0.0, "")
+        i += 1
+
+
+@cv.task
+def keep(r: ReadingA) -> Pair:
+    return Pair(r.index, r.value, ())

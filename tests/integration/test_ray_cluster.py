@@ -145,3 +145,18 @@ def test_conveyor_run_prints_the_cluster_plan_and_each_nodes_pipelines(
     assert "cluster plan: 4 tasks on 2 node(s)" in out and "bridges between nodes: 2" in out
     assert "done: ray backend" in out
     assert out.count("/p0-cpu") == 2  # one pipeline per node, named after its node
+
+
+def test_a_local_run_called_off_stops_and_releases_everything() -> None:
+    """What the driver does to the other nodes' runs when one fails (no Ray needed)."""
+    from conveyor.backends.local import run_local
+    from tests.integration.cluster_fixtures import endless, keep
+
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    try:
+        with pytest.raises(cv.RunStopped):
+            run_local(cv.Graph([endless, keep]), ["keep"], workers=2, stop=stop)
+    finally:
+        timer.cancel()

@@ -33,10 +33,10 @@ import numpy as np
 
 from conveyor._errors import (
     ConfigurationError,
-    ConveyorError,
     EndOfChannel,
     PipelineCrashed,
     RemoteTraceback,
+    RunStopped,
     TaskFailed,
 )
 from conveyor.backends.base import Monitoring, RunResult
@@ -249,8 +249,7 @@ def run_local(
             for p in plan.pipelines
         ]
         supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
-        supervisor.forward, supervisor.kept = forward, set(collect)
-        supervisor.stopping = stop
+        supervisor.forward, supervisor.kept, supervisor.stopping = forward, set(collect), stop
         read = None
         if counters is not None:
             placement = [list(p.tasks) for p in plan.pipelines]
@@ -526,10 +525,6 @@ class Supervisor:
                 proc.kill()
         for proc in started:
             proc.join(10)
-
-
-class RunStopped(ConveyorError):
-    """A run called off from outside (``run_local(stop=...)``); its resources are released."""
 
 
 class Launcher(Protocol):
