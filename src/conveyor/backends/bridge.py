@@ -112,10 +112,13 @@ class Inbound:
         import ray
 
         bridge = ray.get_actor(self.bridge, namespace=self.namespace)
+        ref = bridge.pull.remote(self.position, self.acked)
         while True:
             items: list[Any]
             ended: bool
-            items, ended = ray.get(bridge.pull.remote(self.position, self.acked))
+            items, ended = ray.get(ref)
+            if not ended:  # ask for the next batch now: it travels while these are used
+                ref = bridge.pull.remote(self.position + len(items), self.acked)
             for item in items:
                 self.position += 1
                 yield pickle.loads(item)
