@@ -112,7 +112,7 @@ class Inbound:
         import ray
 
         bridge = ray.get_actor(self.bridge, namespace=self.namespace)
-        ref = bridge.pull.remote(self.position, self.acked)
+        ref: Any = bridge.pull.remote(self.position, self.acked)
         while True:
             items: list[Any]
             ended: bool
