@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conveyor as cv  # noqa: E402
 from bench_common import write_json  # noqa: E402
+from conveyor.testing import simulated_cluster  # noqa: E402
 
 ITEMS_ENV = "CONVEYOR_BENCH_ITEMS"
 
@@ -58,58 +59,40 @@ def detections() -> Iterator[Boxes]:
         yield Boxes(f"cam{i % 16}", i, boxes, scores)
 
 
-def _count(b: Boxes, state: list[int]) -> Count:
-    state[0] += len(b.boxes)
-    return Count(b.index, state[0])
+class Counter:
+    """Boxes seen so far (state that stays on one node)."""
 
-
-@cv.task(node="bench-b")
-class CountRemote:
     def __init__(self) -> None:
-        self.state = [0]
+        self.total = 0
 
     def __call__(self, b: Boxes) -> Count:
-        return _count(b, self.state)
+        self.total += len(b.boxes)
+        return Count(b.index, self.total)
 
 
-@cv.task(node="bench-a")
-class CountLocal:
-    def __init__(self) -> None:
-        self.state = [0]
-
-    def __call__(self, b: Boxes) -> Count:
-        return _count(b, self.state)
+# The same counter placed on the source's node, or on the other one.
+COUNTER = cv.task(Counter).spec  # type: ignore[attr-defined]
+COUNT_HERE = replace(COUNTER, name="count_here", node="bench-a")
+COUNT_THERE = replace(COUNTER, name="count_there", node="bench-b")
 
 
 def main() -> int:
     import os
-
-    import ray
-    from ray.cluster_utils import Cluster
-
-    from conveyor.backends.ray_backend import ensure_ray
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=4000)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     os.environ[ITEMS_ENV] = str(args.items)
-    sim = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"bench-a": 1}, "include_dashboard": False},
-    )
-    try:
-        sim.add_node(num_cpus=1, resources={"bench-b": 1})
-        sim.wait_for_nodes()
-        ensure_ray({"address": sim.address})
+    with simulated_cluster("bench-a", "bench-b"):
         rows = {}
-        for label, counter in (("one node", CountLocal), ("across nodes", CountRemote)):
+        for label, counter in (("one node", COUNT_HERE), ("across nodes", COUNT_THERE)):
             graph = cv.Graph([detections, counter])
-            cv.run(graph, backend="ray", collect=[counter.spec.name])  # warm: actors, imports
+            cv.run(graph, backend="ray", collect=[counter.name])  # warm: actors, imports
             start = time.perf_counter()
-            result = cv.run(graph, backend="ray", collect=[counter.spec.name])
+            result = cv.run(graph, backend="ray", collect=[counter.name])
             seconds = time.perf_counter() - start
-            got = result.outputs[counter.spec.name]
+            got = result.outputs[counter.name]
             assert len(got) == args.items and got[-1].total == 32 * args.items
             rows[label] = {"seconds": seconds, "items_per_s": args.items / seconds}
         ratio = rows["across nodes"]["items_per_s"] / rows["one node"]["items_per_s"]
@@ -119,9 +102,6 @@ def main() -> int:
         print(f"across / one node: {ratio:.2f}  ({args.items} messages of 32 boxes)")
         if args.json:
             write_json(args.json, {"items": args.items, **rows, "cross_node_vs_one_node": ratio})
-    finally:
-        ray.shutdown()
-        sim.shutdown()
     return 0
 
 

@@ -27,6 +27,7 @@ hinted or assumed 1 ms).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from typing import Any
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Graph
-from conveyor.plan import DEFAULT_COST, Plan, make_plan
+from conveyor.plan import Plan, make_plan, task_costs
 from conveyor.task import TaskSpec
 
 CROSSING_COST = 2e-3  # seconds per item for a message crossing nodes (serialise, send, buffer)
@@ -103,10 +104,11 @@ class ClusterPlan:
 
     def load(self, node_id: str) -> float:
         """Seconds of work per item on the node, over its CPUs (what rule 4 balances)."""
-        node = self.node(node_id)
-        return _node_load(self, node)
+        work = sum(self.costs[t] for t in self.tasks_on(node_id))
+        crossing = sum(CROSSING_COST for c in self.crossings if c.dst == node_id)
+        return (work + crossing) / self.node(node_id).cpus
 
-    @property
+    @functools.cached_property
     def crossings(self) -> list[Crossing]:
         found: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for e in self.graph.edges:
@@ -153,15 +155,14 @@ class ClusterPlan:
             role = ", the driver's" if node.driver else ""
             lines.append(
                 f"  node {node.short} ({node.cpus} CPU, {node.gpus} GPU{role}): "
-                f"load {_node_load(self, node) * 1e3:.2f} ms/item"
+                f"load {self.load(node.id) * 1e3:.2f} ms/item"
             )
             for t in self.tasks_on(node.id):
                 lines.append(f"    {t:<24} {self.costs[t] * 1e3:8.2f} ms   {self.reasons[t]}")
-        crossings = self.crossings
-        lines.append(f"  bridges between nodes: {len(crossings)}")
-        for c in crossings:
+        lines.append(f"  bridges between nodes: {len(self.crossings)}")
+        short = {n.id: n.short for n in self.nodes}
+        for c in self.crossings:
             to = ", ".join(f"{t}.{p}" for t, p in c.consumers)
-            short = {n.id: n.short for n in self.nodes}
             lines.append(f"    {c.producer} ({short[c.src]}) -> {to} ({short[c.dst]})")
         return "\n".join(lines)
 
@@ -175,11 +176,7 @@ def plan_cluster(
     """Place ``graph``'s tasks onto ``nodes`` (see the module's rules)."""
     if not nodes:
         raise ConfigurationError("a cluster plan needs at least one node")
-    costs = dict(costs or {})
-    cost = {
-        name: float(costs.get(name, spec.cost if spec.cost is not None else DEFAULT_COST))
-        for name, spec in graph.tasks.items()
-    }
+    cost, _ = task_costs(graph, costs)
     placement: dict[str, str] = {}
     reasons: dict[str, str] = {}
     load = {n.id: 0.0 for n in nodes}
@@ -211,16 +208,17 @@ def plan_cluster(
                 )
             candidates, why = allowed, "takes frames: on their source's node"
         home = _home(inputs, placement, cost)
-
-        def finish(n: NodeSpec, inputs: list[Any] = inputs, task: str = name) -> float:
-            crossing = sum(CROSSING_COST for e in inputs if placement[e.producer] != n.id)
-            return (load[n.id] + cost[task] + crossing) / n.cpus
-
-        best = min(candidates, key=lambda n: (finish(n), n.id != home, not n.driver))
-        placement[name] = best.id
-        load[best.id] += cost[name] + sum(
-            CROSSING_COST for e in inputs if placement[e.producer] != best.id
+        # What the task adds to each candidate: its own cost plus its inputs that would cross.
+        added = {
+            n.id: cost[name] + CROSSING_COST * sum(placement[e.producer] != n.id for e in inputs)
+            for n in candidates
+        }
+        best = min(
+            candidates,
+            key=lambda n: ((load[n.id] + added[n.id]) / n.cpus, n.id != home, not n.driver),
         )
+        placement[name] = best.id
+        load[best.id] += added[best.id]
         if not why:
             why = "with its inputs" if best.id == home else "least loaded node"
         reasons[name] = why
@@ -234,12 +232,6 @@ def _home(inputs: Iterable[Any], placement: Mapping[str, str], cost: Mapping[str
         node = placement[e.producer]
         weight[node] = weight.get(node, 0.0) + cost[e.producer] + 1e-9
     return max(weight, key=lambda k: weight[k]) if weight else ""
-
-
-def _node_load(plan: ClusterPlan, node: NodeSpec) -> float:
-    tasks = plan.tasks_on(node.id)
-    crossing = sum(CROSSING_COST for c in plan.crossings if c.dst == node.id)
-    return (sum(plan.costs[t] for t in tasks) + crossing) / node.cpus
 
 
 def _holds_frames(tp: Any, seen: frozenset[Any] = frozenset()) -> bool:

@@ -199,6 +199,27 @@ def detect_gpus() -> int:
         return 0
 
 
+def task_costs(
+    graph: Graph, costs: Mapping[str, float] | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Seconds per item of every task, and where each figure comes from: a measured value in
+    ``costs``, else the task's ``cost`` hint, else an assumed ``DEFAULT_COST``."""
+    costs = dict(costs or {})
+    unknown = set(costs) - set(graph.tasks)
+    if unknown:
+        raise ConfigurationError(f"costs name tasks not in the graph: {sorted(unknown)}")
+    reasons: dict[str, str] = {}
+    cost: dict[str, float] = {}
+    for name, spec in graph.tasks.items():
+        if name in costs:
+            cost[name], reasons[name] = float(costs[name]), "measured"
+        elif spec.cost is not None:
+            cost[name], reasons[name] = float(spec.cost), "cost hint"
+        else:
+            cost[name], reasons[name] = DEFAULT_COST, "no measurement: assumed 1 ms"
+    return cost, reasons
+
+
 def make_plan(
     graph: Graph,
     workers: int = 2,
@@ -210,21 +231,7 @@ def make_plan(
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
     if gpus < 0:
         raise ConfigurationError(f"gpus must be 0 or more, got {gpus}")
-    costs = dict(costs or {})
-    unknown = set(costs) - set(graph.tasks)
-    if unknown:
-        raise ConfigurationError(f"costs name tasks not in the graph: {sorted(unknown)}")
-
-    reasons: dict[str, str] = {}
-    cost: dict[str, float] = {}
-    for name, spec in graph.tasks.items():
-        if name in costs:
-            cost[name], why = float(costs[name]), "measured"
-        elif spec.cost is not None:
-            cost[name], why = float(spec.cost), "cost hint"
-        else:
-            cost[name], why = DEFAULT_COST, "no measurement: assumed 1 ms"
-        reasons[name] = why
+    cost, reasons = task_costs(graph, costs)
 
     gpu_tasks = [n for n in graph.order if graph.tasks[n].resource == "gpu"]
     if gpu_tasks and not gpus:

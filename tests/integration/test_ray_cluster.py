@@ -13,32 +13,16 @@ import pytest
 
 import conveyor as cv
 from conveyor.runtime.faults import fired
-from conveyor.testing import Fault, inject
+from conveyor.testing import Fault, inject, simulated_cluster
 from conveyor.transport.segment import owner_pid, sweep_orphans
 from tests.integration.cluster_fixtures import GRAPH_TASKS, ITEMS
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    sim = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"store-a": 1}, "include_dashboard": False},
-    )
-    try:
-        sim.add_node(num_cpus=1, resources={"store-b": 1})
-        sim.wait_for_nodes()
-        from conveyor.backends.ray_backend import ensure_ray
-
-        ensure_ray({"address": sim.address})
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install ray")
+    with simulated_cluster("store-a", "store-b") as sim:
         yield sim
-    finally:
-        ray.shutdown()
-        sim.shutdown()
 
 
 def ray_module() -> Any:

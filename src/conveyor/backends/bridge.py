@@ -66,12 +66,11 @@ class Bridge:
         """Up to ``limit`` items from ``position`` on, and whether the stream ends after them.
         Items before ``acked`` are done downstream: dropped (``acked <= position``)."""
         async with self.changed:
-            dropped = 0
-            while self.first < acked and self.items:
-                self.items.popleft()
-                self.first += 1
-                dropped += 1
-            if dropped:
+            drop = min(acked - self.first, len(self.items))
+            if drop > 0:  # done downstream: room for push
+                for _ in range(drop):
+                    self.items.popleft()
+                self.first += drop
                 self.changed.notify_all()
             if position < self.first:
                 raise RuntimeError(
@@ -135,7 +134,6 @@ class Outbound:
         self.pending: list[Any] = []
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.sent = 0
         self.thread = threading.Thread(target=self._send, name="conveyor-outbound", daemon=True)
         self.thread.start()
 
@@ -187,6 +185,5 @@ class Outbound:
                     self.ray.get([b.end.remote() for b in self.bridges])
                     return
                 self.ray.get([b.push.remote(batch) for b in self.bridges])
-                self.sent += len(batch)
         except BaseException as exc:  # noqa: BLE001 - the run raises it from join()
             self.error = exc

@@ -248,8 +248,18 @@ def run_local(
             )
             for p in plan.pipelines
         ]
-        supervisor = Supervisor(configs, names, readers, parent_bell, policy, beats, launcher)
-        supervisor.forward, supervisor.kept, supervisor.stopping = forward, set(collect), stop
+        supervisor = Supervisor(
+            configs,
+            names,
+            readers,
+            parent_bell,
+            policy,
+            beats,
+            launcher,
+            forward=forward,
+            kept=set(collect),
+            stopping=stop,
+        )
         read = None
         if counters is not None:
             placement = [list(p.tasks) for p in plan.pipelines]
@@ -354,6 +364,9 @@ class Supervisor:
         policy: RestartPolicy,
         beats: Heartbeats | None = None,
         launcher: Launcher | None = None,
+        forward: Mapping[str, Outlet] | None = None,
+        kept: set[str] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.configs, self.names, self.bell, self.policy = configs, names, bell, policy
         self.beats = beats
@@ -364,9 +377,9 @@ class Supervisor:
         self.outputs: dict[str, list[Any]] = {name: [] for name in readers}
         self.restarts: list[Restart] = []
         self.dead_letters: dict[tuple[str, int], DeadLetter] = {}
-        self.forward: dict[str, Outlet] = {}  # outputs that go to an outlet as they come
-        self.kept: set[str] | None = None  # outputs kept in self.outputs (None: all)
-        self.stopping: threading.Event | None = None  # set: stop the run (RunStopped)
+        self.forward = dict(forward or {})  # outputs that go to an outlet as they come
+        self.kept = kept  # outputs kept in self.outputs (None: all)
+        self.stopping = stopping  # set: stop the run (RunStopped)
         self.offences: dict[tuple[str, int], int] = {}  # (task, origin) -> crashes and hangs
         self._pending_ready: dict[int, Restart] = {}
 

@@ -30,7 +30,7 @@ import pickle
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conveyor._errors import ConfigurationError, PipelineCrashed
@@ -219,12 +219,13 @@ def _attempt(
         ray.get([a.__ray_ready__.remote() for a in actors], timeout=START_TIMEOUT)
         node_class = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)(NodeRun)
         context = driver_context()
+
+        def inbound(c: Crossing) -> Any:
+            return _InboundFactory(bridges[c], namespace)
+
         for node in plan.used:
-
-            def inbound(c: Crossing) -> Any:
-                return _InboundFactory(bridges[c], namespace)
-
             node_graph = plan.node_graph(node.id, inbound)
+            sources = any(plan.graph.tasks[t].kind == "source" for t in plan.tasks_on(node.id))
             job = NodeJob(
                 node_graph,
                 plan.node_plan(node.id, node_graph),
@@ -234,7 +235,7 @@ def _attempt(
                     for p in plan.outbound(node.id)
                 },
                 namespace,
-                cameras if any(s.kind == "source" for s in _own(plan, node)) else (),
+                cameras if sources else (),
                 restarts,
                 stats,
             )
@@ -250,7 +251,7 @@ def _attempt(
                 gone = _departed(ray, plan)
                 if gone:
                     raise _NodeLost(gone) from exc
-                raise _node_lost(plan.node(node_id), exc) from exc
+                raise _run_died(plan.node(node_id), exc) from exc
             if status == "error":
                 if _is_ray_failure(ray, value):  # e.g. a bridge on a node that left
                     gone = _departed(ray, plan)
@@ -332,11 +333,7 @@ def spread(
     return None if len(used) == 1 and used[0].driver else plan
 
 
-def _own(plan: ClusterPlan, node: NodeSpec) -> list[Any]:
-    return [plan.graph.tasks[t] for t in plan.tasks_on(node.id)]
-
-
-def _node_lost(node: NodeSpec, exc: BaseException) -> Exception:
+def _run_died(node: NodeSpec, exc: BaseException) -> Exception:
     first = str(exc).strip().splitlines()
     return PipelineCrashed(
         f"the run on node {node.short} ended without a result "
@@ -359,18 +356,7 @@ def _merge(
             tasks.update({n: t for n, t in res.stats.tasks.items() if n in plan.graph.tasks})
             short = plan.node(node_id).short
             for p in res.stats.pipelines:
-                pipelines.append(
-                    PipelineStats(
-                        len(pipelines),
-                        f"{short}/{p.name}",
-                        p.tasks,
-                        p.busy,
-                        p.cpu,
-                        p.sleeps,
-                        p.slept,
-                        p.restarts,
-                    )
-                )
+                pipelines.append(replace(p, index=len(pipelines), name=f"{short}/{p.name}"))
         stats = Stats(elapsed, tasks, tuple(pipelines), tuple(plan.graph.sources()))
     return RunResult("ray", elapsed, outputs, None, restarts, dead, stats=stats, cluster=plan)
 

@@ -16,8 +16,12 @@ the pipeline that runs the task starts, before it runs anything.
 Modes: ``raise`` (a ``RuntimeError`` in the task), ``exit`` (``os._exit(13)``), ``kill``
 (SIGKILL), ``segfault`` (a real segmentation fault), ``hang`` (an endless loop), ``sleep``
 (``seconds`` long).
+
+``simulated_cluster("store-a", "store-b")`` runs a Ray cluster of two nodes on this machine,
+for a graph spread over nodes (``backend="ray"``).
 """
 
 from conveyor.runtime.faults import ENV, Fault, inject
+from conveyor.testing.cluster import simulated_cluster
 
-__all__ = ["ENV", "Fault", "inject"]
+__all__ = ["ENV", "Fault", "inject", "simulated_cluster"]
