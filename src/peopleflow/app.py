@@ -29,9 +29,11 @@ import numpy as np
 
 import conveyor as cv
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
-from peopleflow.config import StoreConfig, load_config
+from peopleflow.config import StoreConfig, Zone, load_config
 from peopleflow.maps import draw_flowmap, draw_heatmap
+from peopleflow.relink import relink
 from peopleflow.sources import CameraReader, SourceError
+from peopleflow.track import HIST_BINS
 
 log = logging.getLogger("peopleflow")
 MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
@@ -129,7 +131,7 @@ def run_store(
         print(f"trace: {result.trace} (conveyor report {result.trace} --out DIR draws it)")
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
-    tracks = floor_tracks(instants)
+    tracks = floor_tracks(instants, doors=cfg.plan.doors)
     report = analyse(tracks, cfg.plan)
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
@@ -143,21 +145,36 @@ def floor_tracks(
     instants: list[Any],
     min_seconds: float = MIN_TRACK_SECONDS,
     fill_gaps: float = FILL_GAPS_SECONDS,
+    doors: tuple[Zone, ...] = (),
+    relinked: bool = True,
 ) -> list[FloorTrack]:
     """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped.
 
-    A person hidden for a while (behind a shelf, in a crowd) and recognised afterwards was in
-    the store all along: gaps up to ``fill_gaps`` seconds are filled by walking in a straight
-    line at the frame rate, so that their dwell is counted."""
-    rows: dict[int, list[tuple[float, float, float]]] = {}
-    for inst in sorted(instants, key=lambda i: float(i.ts)):
-        for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
-            rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
-    tracks = []
-    for pid, pts in sorted(rows.items()):
-        arr = np.array(pts)
-        if arr[-1, 0] - arr[0, 0] >= min_seconds:
-            tracks.append(_filled(FloorTrack(pid, arr[:, 0], arr[:, 1:]), fill_gaps))
+    With ``relinked`` (and looks in the instants), identities are decided again over the whole
+    run (``peopleflow.relink``; ``doors``: the zones people come and go by); otherwise they
+    are the live tracker's. A person hidden for a while (behind a shelf, in a crowd) and
+    recognised afterwards was in the store all along: gaps up to ``fill_gaps`` seconds are
+    filled by walking in a straight line at the frame rate, so that their dwell is counted."""
+    ordered = sorted(instants, key=lambda i: float(i.ts))
+    if relinked and ordered and all(getattr(i, "looks", None) is not None for i in ordered):
+        t = np.concatenate([np.full(len(i.ids), float(i.ts)) for i in ordered])
+        xy = np.concatenate([np.asarray(i.xy, np.float64).reshape(-1, 2) for i in ordered])
+        width = 2 * HIST_BINS**3
+        looks = np.concatenate(
+            [np.asarray(i.looks, np.float32).reshape(len(i.ids), width) for i in ordered]
+        )
+        people = relink(t, xy, looks, doors)
+    else:
+        rows: dict[int, list[tuple[float, float, float]]] = {}
+        for inst in ordered:
+            for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
+                rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
+        people = [(np.array(p)[:, 0], np.array(p)[:, 1:]) for _, p in sorted(rows.items())]
+    tracks: list[FloorTrack] = []
+    for ts, places in people:
+        if ts[-1] - ts[0] >= min_seconds:
+            track = FloorTrack(len(tracks), ts, places)
+            tracks.append(_filled(track, fill_gaps))
     return tracks
 
 

@@ -8,6 +8,7 @@
     [[zones]]
     name = "entrance"
     polygon = [[0, 0], [3, 0], [3, 4], [0, 4]]   # floor-plan metres
+    door = true                                  # people come in and leave here
 
     [[cameras]]
     name = "cam1"
@@ -41,6 +42,7 @@ class ConfigError(ValueError):
 class Zone:
     name: str
     polygon: np.ndarray  # (n, 2) floor metres
+    door: bool = False  # people come in and leave here (the report's identities use it)
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Which of ``points`` (n, 2) lie inside the polygon (even-odd rule)."""
@@ -74,6 +76,10 @@ class FloorPlan:
     width: float
     height: float
     zones: tuple[Zone, ...]
+
+    @property
+    def doors(self) -> tuple[Zone, ...]:
+        return tuple(z for z in self.zones if z.door)
 
     @property
     def zone_names(self) -> list[str]:
@@ -148,7 +154,10 @@ def _zone(raw: Any, where: str, width: float, height: float) -> Zone:
             f"{where}.polygon: point {poly[outside][0].tolist()} is outside the floor plan "
             f"(0..{width} x 0..{height} m)"
         )
-    return Zone(name, poly)
+    door = raw.get("door", False)
+    if not isinstance(door, bool):
+        raise ConfigError(f"{where}.door: expected true or false, got {door!r}")
+    return Zone(name, poly, door)
 
 
 def _camera(raw: Any, where: str, base: Path, check_sources: bool) -> Camera:

@@ -30,7 +30,7 @@ from peopleflow.render import PinholeCamera, Renderer, default_cameras
 from peopleflow.simulate import Shopper, default_plan, simulate
 
 STRIDE = 1.3  # metres per walking cycle (two steps)
-VERSION = 5  # bump when the renderer's output changes: cached stores are made again
+VERSION = 6  # bump when the renderer's output changes: cached stores are made again
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,8 @@ def store_toml(plan: FloorPlan, cameras: list[PinholeCamera], fps: float) -> str
     ]
     for zone in plan.zones:
         pts = ", ".join(f"[{x:g}, {y:g}]" for x, y in zone.polygon)
-        lines += ["[[zones]]", f'name = "{zone.name}"', f"polygon = [{pts}]", ""]
+        lines += ["[[zones]]", f'name = "{zone.name}"', f"polygon = [{pts}]"]
+        lines += ["door = true", ""] if zone.door else [""]
     for cam in cameras:
         pairs = ",\n  ".join(
             f"[{u:.2f}, {v:.2f}, {x:.3f}, {y:.3f}]" for u, v, x, y in cam.calibration(plan)

@@ -65,6 +65,7 @@ class FloorPeople:
     ids: np.ndarray  # (n,) store-wide identities
     xy: np.ndarray  # (n, 2) metres
     cameras: int  # how many cameras reported this instant
+    looks: np.ndarray  # (n, 128) appearance: the report links identities again with it
 
 
 @functools.cache
@@ -173,7 +174,7 @@ def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -
     seen = floor.update(t, sorted(placed, key=lambda p: p.camera))
     ids = np.array([s[0] for s in seen], np.int64)
     xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
-    return FloorPeople(index, t, ids, xy, len(placed))
+    return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks)
 
 
 graph = cv.Graph([frames, detect, Track, Associate])

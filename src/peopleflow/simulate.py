@@ -20,8 +20,8 @@ from peopleflow.config import FloorPlan, Zone
 DOOR = np.array([1.5, 0.3])
 
 
-def _rect(name: str, x0: float, y0: float, x1: float, y1: float) -> Zone:
-    return Zone(name, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64))
+def _rect(name: str, x0: float, y0: float, x1: float, y1: float, door: bool = False) -> Zone:
+    return Zone(name, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64), door)
 
 
 def default_plan() -> FloorPlan:
@@ -30,7 +30,7 @@ def default_plan() -> FloorPlan:
         20.0,
         12.0,
         (
-            _rect("entrance", 0.0, 0.0, 3.5, 3.0),
+            _rect("entrance", 0.0, 0.0, 3.5, 3.0, door=True),
             _rect("aisle 1", 5.0, 3.0, 7.0, 11.0),
             _rect("aisle 2", 8.5, 3.0, 10.5, 11.0),
             _rect("aisle 3", 12.0, 3.0, 14.0, 11.0),

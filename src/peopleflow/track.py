@@ -9,7 +9,8 @@ the floor, are not placed: their floor position would be wrong (other cameras se
 person across all cameras:
 
 1. observations from different cameras within ``merge_radius`` of each other are one person
-   (nearer cameras, with taller boxes, weigh more in the position);
+   unless they look clearly unalike (``merge_look_gate``); nearer cameras, with taller boxes,
+   weigh more in the position;
 2. people are matched to the floor tracks (Hungarian assignment, scipy) by distance to each
    track's predicted position, by appearance (colour histograms of torso and legs), and by
    the camera track ids already bound to a track; a person who looks unlike a track
@@ -165,14 +166,17 @@ class FloorTracker:
         max_speed: float = 2.0,
         appearance_weight: float = 2.0,
         look_gate: float = 0.35,
+        merge_look_gate: float = 0.4,
     ) -> None:
         self.merge_radius, self.gate = merge_radius, gate
+        self.merge_look_gate = merge_look_gate
         self.look_gate = look_gate
         self.look_weight = look_weight
         self.reid_window, self.max_speed = reid_window, max_speed
         self.appearance_weight = appearance_weight
         self.active: dict[int, _Track] = {}
         self._next = 0
+        self.last_looks = np.zeros((0, 2 * HIST_BINS**3), np.float32)
 
     @property
     def identities(self) -> int:
@@ -222,6 +226,9 @@ class FloorTracker:
             tr.bound.update(m for m in p.members if m[1] >= 0)
             tr.seen += 1
             out.append((tr.id, float(p.xy[0]), float(p.xy[1])))
+        self.last_looks = np.array([p.look for p in people], np.float32).reshape(
+            len(people), 2 * HIST_BINS**3
+        )
         self._forget(t)
         return out
 
@@ -244,6 +251,7 @@ class FloorTracker:
                 looks = appearance_distance(cam.looks, np.stack([p.look for p in people]))
                 cost = dist + self.look_weight * looks
                 cost[dist > self.merge_radius] = 1e6
+                cost[looks > self.merge_look_gate] = 1e6  # near, but clearly someone else
                 rows, cols = linear_sum_assignment(cost)
                 match = {
                     int(r): int(c)

@@ -79,6 +79,7 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert cam.source == str(tmp_path / "cam1.mp4") and cam.fps == 10.0 and not cam.is_stream
     assert np.allclose(cam.homography.to_floor(np.array([[100, 900]])), [[0, 0]], atol=1e-6)
     assert list(config.plan.zone_of(np.array([[1, 1], [10, 10]]))) == [0, -1]
+    assert config.plan.doors == ()  # no zone marked door = true
 
 
 def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
@@ -105,6 +106,10 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
         (
             {"extra": '[[zones]]\nname = "entrance"\npolygon = [[0, 0], [3, 0], [3, 1]]\n'},
             "appear twice",
+        ),
+        (
+            {"extra": '[[zones]]\nname = "door"\npolygon = [[0, 0], [3, 0], [3, 1]]\ndoor = 1\n'},
+            r"zones\[1\]\.door: expected true or false",
         ),
     ],
 )

@@ -1,0 +1,140 @@
+"""The report's identities, decided again over the whole run (peopleflow.relink)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from peopleflow.app import floor_tracks
+from peopleflow.config import Zone
+from peopleflow.relink import RelinkOptions, look_distance, relink
+from peopleflow.track import appearance_distance
+
+STEP = 0.5  # seconds between instants: 2 frames per second
+NOISE = 0.005  # per histogram bin, before normalising
+DOOR = Zone("entrance", np.array([[0.0, 0.0], [3.0, 0.0], [3.0, 3.0], [0.0, 3.0]]), door=True)
+
+
+def _look(colour: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    v = np.zeros(128, np.float32)
+    v[colour], v[64 + colour] = 1.0, 1.0
+    if noise:
+        v += np.random.default_rng(seed).uniform(0, noise, 128).astype(np.float32)
+        v[:64] /= v[:64].sum()
+        v[64:] /= v[64:].sum()
+    return v
+
+
+def _walk(start: float, end: float, a: tuple[float, float], b: tuple[float, float]) -> tuple:
+    t = np.arange(start, end + 1e-9, STEP)
+    f = (t - start) / max(end - start, 1e-9)
+    return t, np.c_[a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])]
+
+
+def _observations(*people: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, xy, looks, who) from each person's (t, xy, colour)."""
+    t = np.concatenate([p[0] for p in people])
+    xy = np.concatenate([p[1] for p in people])
+    looks = np.concatenate(
+        [np.stack([_look(p[2], NOISE, seed=k) for k in range(len(p[0]))]) for p in people]
+    )
+    who = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(people)])
+    return t, xy, looks, who
+
+
+def _who_is_where(
+    people: list[tuple[np.ndarray, np.ndarray]], t: np.ndarray, xy: np.ndarray, who: np.ndarray
+) -> list[set[int]]:
+    """For each relinked person, which true people its places came from."""
+    out = []
+    for ts, places in people:
+        mine = set()
+        for s, p in zip(ts, places, strict=True):
+            k = np.flatnonzero((t == s) & (np.linalg.norm(xy - p, axis=1) < 1e-6))
+            mine.update(int(who[i]) for i in k)
+        out.append(mine)
+    return out
+
+
+def test_the_matrix_look_distance_is_the_trackers() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0, 1, (5, 128)), rng.uniform(0, 1, (4, 128))
+    a[:, :64] /= a[:, :64].sum(1, keepdims=True)
+    a[:, 64:] /= a[:, 64:].sum(1, keepdims=True)
+    b[:, :64] /= b[:, :64].sum(1, keepdims=True)
+    b[:, 64:] /= b[:, 64:].sum(1, keepdims=True)
+    assert look_distance(a, b) == pytest.approx(appearance_distance(a, b), abs=1e-6)
+
+
+def test_two_people_crossing_keep_their_own_identities() -> None:
+    # A walks left to right, B right to left; they pass within 0.1 m at the same instant
+    a = (*_walk(0, 10, (2.0, 5.0), (12.0, 5.0)), 3)
+    b = (*_walk(0, 10, (12.0, 5.1), (2.0, 5.1)), 40)
+    t, xy, looks, who = _observations(a, b)
+    people = relink(t, xy, looks)
+    assert sorted(_who_is_where(people, t, xy, who), key=min) == [{0}, {1}]
+    for ts, _ in people:
+        assert len(ts) == len(a[0])  # each whole, one place per instant
+
+
+def test_a_person_hidden_for_a_while_is_one_person_but_a_stranger_is_not() -> None:
+    t1, p1 = _walk(0, 6, (2.0, 2.0), (6.0, 6.0))
+    t2, p2 = _walk(12, 20, (8.0, 6.0), (14.0, 6.0))  # 6 s behind a shelf, then on
+    far_t, far_p = _walk(12, 20, (6.0, 9.0), (12.0, 9.0))  # someone else, elsewhere
+    t, xy, looks, who = _observations((np.r_[t1, t2], np.r_[p1, p2], 7), (far_t, far_p, 50))
+    people = relink(t, xy, looks)
+    assert sorted(_who_is_where(people, t, xy, who), key=min) == [{0}, {1}]
+
+
+def test_a_jump_no_one_could_walk_is_two_people() -> None:
+    t1, p1 = _walk(0, 5, (2.0, 2.0), (4.0, 2.0))
+    t2, p2 = _walk(5.5, 10, (18.0, 10.0), (16.0, 10.0))  # 15 m in half a second
+    t, xy, looks, who = _observations((np.r_[t1, t2], np.r_[p1, p2], 7))
+    assert len(relink(t, xy, looks)) == 2
+
+
+def test_a_piece_that_begins_away_from_the_door_joins_the_person_it_fits() -> None:
+    # one person, whose look changes halfway (a coat taken off, light from a window): the two
+    # halves are too unlike to join on looks alone, but the second half begins mid-store
+    t1, p1 = _walk(0, 8, (1.5, 1.0), (8.0, 6.0))
+    t2, p2 = _walk(8.5, 16, (8.3, 6.2), (1.5, 1.0))
+    first = np.stack([_look(7, NOISE, k) for k in range(len(t1))])
+    changed = [0.33 * _look(7, NOISE, k) + 0.67 * _look(9, NOISE, k) for k in range(len(t2))]
+    second = np.stack(changed)
+    t, xy, looks = np.r_[t1, t2], np.r_[p1, p2], np.r_[first, second]
+    unlike = float(look_distance(first.mean(0)[None], second.mean(0)[None])[0, 0])
+    o = RelinkOptions()
+    assert o.join_look < unlike < o.door_look  # the case this rule is for
+    assert len(relink(t, xy, looks)) == 2  # no doors configured: left as they are
+    (person,) = relink(t, xy, looks, doors=(DOOR,))
+    assert np.array_equal(person[0], t)
+
+
+def test_floor_tracks_relink_the_pipelines_instants_and_can_leave_them() -> None:
+    # the live tracker swapped the two at the crossing (ids 1 and 2 trade places at t = 5)
+    a_t, a_p = _walk(0, 10, (2.0, 5.0), (12.0, 5.0))
+    b_t, b_p = _walk(0, 10, (12.0, 5.1), (2.0, 5.1))
+    instants = []
+    for k, ts in enumerate(a_t):
+        swapped = ts > 5
+        instants.append(
+            SimpleNamespace(
+                ts=ts,
+                ids=np.array([2, 1] if swapped else [1, 2]),
+                xy=np.stack([a_p[k], b_p[k]]),
+                looks=np.stack([_look(3, NOISE, k), _look(40, NOISE, k)]),
+            )
+        )
+    relinked = floor_tracks(instants)
+    live = floor_tracks(instants, relinked=False)
+    for tracks in (relinked, live):
+        assert len(tracks) == 2
+    # relinked: each identity keeps walking one way; live: each turns back at the swap
+    assert all(
+        np.all(np.diff(tr.xy[:, 0]) * np.sign(tr.xy[-1, 0] - tr.xy[0, 0]) > 0) for tr in relinked
+    )
+    assert all(abs(tr.xy[-1, 0] - tr.xy[0, 0]) < 1.0 for tr in live)
+
+
+def test_no_observations_is_no_one() -> None:
+    assert relink(np.zeros(0), np.zeros((0, 2)), np.zeros((0, 128))) == []
