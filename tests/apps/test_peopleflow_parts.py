@@ -140,6 +140,22 @@ def test_analytics_of_a_known_walk() -> None:
     assert report.visits == {"aisle 1": 1, "aisle 2": 1}
 
 
+@pytest.mark.parametrize(("speed", "visit"), [(1.2, False), (0.85, True)])
+def test_a_crossing_is_timed_from_edge_to_edge_not_in_whole_frames(
+    speed: float, visit: bool
+) -> None:
+    # straight across aisle 2 (x 8.5 to 10.5): 1.67 s at 1.2 m/s, 2.35 s at 0.85 m/s; sampled
+    # at 2 frames per second in every phase, whole frames would say 1.5 or 2.0 s, 2.0 or 2.5 s
+    plan = default_plan()
+    for phase in np.arange(0, 0.5, 0.05):
+        t = np.arange(phase, 40, 0.5)
+        x = np.clip(6.0 + speed * (t - 10), 6.0, 13.0)  # aisle 1, across aisle 2, aisle 3
+        report = analyse([FloorTrack(1, t, np.c_[x, np.full_like(t, 6.0)])], plan)
+        expected = ["aisle 1", "aisle 2", "aisle 3"] if visit else ["aisle 1", "aisle 3"]
+        assert report.visits == dict.fromkeys(expected, 1), phase
+        assert sum(report.transitions.values()) == len(expected) - 1
+
+
 def test_the_heat_map_kernel_keeps_the_time_and_the_place() -> None:
     plan = default_plan()
     t = np.arange(0, 20, 0.5)
