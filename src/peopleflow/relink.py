@@ -44,6 +44,8 @@ class RelinkOptions:
     door_misfit: float = 0.2
     near_door: float = 1.0  # metres from a door's zone that still counts as at the door
     video_edge: float = 2.0  # seconds: an identity this near the start or end may begin or end
+    window: float = 120.0  # seconds: pieces further apart in time are not compared (a long
+    # run's pairs would grow as its square)
 
 
 def look_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,7 +107,8 @@ def _tracklets(t: np.ndarray, xy: np.ndarray, looks: np.ndarray, o: RelinkOption
 
 
 class _People:
-    """Groups of tracklets, each one person; joined greedily, most alike first."""
+    """Groups of tracklets, each one person; joined greedily, most alike first. A group keeps
+    the number of its first tracklet; per-group arrays are indexed by it."""
 
     def __init__(
         self,
@@ -117,48 +120,61 @@ class _People:
     ) -> None:
         self.t, self.xy, self.o = t, xy, o
         n = int(label.max()) + 1
+        order = np.argsort(label, kind="stable")
+        bounds = np.searchsorted(label[order], np.arange(n + 1))
         self.members: dict[int, np.ndarray] = {
-            k: np.flatnonzero(label == k) for k in range(n)
+            k: order[bounds[k] : bounds[k + 1]] for k in range(n)
         }  # observation indices
-        self.look = {k: looks[m].mean(0) for k, m in self.members.items()}
-        self.weight = {k: len(m) for k, m in self.members.items()}
-        self.version = dict.fromkeys(self.members, 0)
+        self.weight = np.diff(bounds).astype(np.float64)
+        self.look = np.stack([looks[m].mean(0) for m in self.members.values()])
+        self.alive = np.ones(n, bool)
+        self.version = np.zeros(n, int)
         self._samples = {k: self._place(m) for k, m in self.members.items()}
+        self.start = np.array([self._samples[k][0][0] for k in range(n)])
+        self.end = np.array([self._samples[k][0][-1] for k in range(n)])
 
     def first(self, k: int) -> float:
-        return float(self._samples[k][0][0])
+        return float(self.start[k])
 
     def samples(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._samples[k]
 
     def join(self, most_unlike: float, misfit: float) -> None:
         """Join groups, most alike first, wherever one person could have made both."""
-        keys = list(self.members)
-        unlike = look_distance(
-            np.stack([self.look[k] for k in keys]), np.stack([self.look[k] for k in keys])
-        )
-        heap = [
-            (float(unlike[i, j]), a, b, 0, 0)
-            for i, a in enumerate(keys)
-            for j, b in enumerate(keys)
-            if i < j and unlike[i, j] <= most_unlike
-        ]
+        heap = [pair for a in range(len(self.alive)) for pair in self._pairs(a, most_unlike, True)]
         heapq.heapify(heap)
         while heap:
             _, a, b, va, vb = heapq.heappop(heap)
-            if a not in self.members or b not in self.members:
+            if not (self.alive[a] and self.alive[b]):
                 continue
             if self.version[a] != va or self.version[b] != vb:
                 continue  # either changed since: its pairs were pushed again
             if not self._fits(a, b, misfit):
                 continue
             self._merge(a, b)
-            others = [k for k in self.members if k != a]
-            if others:
-                d = look_distance(self.look[a][None], np.stack([self.look[k] for k in others]))[0]
-                for k, dk in zip(others, d, strict=True):
-                    if dk <= most_unlike:
-                        heapq.heappush(heap, (float(dk), a, k, self.version[a], self.version[k]))
+            for pair in self._pairs(a, most_unlike):
+                heapq.heappush(heap, pair)
+
+    def _pairs(
+        self, a: int, most_unlike: float, later_only: bool = False
+    ) -> list[tuple[float, int, int, int, int]]:
+        """``a``'s pairs with the groups near it in time and alike enough."""
+        near = (
+            self.alive
+            & (self.start <= self.end[a] + self.o.window)
+            & (self.end >= self.start[a] - self.o.window)
+        )
+        near[: a + 1 if later_only else 0] = False
+        near[a] = False
+        others = np.flatnonzero(near)
+        if not len(others):
+            return []
+        d = look_distance(self.look[a][None], self.look[others])[0]
+        keep = d <= most_unlike
+        return [
+            (float(dk), a, int(k), int(self.version[a]), int(self.version[k]))
+            for k, dk in zip(others[keep], d[keep], strict=True)
+        ]
 
     def join_pieces(self, doors: tuple[Zone, ...], o: RelinkOptions) -> None:
         """An identity that begins or ends away from every door is part of another one."""
@@ -178,24 +194,26 @@ class _People:
             return not (began and ended)
 
         joined = True
-        while joined:
+        while joined:  # passes, smallest pieces first, until one joins nothing
             joined = False
-            for k in sorted(self.members, key=lambda k: len(self._samples[k][0])):
-                if not piece(k):
+            for k in sorted(self.members, key=lambda k: len(self.members[k])):
+                if not self.alive[k] or not piece(k):
                     continue
-                others = [j for j in self.members if j != k]
-                if not others:
-                    break
-                d = look_distance(self.look[k][None], np.stack([self.look[j] for j in others]))[0]
+                near = (
+                    self.alive
+                    & (self.start <= self.end[k] + o.window)
+                    & (self.end >= self.start[k] - o.window)
+                )
+                near[k] = False
+                others = np.flatnonzero(near)
+                d = look_distance(self.look[k][None], self.look[others])[0]
                 for i in np.argsort(d):
                     if d[i] > o.door_look:
                         break
-                    if self._fits(k, others[i], o.door_misfit):
-                        self._merge(others[i], k)
+                    if self._fits(k, int(others[i]), o.door_misfit):
+                        self._merge(int(others[i]), k)
                         joined = True
                         break
-                if joined:
-                    break
 
     def _fits(self, a: int, b: int, misfit: float) -> bool:
         """Could one person have made both? Check every hand-over between the two."""
@@ -213,13 +231,15 @@ class _People:
         return int((moved > limit).sum()) <= misfit * len(hand)
 
     def _merge(self, into: int, other: int) -> None:
-        w1, w2 = self.weight[into], self.weight.pop(other)
-        self.look[into] = (self.look[into] * w1 + self.look.pop(other) * w2) / (w1 + w2)
+        w1, w2 = self.weight[into], self.weight[other]
+        self.look[into] = (self.look[into] * w1 + self.look[other] * w2) / (w1 + w2)
         self.weight[into] = w1 + w2
         self.members[into] = np.r_[self.members[into], self.members.pop(other)]
         self._samples[into] = self._place(self.members[into])
-        del self._samples[other], self.version[other]
+        del self._samples[other]
+        self.alive[other] = False
         self.version[into] += 1
+        self.start[into], self.end[into] = self._samples[into][0][[0, -1]]
 
     def _place(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One place per instant: the mean of the group's observations then, or where they
