@@ -104,7 +104,8 @@ def main() -> None:
     instants = replay(cfg, d)
     elapsed = time.perf_counter() - started
     truth, _ = load_truth(args.store / "truth.npz")
-    report = analyse(floor_tracks(instants, doors=cfg.plan.doors), cfg.plan)
+    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
+    report = analyse(tracks, cfg.plan)
     true = analyse(truth, cfg.plan)
     metrics = score(report, truth, cfg)
     print(f"replayed {len(d['index'])} frames in {elapsed:.1f} s")

@@ -131,7 +131,7 @@ def run_store(
         print(f"trace: {result.trace} (conveyor report {result.trace} --out DIR draws it)")
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
-    tracks = floor_tracks(instants, doors=cfg.plan.doors)
+    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
     report = analyse(tracks, cfg.plan)
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps

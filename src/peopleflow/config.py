@@ -4,6 +4,7 @@
     name = "demo store"
     floor = { width = 20.0, height = 12.0 }      # metres; the floor plan's extent
     floor_image = "floor.png"                    # optional: drawn under the maps
+    identities = "relinked"                      # the report's: "relinked" (default) or "live"
 
     [[zones]]
     name = "entrance"
@@ -32,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from peopleflow.geometry import Homography, HomographyError
+
+IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow.relink
 
 
 class ConfigError(ValueError):
@@ -100,6 +103,7 @@ class StoreConfig:
     plan: FloorPlan
     cameras: tuple[Camera, ...]
     floor_image: Path | None = None
+    identities: str = "relinked"  # the report's: decided again over the run, or the live ones
 
 
 def load_config(path: str | Path, check_sources: bool = True) -> StoreConfig:
@@ -128,6 +132,12 @@ def parse_config(
         floor_image = (base / _str(store, "floor_image", f"{origin}: store")).resolve()
         if check_sources and not floor_image.is_file():
             raise ConfigError(f"{origin}: store.floor_image: no file {floor_image}")
+    identities = _str(store, "identities", f"{origin}: store", default="relinked")
+    if identities not in IDENTITIES:
+        raise ConfigError(
+            f"{origin}: store.identities: expected one of {', '.join(IDENTITIES)}, got "
+            f"{identities!r}"
+        )
     zones = tuple(
         _zone(z, f"{origin}: zones[{i}]", width, height)
         for i, z in enumerate(_list(raw, "zones", origin))
@@ -138,7 +148,7 @@ def parse_config(
         for i, c in enumerate(_list(raw, "cameras", origin))
     )
     _unique([c.name for c in cameras], f"{origin}: cameras")
-    return StoreConfig(name, FloorPlan(width, height, zones), cameras, floor_image)
+    return StoreConfig(name, FloorPlan(width, height, zones), cameras, floor_image, identities)
 
 
 def _zone(raw: Any, where: str, width: float, height: float) -> Zone:

@@ -43,7 +43,13 @@ def test_bad_calibrations_are_refused_with_the_reason(image, floor, message) -> 
         Homography.fit(image, floor)
 
 
-def _write(tmp: Path, calibration: str = "", extra: str = "", source: str = "cam1.mp4") -> Path:
+def _write(
+    tmp: Path,
+    calibration: str = "",
+    extra: str = "",
+    source: str = "cam1.mp4",
+    store_extra: str = "",
+) -> Path:
     (tmp / "cam1.mp4").write_bytes(b"not really a video")
     calibration = (
         calibration
@@ -66,6 +72,7 @@ def _write(tmp: Path, calibration: str = "", extra: str = "", source: str = "cam
         calibration = {calibration}
         """
     )
+    text = text.replace("\n[[zones]]", store_extra + "\n[[zones]]", 1)  # into [store]
     path = tmp / "store.toml"
     path.write_text(text + extra)
     return path
@@ -80,6 +87,8 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert np.allclose(cam.homography.to_floor(np.array([[100, 900]])), [[0, 0]], atol=1e-6)
     assert list(config.plan.zone_of(np.array([[1, 1], [10, 10]]))) == [0, -1]
     assert config.plan.doors == ()  # no zone marked door = true
+    assert config.identities == "relinked"
+    assert load_config(_write(tmp_path, store_extra='identities = "live"\n')).identities == "live"
 
 
 def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
@@ -106,6 +115,10 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
         (
             {"extra": '[[zones]]\nname = "entrance"\npolygon = [[0, 0], [3, 0], [3, 1]]\n'},
             "appear twice",
+        ),
+        (
+            {"store_extra": 'identities = "best"\n'},
+            r"store\.identities: expected one of relinked, live",
         ),
         (
             {"extra": '[[zones]]\nname = "door"\npolygon = [[0, 0], [3, 0], [3, 1]]\ndoor = 1\n'},
