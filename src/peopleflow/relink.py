@@ -28,6 +28,7 @@ import numpy as np
 
 from peopleflow.config import Zone
 from peopleflow.track import HIST_BINS
+from peopleflow.track import appearance_distance as look_distance
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,6 @@ class RelinkOptions:
     video_edge: float = 2.0  # seconds: an identity this near the start or end may begin or end
     window: float = 120.0  # seconds: pieces further apart in time are not compared (a long
     # run's pairs would grow as its square)
-
-
-def look_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1 - Bhattacharyya coefficient, torso and legs averaged, (n, m): as a matrix product."""
-    half = HIST_BINS**3
-    sa, sb = np.sqrt(np.maximum(a, 0)), np.sqrt(np.maximum(b, 0))
-    both = sa[:, :half] @ sb[:, :half].T + sa[:, half:] @ sb[:, half:].T
-    return np.asarray(1.0 - both / 2)
 
 
 def relink(

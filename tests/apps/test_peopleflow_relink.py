@@ -3,12 +3,11 @@
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from peopleflow.app import floor_tracks
 from peopleflow.config import Zone
-from peopleflow.relink import RelinkOptions, look_distance, relink
-from peopleflow.track import appearance_distance
+from peopleflow.relink import RelinkOptions, relink
+from peopleflow.track import appearance_distance as look_distance
 
 STEP = 0.5  # seconds between instants: 2 frames per second
 NOISE = 0.005  # per histogram bin, before normalising
@@ -54,16 +53,6 @@ def _who_is_where(
             mine.update(int(who[i]) for i in k)
         out.append(mine)
     return out
-
-
-def test_the_matrix_look_distance_is_the_trackers() -> None:
-    rng = np.random.default_rng(1)
-    a, b = rng.uniform(0, 1, (5, 128)), rng.uniform(0, 1, (4, 128))
-    a[:, :64] /= a[:, :64].sum(1, keepdims=True)
-    a[:, 64:] /= a[:, 64:].sum(1, keepdims=True)
-    b[:, :64] /= b[:, :64].sum(1, keepdims=True)
-    b[:, 64:] /= b[:, 64:].sum(1, keepdims=True)
-    assert look_distance(a, b) == pytest.approx(appearance_distance(a, b), abs=1e-6)
 
 
 def test_two_people_crossing_keep_their_own_identities() -> None:
