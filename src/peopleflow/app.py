@@ -33,7 +33,7 @@ from peopleflow.config import StoreConfig, Zone, load_config
 from peopleflow.maps import draw_flowmap, draw_heatmap
 from peopleflow.relink import relink
 from peopleflow.sources import CameraReader, SourceError
-from peopleflow.track import HIST_BINS
+from peopleflow.track import LOOK_SIZE
 
 log = logging.getLogger("peopleflow")
 MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
@@ -159,9 +159,8 @@ def floor_tracks(
     if relinked and ordered and all(getattr(i, "looks", None) is not None for i in ordered):
         t = np.concatenate([np.full(len(i.ids), float(i.ts)) for i in ordered])
         xy = np.concatenate([np.asarray(i.xy, np.float64).reshape(-1, 2) for i in ordered])
-        width = 2 * HIST_BINS**3
         looks = np.concatenate(
-            [np.asarray(i.looks, np.float32).reshape(len(i.ids), width) for i in ordered]
+            [np.asarray(i.looks, np.float32).reshape(len(i.ids), LOOK_SIZE) for i in ordered]
         )
         people = relink(t, xy, looks, doors)
     else:

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from peopleflow.config import ConfigError
 from peopleflow.detect import DetectorError
@@ -122,43 +122,35 @@ def generate(args: argparse.Namespace, out: Path | None) -> Path:
     return make_store(out, params)
 
 
-def run_command(args: argparse.Namespace) -> None:
+def _run_store(args: argparse.Namespace, config: Path, backend: str, **extra: Any) -> RunSummary:
+    """``run_store`` with the options every running command takes (``_run_args``)."""
     from peopleflow.app import run_store
 
-    summary = run_store(
-        args.config,
+    return run_store(
+        config,
         args.out,
-        backend=args.backend,
+        backend=backend,
         workers=args.workers,
         seconds=args.seconds,
         detector=args.detector,
         progress=not args.quiet,
         watch=_watch(args),
         trace=args.trace,
+        **extra,
     )
-    _print_summary(summary, args.out)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    _print_summary(_run_store(args, args.config, args.backend), args.out)
 
 
 def real_command(args: argparse.Namespace) -> None:
-    from peopleflow.app import run_store
     from peopleflow.vtest import REAL_INPUT, find_clip, write_config
 
     clip = find_clip(CACHE / "vtest")
     config = write_config(args.out, clip, args.fps)
     print(f"store configuration: {config} (hand calibration: see peopleflow/vtest.py)")
-    summary = run_store(
-        config,
-        args.out,
-        backend=args.backend,
-        workers=args.workers,
-        seconds=args.seconds,
-        detector=args.detector,
-        input_size=REAL_INPUT,
-        progress=not args.quiet,
-        watch=_watch(args),
-        trace=args.trace,
-    )
-    _print_summary(summary, args.out)
+    _print_summary(_run_store(args, config, args.backend, input_size=REAL_INPUT), args.out)
 
 
 def demo_command(args: argparse.Namespace) -> None:
@@ -169,17 +161,7 @@ def demo_command(args: argparse.Namespace) -> None:
     config = generate(args, args.data)
     cfg = load_config(config)
     print("\nstep 1/2: the whole store on the local backend")
-    local = run_store(
-        config,
-        args.out,
-        backend="local",
-        workers=args.workers,
-        seconds=args.seconds,
-        detector=args.detector,
-        progress=not args.quiet,
-        watch=_watch(args),
-        trace=args.trace,
-    )
+    local = _run_store(args, config, "local")
     _print_summary(local, args.out)
     truth, _ = load_truth(config.parent / "truth.npz")
     result: dict[str, object] = dict(score(local.report, truth, cfg, args.seconds))

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peopleflow.config import Zone
-from peopleflow.track import HIST_BINS
-from peopleflow.track import appearance_distance as look_distance
+from peopleflow.track import LOOK_SIZE, appearance_distance
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def relink(
     people: each one's times and places, one place per instant, in time order."""
     o = options or RelinkOptions()
     t, xy = np.asarray(t, np.float64), np.asarray(xy, np.float64).reshape(-1, 2)
-    looks = np.asarray(looks, np.float32).reshape(len(t), 2 * HIST_BINS**3)
+    looks = np.asarray(looks, np.float32).reshape(len(t), LOOK_SIZE)
     if len(t) == 0:
         return []
     people = _People(t, xy, looks, _tracklets(t, xy, looks, o), o)
@@ -81,7 +80,7 @@ def _tracklets(t: np.ndarray, xy: np.ndarray, looks: np.ndarray, o: RelinkOption
         cur = np.flatnonzero(t == now)
         if len(prev):
             dist = np.linalg.norm(xy[prev][:, None] - xy[cur][None], axis=2)
-            unlike = look_distance(looks[prev], looks[cur])
+            unlike = appearance_distance(looks[prev], looks[cur])
             cost = np.where((dist <= o.link) & (unlike <= o.link_look), dist + unlike, np.inf)
             rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
             for a, b in zip(rows, cols, strict=True):
@@ -162,7 +161,7 @@ class _People:
         others = np.flatnonzero(near)
         if not len(others):
             return []
-        d = look_distance(self.look[a][None], self.look[others])[0]
+        d = appearance_distance(self.look[a][None], self.look[others])[0]
         keep = d <= most_unlike
         return [
             (float(dk), a, int(k), int(self.version[a]), int(self.version[k]))
@@ -199,7 +198,7 @@ class _People:
                 )
                 near[k] = False
                 others = np.flatnonzero(near)
-                d = look_distance(self.look[k][None], self.look[others])[0]
+                d = appearance_distance(self.look[k][None], self.look[others])[0]
                 for i in np.argsort(d):
                     if d[i] > o.door_look:
                         break

@@ -30,11 +30,12 @@ import numpy as np
 from peopleflow.geometry import Homography
 
 HIST_BINS = 4  # per colour channel: 64 bins per body part
+LOOK_SIZE = 2 * HIST_BINS**3  # one look: the torso's histogram, then the legs'
 
 
 def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Colour histograms of the torso and legs of each box, (n, 2 * 64), each half summing to 1."""
-    out = np.zeros((len(boxes), 2 * HIST_BINS**3), np.float32)
+    out = np.zeros((len(boxes), LOOK_SIZE), np.float32)
     h, w = frame.shape[:2]
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         bh, bw = y1 - y0, x1 - x0
@@ -131,7 +132,7 @@ class CameraTracker:
             (b[keep, 3] - b[keep, 1]),
             np.asarray(looks, np.float32).reshape(n, -1)[rows][keep]
             if n
-            else np.zeros((0, 128), np.float32),
+            else np.zeros((0, LOOK_SIZE), np.float32),
         )
 
 
@@ -176,7 +177,7 @@ class FloorTracker:
         self.appearance_weight = appearance_weight
         self.active: dict[int, _Track] = {}
         self._next = 0
-        self.last_looks = np.zeros((0, 2 * HIST_BINS**3), np.float32)
+        self.last_looks = np.zeros((0, LOOK_SIZE), np.float32)
 
     @property
     def identities(self) -> int:
@@ -226,9 +227,7 @@ class FloorTracker:
             tr.bound.update(m for m in p.members if m[1] >= 0)
             tr.seen += 1
             out.append((tr.id, float(p.xy[0]), float(p.xy[1])))
-        self.last_looks = np.array([p.look for p in people], np.float32).reshape(
-            len(people), 2 * HIST_BINS**3
-        )
+        self.last_looks = np.array([p.look for p in people], np.float32).reshape(-1, LOOK_SIZE)
         self._forget(t)
         return out
 

@@ -7,7 +7,7 @@ import numpy as np
 from peopleflow.app import floor_tracks
 from peopleflow.config import Zone
 from peopleflow.relink import RelinkOptions, relink
-from peopleflow.track import appearance_distance as look_distance
+from peopleflow.track import appearance_distance
 
 STEP = 0.5  # seconds between instants: 2 frames per second
 NOISE = 0.005  # per histogram bin, before normalising
@@ -91,7 +91,7 @@ def test_a_piece_that_begins_away_from_the_door_joins_the_person_it_fits() -> No
     changed = [0.33 * _look(7, NOISE, k) + 0.67 * _look(9, NOISE, k) for k in range(len(t2))]
     second = np.stack(changed)
     t, xy, looks = np.r_[t1, t2], np.r_[p1, p2], np.r_[first, second]
-    unlike = float(look_distance(first.mean(0)[None], second.mean(0)[None])[0, 0])
+    unlike = float(appearance_distance(first.mean(0)[None], second.mean(0)[None])[0, 0])
     o = RelinkOptions()
     assert o.join_look < unlike < o.door_look  # the case this rule is for
     assert len(relink(t, xy, looks)) == 2  # no doors configured: left as they are

@@ -83,11 +83,6 @@ def ensure_ray(init: Mapping[str, Any] | None = None) -> Any:
     return ray
 
 
-def ray_launcher(init: Mapping[str, Any] | None = None) -> RayLauncher:
-    """What ``cv.run(backend="ray")`` hands the local backend's ``run_local``."""
-    return RayLauncher(ensure_ray(init))
-
-
 def node_resources(ray: Any, node_id: str) -> dict[str, float]:
     """What one node of the cluster has (its totals, as Ray counts them)."""
     for node in ray.nodes():
