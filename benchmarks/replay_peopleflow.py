@@ -1,13 +1,15 @@
 """Replay the people-flow tracking and association over cached detections, and score them.
 
-    python benchmarks/replay_peopleflow.py [--store DIR] [--detections FILE] [--json OUT]
+    python benchmarks/replay_peopleflow.py [--store DIR] [--input HxW] [--score S] [--json OUT]
 
 Detection is most of a run's time; tracking and association are most of its accuracy. This
-script runs the detector over every camera of a generated store once (cached in an ``.npz``
-beside the store), then replays ``CameraTracker`` and ``FloorTracker`` exactly as the
-pipeline does (cameras in name order at each instant) in a few seconds, and prints the
-accuracy against the ground truth with the per-zone dwell behind it. It is the tool for
-tuning the trackers: change them, run this, compare.
+script runs the detector over every camera of a generated store once, cached in an ``.npz``
+beside the store with every box scoring at least ``CACHE_SCORE`` (a higher ``--score`` is the
+same boxes filtered: trying thresholds needs no new detection). Then it replays
+``CameraTracker`` and ``FloorTracker`` exactly as the pipeline does (cameras in name order at
+each instant) in a few seconds, and prints the accuracy against the ground truth with the
+per-zone dwell behind it. It is the tool for tuning the trackers: change them, run this,
+compare.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from peopleflow.sources import CameraReader  # noqa: E402
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
 
 DEFAULT_STORE = Path(".cache/peopleflow/store-c8-s40-m2-f2-r0")
+CACHE_SCORE = 0.1
 
 
 def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) -> dict:
     """Every camera's detections: flat arrays plus per-frame offsets."""
-    det = make_detector("yolo", input_size=input_size, threads=2)
+    det = make_detector("yolo", input_size=input_size, score=CACHE_SCORE, threads=2)
     rows: list[tuple[str, int, float, int, int]] = []
     boxes, scores, looks = [], [], []
     started = time.perf_counter()
@@ -66,6 +69,17 @@ def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) ->
     }
 
 
+def above(d: dict, score: float) -> dict:
+    """The cached detections scoring at least ``score``."""
+    keep = d["scores"] >= score
+    bounds = zip(d["offsets"][:-1], d["offsets"][1:], strict=True)
+    counts = [int(keep[a:b].sum()) for a, b in bounds]
+    out = dict(d, offsets=np.r_[0, np.cumsum(counts)])
+    for key in ("boxes", "scores", "looks"):
+        out[key] = d[key][keep]
+    return out
+
+
 def replay(cfg: StoreConfig, d: dict, options: dict | None = None) -> list[FloorPeople]:
     """The pipeline's Track and Associate (the same functions), in one process."""
     trackers: dict[str, CameraTracker] = {}
@@ -87,19 +101,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="a generated store")
     ap.add_argument("--detections", type=Path, help="cache (default: in the store's folder)")
-    ap.add_argument("--input", default="224x384", help="detector input HxW")
+    ap.add_argument("--input", help="detector input HxW (default: the store's)")
+    ap.add_argument("--score", type=float, help="lowest detection score (default: the store's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     config = args.store / "store.toml"
     if not config.is_file():
         sys.exit(f"{config} not found: run `peopleflow generate` (or make demo) first")
     cfg = load_config(config)
-    h, w = (int(v) for v in args.input.split("x"))
+    h, w = (int(v) for v in args.input.split("x")) if args.input else cfg.detector.input
+    score_at_least = cfg.detector.score if args.score is None else args.score
+    if score_at_least < CACHE_SCORE:
+        sys.exit(f"--score {score_at_least}: the cache keeps boxes scoring {CACHE_SCORE} or more")
     cache = args.detections or args.store / f"detections-{h}x{w}.npz"
     if not cache.is_file():
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)
         np.savez_compressed(cache, **detect_all(cfg, (h, w)))
-    d = dict(np.load(cache))
+    d = above(dict(np.load(cache)), score_at_least)
     started = time.perf_counter()
     instants = replay(cfg, d)
     elapsed = time.perf_counter() - started

@@ -37,6 +37,9 @@ from peopleflow.track import LOOK_SIZE
 
 log = logging.getLogger("peopleflow")
 MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
+# An identity seen at under this share of the instants it spans is noise: false detections
+# and fragments strung together by look (a person is seen most of the time by 8 cameras).
+MIN_SEEN_SHARE = 0.3
 FILL_GAPS_SECONDS = 10.0  # an identity unseen this long (hidden, then recognised) was there
 
 
@@ -76,7 +79,6 @@ def run_store(
     workers: int | None = None,
     seconds: float | None = None,
     detector: str = "auto",
-    input_size: tuple[int, int] = (224, 384),
     progress: bool = True,
     watch: Sequence[Callable[[cv.Stats], Any]] = (),
     trace: str | Path | None = None,
@@ -102,7 +104,8 @@ def run_store(
         {
             "config": str(Path(config).resolve()),
             "detector": detector,
-            "input_size": list(input_size),
+            "input_size": list(cfg.detector.input),
+            "score": cfg.detector.score,
             "seconds": seconds,
             "progress": lines,
             "total_seconds": total,
@@ -152,9 +155,11 @@ def floor_tracks(
 
     With ``relinked`` (and looks in the instants), identities are decided again over the whole
     run (``peopleflow.relink``; ``doors``: the zones people come and go by); otherwise they
-    are the live tracker's. A person hidden for a while (behind a shelf, in a crowd) and
-    recognised afterwards was in the store all along: gaps up to ``fill_gaps`` seconds are
-    filled by walking in a straight line at the frame rate, so that their dwell is counted."""
+    are the live tracker's. Identities shorter than ``min_seconds``, or seen at under
+    ``MIN_SEEN_SHARE`` of the instants they span, are dropped. A person hidden for a while
+    (behind a shelf, in a crowd) and recognised afterwards was in the store all along: gaps up
+    to ``fill_gaps`` seconds are filled by walking in a straight line at the frame rate, so
+    that their dwell is counted."""
     ordered = sorted(instants, key=lambda i: float(i.ts))
     if relinked and ordered and all(getattr(i, "looks", None) is not None for i in ordered):
         t = np.concatenate([np.full(len(i.ids), float(i.ts)) for i in ordered])
@@ -170,11 +175,18 @@ def floor_tracks(
                 rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
         people = [(np.array(p)[:, 0], np.array(p)[:, 1:]) for _, p in sorted(rows.items())]
     tracks: list[FloorTrack] = []
+    step = _frame_step(ordered)
     for ts, places in people:
-        if ts[-1] - ts[0] >= min_seconds:
+        seen_share = len(ts) / ((ts[-1] - ts[0]) / step + 1)
+        if ts[-1] - ts[0] >= min_seconds and seen_share >= MIN_SEEN_SHARE:
             track = FloorTrack(len(tracks), ts, places)
             tracks.append(_filled(track, fill_gaps))
     return tracks
+
+
+def _frame_step(instants: list[Any]) -> float:
+    ts = np.unique([float(i.ts) for i in instants])
+    return float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
 
 
 def _filled(track: FloorTrack, longest: float) -> FloorTrack:

@@ -145,12 +145,12 @@ def run_command(args: argparse.Namespace) -> None:
 
 
 def real_command(args: argparse.Namespace) -> None:
-    from peopleflow.vtest import REAL_INPUT, find_clip, write_config
+    from peopleflow.vtest import find_clip, write_config
 
     clip = find_clip(CACHE / "vtest")
     config = write_config(args.out, clip, args.fps)
     print(f"store configuration: {config} (hand calibration: see peopleflow/vtest.py)")
-    _print_summary(_run_store(args, config, args.backend, input_size=REAL_INPUT), args.out)
+    _print_summary(_run_store(args, config, args.backend), args.out)
 
 
 def demo_command(args: argparse.Namespace) -> None:

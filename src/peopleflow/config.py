@@ -6,6 +6,10 @@
     floor_image = "floor.png"                    # optional: drawn under the maps
     identities = "relinked"                      # the report's: "relinked" (default) or "live"
 
+    [detector]                                   # optional: the YOLO detector's settings
+    input = [288, 512]                           # height, width: multiples of 32 (the default)
+    score = 0.2                                  # lowest confidence kept (the default)
+
     [[zones]]
     name = "entrance"
     polygon = [[0, 0], [3, 0], [3, 4], [0, 4]]   # floor-plan metres
@@ -35,6 +39,11 @@ import numpy as np
 from peopleflow.geometry import Homography, HomographyError
 
 IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow.relink
+# The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): at
+# 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
+# ones for ByteTrack's second association, and the report drops identities seen too seldom.
+DETECTOR_INPUT = (288, 512)
+DETECTOR_SCORE = 0.2
 
 
 class ConfigError(ValueError):
@@ -98,12 +107,19 @@ class FloorPlan:
 
 
 @dataclass(frozen=True)
+class DetectorSettings:
+    input: tuple[int, int] = DETECTOR_INPUT  # (height, width) the frames are letterboxed into
+    score: float = DETECTOR_SCORE  # the lowest confidence kept
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     name: str
     plan: FloorPlan
     cameras: tuple[Camera, ...]
     floor_image: Path | None = None
     identities: str = "relinked"  # the report's: decided again over the run, or the live ones
+    detector: DetectorSettings = DetectorSettings()
 
 
 def load_config(path: str | Path, check_sources: bool = True) -> StoreConfig:
@@ -148,7 +164,33 @@ def parse_config(
         for i, c in enumerate(_list(raw, "cameras", origin))
     )
     _unique([c.name for c in cameras], f"{origin}: cameras")
-    return StoreConfig(name, FloorPlan(width, height, zones), cameras, floor_image, identities)
+    detector = _detector(raw.get("detector", {}), f"{origin}: detector")
+    return StoreConfig(
+        name, FloorPlan(width, height, zones), cameras, floor_image, identities, detector
+    )
+
+
+def _detector(raw: Any, where: str) -> DetectorSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a [detector] table, got {raw!r}")
+    unknown = sorted(set(raw) - {"input", "score"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown} (expected input, score)")
+    size = raw.get("input", list(DETECTOR_INPUT))
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+        or not all(32 <= v <= 2048 and v % 32 == 0 for v in size)
+    ):
+        raise ConfigError(
+            f"{where}.input: expected [height, width], multiples of 32 from 32 to 2048, "
+            f"got {size!r}"
+        )
+    score = raw.get("score", DETECTOR_SCORE)
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 < score < 1:
+        raise ConfigError(f"{where}.score: expected a number between 0 and 1, got {score!r}")
+    return DetectorSettings((size[0], size[1]), float(score))
 
 
 def _zone(raw: Any, where: str, width: float, height: float) -> Zone:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import conveyor as cv
-from peopleflow.config import StoreConfig, load_config
+from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE, StoreConfig, load_config
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance
@@ -86,7 +86,11 @@ def detector() -> Detector:
     s = settings()
     options: dict[str, object] = {}
     if s.get("detector", "auto") != "hog":
-        options = {"input_size": tuple(s.get("input_size", (224, 384))), "threads": 1}
+        options = {
+            "input_size": tuple(s.get("input_size", DETECTOR_INPUT)),
+            "score": s.get("score", DETECTOR_SCORE),
+            "threads": 1,
+        }
     return make_detector(s.get("detector", "auto"), **options)
 
 

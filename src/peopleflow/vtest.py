@@ -30,7 +30,7 @@ from peopleflow.sources import SourceError
 SDIST = "opencv-python-headless==4.14.0.94"
 MEMBER = "opencv/samples/data/vtest.avi"
 FLOOR = (25.0, 19.0)  # metres: the plan's width and depth
-REAL_INPUT = (384, 512)  # detector input (H, W): people of 70-85 px keep ~50 px
+DETECTOR_INPUT = (384, 512)  # (H, W): people of 70-85 px keep ~50 px
 # Image pixel (u, v) -> floor metres (x, y): the corners of the ground seen from row 130 down.
 CALIBRATION = [
     (0.0, 576.0, 6.9, 0.7),
@@ -100,6 +100,9 @@ def write_config(folder: Path, clip: Path, fps: float) -> Path:
         "# The walkers' colour histograms are too alike (dark clothes, 70-85 px tall) for the",
         "# report to link identities again over the run: relinked, successive walkers merge.",
         'identities = "live"',
+        "",
+        "[detector]",
+        f"input = [{DETECTOR_INPUT[0]}, {DETECTOR_INPUT[1]}]",
         "",
     ]
     for name, poly in floor_zones().items():

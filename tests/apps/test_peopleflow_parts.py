@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from peopleflow import ConfigError, FloorTrack, Homography, accuracy, analyse, load_config
+from peopleflow.config import DetectorSettings
 from peopleflow.geometry import HomographyError
 from peopleflow.simulate import default_plan, simulate
 
@@ -89,6 +90,9 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert config.plan.doors == ()  # no zone marked door = true
     assert config.identities == "relinked"
     assert load_config(_write(tmp_path, store_extra='identities = "live"\n')).identities == "live"
+    assert config.detector == DetectorSettings((288, 512), 0.2)
+    tuned = load_config(_write(tmp_path, extra="[detector]\ninput = [384, 640]\nscore = 0.3\n"))
+    assert tuned.detector == DetectorSettings((384, 640), 0.3)
 
 
 def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
@@ -124,6 +128,10 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
             {"extra": '[[zones]]\nname = "door"\npolygon = [[0, 0], [3, 0], [3, 1]]\ndoor = 1\n'},
             r"zones\[1\]\.door: expected true or false",
         ),
+        ({"extra": "[detector]\ninput = [300, 512]\n"}, r"detector\.input: expected \[height"),
+        ({"extra": "[detector]\ninput = 288\n"}, r"detector\.input: expected \[height"),
+        ({"extra": "[detector]\nscore = 1.5\n"}, r"detector\.score: expected a number"),
+        ({"extra": "[detector]\nthreshold = 0.3\n"}, r"detector: unknown keys \['threshold'\]"),
     ],
 )
 def test_bad_configurations_name_the_field(tmp_path: Path, change: dict, message: str) -> None:
@@ -195,6 +203,24 @@ def test_a_hidden_persons_gap_is_filled_but_a_long_absence_is_not() -> None:
     assert np.allclose(track.xy[:, 0], 2.0 + 0.1 * track.t)
     (track,) = floor_tracks(seen + later, fill_gaps=3)
     assert np.diff(track.t).max() == pytest.approx(5.5)  # too long to assume
+
+
+def test_an_identity_seen_too_seldom_is_dropped_as_noise() -> None:
+    from types import SimpleNamespace
+
+    from peopleflow.app import MIN_SEEN_SHARE, floor_tracks
+
+    def at(ts: float, people: dict[int, float]) -> SimpleNamespace:
+        xy = [[x, 5.0] for x in people.values()]
+        return SimpleNamespace(ts=ts, ids=np.array(list(people)), xy=np.array(xy).reshape(-1, 2))
+
+    # Identity 1 is seen at every instant; identity 2 (false detections strung together) at
+    # one instant in five, over the same 20 s.
+    times = np.arange(0, 20, 0.5)
+    instants = [at(s, {1: 2.0, **({2: 9.0} if k % 5 == 0 else {})}) for k, s in enumerate(times)]
+    assert MIN_SEEN_SHARE > 0.2
+    (track,) = floor_tracks(instants, fill_gaps=0)
+    assert np.allclose(track.xy[:, 0], 2.0) and len(track.t) == len(times)
 
 
 def test_accuracy_is_perfect_on_the_truth_and_drops_with_errors() -> None:
