@@ -123,8 +123,8 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     truth, _ = load_truth(args.store / "truth.npz")
     tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
-    report = analyse(tracks, cfg.plan)
-    true = analyse(truth, cfg.plan)
+    report = analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
+    true = analyse(truth, cfg.plan, min_visit=cfg.min_visit)
     metrics = score(report, truth, cfg)
     print(f"replayed {len(d['index'])} frames in {elapsed:.1f} s")
     print(f"{'zone':12s} {'dwell':>8s} {'true':>8s} {'error':>7s}")

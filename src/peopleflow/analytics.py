@@ -9,8 +9,9 @@ ground truth; the same functions measure both, so ``accuracy`` compares like wit
   should show where time is spent, not that jitter. The total time is unchanged.
 - **Zone dwell**: seconds spent in each zone, in total and by hour of the day.
 - **Visits**: a stay in a zone of at least ``min_visit`` seconds (shorter ones are someone
-  crossing, or tracking jitter along an edge), timed from where the track crossed the zone's
-  edge in to where it crossed out, between frames.
+  passing by, or tracking jitter along an edge), timed from where the track crossed the
+  zone's edge in to where it crossed out, between frames. A door is visited by walking
+  through it, however briefly.
 - **Transitions** (the flow map): consecutive visits of one person, zone A then zone B.
 - **Visitors**: distinct track ids.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from peopleflow.config import FloorPlan, Zone
+from peopleflow.config import MIN_VISIT, FloorPlan, Zone
 
 MAX_STEP = 1.0  # seconds: a gap longer than this in a track counts as absence, not dwell
 HEATMAP_SMOOTHING = 0.5  # metres: the heat map's kernel (standard deviation)
@@ -86,7 +87,7 @@ def analyse(
     tracks: list[FloorTrack],
     plan: FloorPlan,
     cell: float = 0.5,
-    min_visit: float = 2.0,
+    min_visit: float = MIN_VISIT,
     start_hour: float = 0.0,
     smooth: float = HEATMAP_SMOOTHING,
 ) -> Report:
@@ -143,7 +144,8 @@ def _visits(
     xy: np.ndarray,
     plan: FloorPlan,
 ) -> list[int]:
-    """The zones a track stayed in for ``min_visit`` s or more, in order (repeats merged).
+    """The zones a track stayed in for ``min_visit`` s or more (a door: at all), in order,
+    repeats merged.
 
     A stay is timed from the moment the track crossed into the zone to the moment it crossed
     out, each found on the straight line between the samples either side of the zone's edge,
@@ -158,7 +160,7 @@ def _visits(
                 edge = plan.zones[z]
                 stay = float(w[start:i].sum())
                 stay += _edge(t, xy, start - 1, start, edge) - _edge(t, xy, i - 1, i, edge)
-                if stay >= min_visit:
+                if stay >= min_visit or edge.door:
                     out.append(z)
             start = i
     return out

@@ -135,7 +135,7 @@ def run_store(
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
     tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
-    report = analyse(tracks, cfg.plan)
+    report = analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
     summary = RunSummary(backend, len(specs), frames, video, elapsed, report, tracks, failed)
@@ -258,7 +258,7 @@ def score(
     if seconds is not None:
         truth = [FloorTrack(t.id, t.t[t.t < seconds], t.xy[t.t < seconds]) for t in truth]
         truth = [t for t in truth if len(t.t)]
-    return accuracy(report, analyse(truth, cfg.plan))
+    return accuracy(report, analyse(truth, cfg.plan, min_visit=cfg.min_visit))
 
 
 def _probe(

@@ -5,6 +5,7 @@
     floor = { width = 20.0, height = 12.0 }      # metres; the floor plan's extent
     floor_image = "floor.png"                    # optional: drawn under the maps
     identities = "relinked"                      # the report's: "relinked" (default) or "live"
+    min_visit = 5.0                              # seconds in a zone that make a visit (5)
 
     [detector]                                   # optional: the YOLO detector's settings
     input = [288, 512]                           # height, width: multiples of 32 (the default)
@@ -42,6 +43,9 @@ IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow
 # The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): at
 # 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
 # ones for ByteTrack's second association, and the report drops identities seen too seldom.
+# A visit is a stay of at least this long: long enough to stop and look. Walking across a 2 m
+# aisle takes 1.5-2.5 s (the commonest stay of all); a door counts however short the stay.
+MIN_VISIT = 5.0
 DETECTOR_INPUT = (288, 512)
 DETECTOR_SCORE = 0.2
 
@@ -119,6 +123,7 @@ class StoreConfig:
     cameras: tuple[Camera, ...]
     floor_image: Path | None = None
     identities: str = "relinked"  # the report's: decided again over the run, or the live ones
+    min_visit: float = MIN_VISIT  # seconds in a zone that make a visit
     detector: DetectorSettings = DetectorSettings()
 
 
@@ -154,6 +159,7 @@ def parse_config(
             f"{origin}: store.identities: expected one of {', '.join(IDENTITIES)}, got "
             f"{identities!r}"
         )
+    min_visit = _positive(store, "min_visit", f"{origin}: store", default=MIN_VISIT)
     zones = tuple(
         _zone(z, f"{origin}: zones[{i}]", width, height)
         for i, z in enumerate(_list(raw, "zones", origin))
@@ -166,7 +172,13 @@ def parse_config(
     _unique([c.name for c in cameras], f"{origin}: cameras")
     detector = _detector(raw.get("detector", {}), f"{origin}: detector")
     return StoreConfig(
-        name, FloorPlan(width, height, zones), cameras, floor_image, identities, detector
+        name,
+        FloorPlan(width, height, zones),
+        cameras,
+        floor_image,
+        identities,
+        min_visit,
+        detector,
     )
 
 
@@ -252,8 +264,8 @@ def _str(raw: dict[str, Any], key: str, where: str, default: str | None = None) 
     return value
 
 
-def _positive(raw: dict[str, Any], key: str, where: str) -> float:
-    value = raw.get(key)
+def _positive(raw: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
+    value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
     return float(value)

@@ -90,7 +90,8 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert config.plan.doors == ()  # no zone marked door = true
     assert config.identities == "relinked"
     assert load_config(_write(tmp_path, store_extra='identities = "live"\n')).identities == "live"
-    assert config.detector == DetectorSettings((288, 512), 0.2)
+    assert config.detector == DetectorSettings((288, 512), 0.2) and config.min_visit == 5.0
+    assert load_config(_write(tmp_path, store_extra="min_visit = 8\n")).min_visit == 8.0
     tuned = load_config(_write(tmp_path, extra="[detector]\ninput = [384, 640]\nscore = 0.3\n"))
     assert tuned.detector == DetectorSettings((384, 640), 0.3)
 
@@ -128,6 +129,7 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
             {"extra": '[[zones]]\nname = "door"\npolygon = [[0, 0], [3, 0], [3, 1]]\ndoor = 1\n'},
             r"zones\[1\]\.door: expected true or false",
         ),
+        ({"store_extra": "min_visit = -1\n"}, r"store\.min_visit: expected a positive"),
         ({"extra": "[detector]\ninput = [300, 512]\n"}, r"detector\.input: expected \[height"),
         ({"extra": "[detector]\ninput = 288\n"}, r"detector\.input: expected \[height"),
         ({"extra": "[detector]\nscore = 1.5\n"}, r"detector\.score: expected a number"),
@@ -171,10 +173,27 @@ def test_a_crossing_is_timed_from_edge_to_edge_not_in_whole_frames(
     for phase in np.arange(0, 0.5, 0.05):
         t = np.arange(phase, 40, 0.5)
         x = np.clip(6.0 + speed * (t - 10), 6.0, 13.0)  # aisle 1, across aisle 2, aisle 3
-        report = analyse([FloorTrack(1, t, np.c_[x, np.full_like(t, 6.0)])], plan)
+        report = analyse([FloorTrack(1, t, np.c_[x, np.full_like(t, 6.0)])], plan, min_visit=2)
         expected = ["aisle 1", "aisle 2", "aisle 3"] if visit else ["aisle 1", "aisle 3"]
         assert report.visits == dict.fromkeys(expected, 1), phase
         assert sum(report.transitions.values()) == len(expected) - 1
+
+
+def test_passing_by_is_not_a_visit_but_walking_through_a_door_is() -> None:
+    # In by the door (the entrance, 0..3.5 x 0..3 m) at 1.2 m/s: 0.8 s inside it. Then across
+    # aisle 1 (5..7 m) without stopping, into aisle 2 to browse for 30 s.
+    plan = default_plan()
+    t = np.arange(0, 60, 0.5)
+    x = np.clip(2.5 + 1.2 * t, 2.5, 9.5)
+    y = np.where(t < 1, 2.0 + 1.2 * t, 3.5)
+    report = analyse([FloorTrack(1, t, np.c_[x, y])], plan)  # the default: 5 s makes a visit
+    assert report.visits == {"entrance": 1, "aisle 2": 1}
+    assert report.transitions == {("entrance", "aisle 2"): 1}
+    assert analyse([FloorTrack(1, t, np.c_[x, y])], plan, min_visit=1.0).visits == {
+        "entrance": 1,
+        "aisle 1": 1,
+        "aisle 2": 1,
+    }
 
 
 def test_the_heat_map_kernel_keeps_the_time_and_the_place() -> None:
