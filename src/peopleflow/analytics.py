@@ -55,6 +55,7 @@ class Report:
     visitors: int
     extra: dict[str, float] = field(default_factory=dict)
     smooth: float = 0.0  # metres: the heat map's Gaussian kernel
+    min_visit: float = MIN_VISIT  # seconds in a zone that made a visit
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -65,6 +66,7 @@ class Report:
                 for k, v in self.zone_dwell_by_hour.items()
             },
             "zone_visits": self.visits,
+            "visit_min_s": self.min_visit,
             "transitions": [
                 {"from": a, "to": b, "count": n} for (a, b), n in sorted(self.transitions.items())
             ],
@@ -133,6 +135,7 @@ def analyse(
         dict(transitions),
         len({t.id for t in tracks}),
         smooth=smooth,
+        min_visit=min_visit,
     )
 
 

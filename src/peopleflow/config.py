@@ -40,12 +40,12 @@ import numpy as np
 from peopleflow.geometry import Homography, HomographyError
 
 IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow.relink
-# The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): at
-# 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
-# ones for ByteTrack's second association, and the report drops identities seen too seldom.
 # A visit is a stay of at least this long: long enough to stop and look. Walking across a 2 m
 # aisle takes 1.5-2.5 s (the commonest stay of all); a door counts however short the stay.
 MIN_VISIT = 5.0
+# The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): at
+# 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
+# ones for ByteTrack's second association, and the report drops identities seen too seldom.
 DETECTOR_INPUT = (288, 512)
 DETECTOR_SCORE = 0.2
 

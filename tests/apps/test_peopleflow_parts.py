@@ -189,6 +189,7 @@ def test_passing_by_is_not_a_visit_but_walking_through_a_door_is() -> None:
     report = analyse([FloorTrack(1, t, np.c_[x, y])], plan)  # the default: 5 s makes a visit
     assert report.visits == {"entrance": 1, "aisle 2": 1}
     assert report.transitions == {("entrance", "aisle 2"): 1}
+    assert report.to_json()["visit_min_s"] == 5.0  # the report says what made a visit
     assert analyse([FloorTrack(1, t, np.c_[x, y])], plan, min_visit=1.0).visits == {
         "entrance": 1,
         "aisle 1": 1,
