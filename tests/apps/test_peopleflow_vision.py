@@ -9,6 +9,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE  # noqa: E402
 from peopleflow.detect import HogDetector, YoloDetector, iou_matrix, retarget, yolo_model_path  # noqa: E402
 from peopleflow.generate import people_at  # noqa: E402
 from peopleflow.geometry import Homography  # noqa: E402
@@ -83,7 +84,7 @@ def test_yolo_is_retargeted_and_finds_the_rendered_people(scenes: list) -> None:
         pytest.skip(str(exc))
     with pytest.raises(ValueError, match="multiples of 32"):
         retarget(b"", 100, 200)
-    detector = YoloDetector((224, 384), score=0.25)
+    detector = YoloDetector(DETECTOR_INPUT, score=DETECTOR_SCORE)  # what a store runs
     recall, people = _recall(detector, scenes)
     assert people >= 25
     assert recall >= 0.85, f"recall {recall:.2f} on {people} people at least 80 px tall"
