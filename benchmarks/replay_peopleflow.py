@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import write_json  # noqa: E402
-from peopleflow.analytics import analyse  # noqa: E402
-from peopleflow.app import floor_tracks, score  # noqa: E402
+from peopleflow.analytics import accuracy, analyse  # noqa: E402
+from peopleflow.app import store_report  # noqa: E402
 from peopleflow.config import StoreConfig, load_config  # noqa: E402
 from peopleflow.detect import make_detector  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
@@ -122,10 +122,9 @@ def main() -> None:
     instants = replay(cfg, d)
     elapsed = time.perf_counter() - started
     truth, _ = load_truth(args.store / "truth.npz")
-    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
-    report = analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
+    _, report = store_report(instants, cfg)
     true = analyse(truth, cfg.plan, min_visit=cfg.min_visit)
-    metrics = score(report, truth, cfg)
+    metrics = accuracy(report, true)
     print(f"replayed {len(d['index'])} frames in {elapsed:.1f} s")
     print(f"{'zone':12s} {'dwell':>8s} {'true':>8s} {'error':>7s}")
     for zone, secs in true.zone_dwell.items():

@@ -160,10 +160,10 @@ def _visits(
         if i == len(zone) or zone[i] != zone[start]:
             z = int(zone[start])
             if z >= 0 and (not out or out[-1] != z):
-                edge = plan.zones[z]
+                area = plan.zones[z]
                 stay = float(w[start:i].sum())
-                stay += _edge(t, xy, start - 1, start, edge) - _edge(t, xy, i - 1, i, edge)
-                if stay >= min_visit or edge.door:
+                stay += _edge(t, xy, start - 1, start, area) - _edge(t, xy, i - 1, i, area)
+                if stay >= min_visit or area.door:
                     out.append(z)
             start = i
     return out

@@ -104,8 +104,6 @@ def run_store(
         {
             "config": str(Path(config).resolve()),
             "detector": detector,
-            "input_size": list(cfg.detector.input),
-            "score": cfg.detector.score,
             "seconds": seconds,
             "progress": lines,
             "total_seconds": total,
@@ -134,14 +132,19 @@ def run_store(
         print(f"trace: {result.trace} (conveyor report {result.trace} --out DIR draws it)")
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
-    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
-    report = analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
+    tracks, report = store_report(instants, cfg)
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
     summary = RunSummary(backend, len(specs), frames, video, elapsed, report, tracks, failed)
     if out is not None:
         write_outputs(summary, cfg, Path(out))
     return summary
+
+
+def store_report(instants: list[Any], cfg: StoreConfig) -> tuple[list[FloorTrack], Report]:
+    """The report of a run's per-instant outputs, with the store's identities and visits."""
+    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
+    return tracks, analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
 
 
 def floor_tracks(

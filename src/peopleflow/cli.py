@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from peopleflow.config import ConfigError
 from peopleflow.detect import DetectorError
@@ -122,7 +122,7 @@ def generate(args: argparse.Namespace, out: Path | None) -> Path:
     return make_store(out, params)
 
 
-def _run_store(args: argparse.Namespace, config: Path, backend: str, **extra: Any) -> RunSummary:
+def _run_store(args: argparse.Namespace, config: Path, backend: str) -> RunSummary:
     """``run_store`` with the options every running command takes (``_run_args``)."""
     from peopleflow.app import run_store
 
@@ -136,7 +136,6 @@ def _run_store(args: argparse.Namespace, config: Path, backend: str, **extra: An
         progress=not args.quiet,
         watch=_watch(args),
         trace=args.trace,
-        **extra,
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import conveyor as cv
-from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE, StoreConfig, load_config
+from peopleflow.config import StoreConfig, load_config
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance
@@ -83,15 +83,12 @@ def store() -> StoreConfig:
 
 @functools.cache
 def detector() -> Detector:
-    s = settings()
+    kind = settings().get("detector", "auto")
     options: dict[str, object] = {}
-    if s.get("detector", "auto") != "hog":
-        options = {
-            "input_size": tuple(s.get("input_size", DETECTOR_INPUT)),
-            "score": s.get("score", DETECTOR_SCORE),
-            "threads": 1,
-        }
-    return make_detector(s.get("detector", "auto"), **options)
+    if kind != "hog":
+        chosen = store().detector  # the store's [detector] table
+        options = {"input_size": chosen.input, "score": chosen.score, "threads": 1}
+    return make_detector(kind, **options)
 
 
 # Cost hints (seconds per item on one CPU core, measured on the synthetic store) let the
