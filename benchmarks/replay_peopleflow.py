@@ -28,11 +28,18 @@ from bench_common import write_json  # noqa: E402
 from peopleflow.analytics import accuracy, analyse  # noqa: E402
 from peopleflow.app import store_report  # noqa: E402
 from peopleflow.config import StoreConfig, load_config  # noqa: E402
+from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.detect import make_detector  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
 from peopleflow.pipeline import FloorPeople, associate, camera_tracker  # noqa: E402
 from peopleflow.sources import CameraReader  # noqa: E402
-from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
+from peopleflow.track import (  # noqa: E402
+    CameraTracker,
+    FloorTracker,
+    Placed,
+    appearance,
+    reid_window,
+)
 
 DEFAULT_STORE = Path(".cache/peopleflow/store-c8-s40-m2-f2-r0")
 CACHE_SCORE = 0.1
@@ -118,11 +125,14 @@ def main() -> None:
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)
         np.savez_compressed(cache, **detect_all(cfg, (h, w)))
     d = above(dict(np.load(cache)), score_at_least)
+    sizes = {str(c): (int(s[0]), int(s[1])) for c, s in zip(d["camera"], d["size"], strict=True)}
+    coverage = Coverage.of(cfg.plan, cfg.cameras, sizes)
     started = time.perf_counter()
-    instants = replay(cfg, d)
+    instants = replay(cfg, d, {"reid_window": reid_window(coverage.share_seen())})
     elapsed = time.perf_counter() - started
     truth, _ = load_truth(args.store / "truth.npz")
-    _, report = store_report(instants, cfg)
+    people, report = store_report(instants, cfg, coverage)
+    print(people.verdict.describe())
     true = analyse(truth, cfg.plan, min_visit=cfg.min_visit)
     metrics = accuracy(report, true)
     print(f"replayed {len(d['index'])} frames in {elapsed:.1f} s")

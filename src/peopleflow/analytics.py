@@ -56,6 +56,8 @@ class Report:
     extra: dict[str, float] = field(default_factory=dict)
     smooth: float = 0.0  # metres: the heat map's Gaussian kernel
     min_visit: float = MIN_VISIT  # seconds in a zone that made a visit
+    # how many identities were made, kept and dropped, and why (``peopleflow.evidence``)
+    identities: dict[str, float | int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -72,6 +74,7 @@ class Report:
             ],
             "heatmap_cell_m": self.cell,
             "heatmap_smoothing_m": self.smooth,
+            **({"identities": self.identities} if self.identities else {}),
             **self.extra,
         }
 

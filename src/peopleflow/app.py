@@ -30,16 +30,14 @@ import numpy as np
 import conveyor as cv
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
 from peopleflow.config import StoreConfig, Zone, load_config
+from peopleflow.coverage import Coverage
+from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict, judge
 from peopleflow.maps import draw_flowmap, draw_heatmap
 from peopleflow.relink import relink
 from peopleflow.sources import CameraReader, SourceError
-from peopleflow.track import LOOK_SIZE
+from peopleflow.track import LOOK_SIZE, reid_window
 
 log = logging.getLogger("peopleflow")
-MIN_TRACK_SECONDS = 3.0  # shorter identities are noise (a false detection, a fragment)
-# An identity seen at under this share of the instants it spans is noise: false detections
-# and fragments strung together by look (a person is seen most of the time by 8 cameras).
-MIN_SEEN_SHARE = 0.3
 FILL_GAPS_SECONDS = 10.0  # an identity unseen this long (hidden, then recognised) was there
 
 
@@ -53,6 +51,7 @@ class RunSummary:
     report: Report
     tracks: list[FloorTrack]
     failed_cameras: dict[str, str] = field(default_factory=dict)
+    identities: Verdict | None = None  # what the noise filter kept and dropped
 
     @property
     def frames_per_second(self) -> float:
@@ -95,6 +94,7 @@ def run_store(
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
     watch = list(watch)
+    coverage = coverage_of(cfg, specs)
     lines = False  # the pipeline's own progress lines: not while a live dashboard redraws
     if progress:
         dashboard = cv.Dashboard(cameras=len(specs), title="peopleflow", log_every=15.0)
@@ -108,6 +108,7 @@ def run_store(
             "progress": lines,
             "total_seconds": total,
             "skip": sorted(failed),
+            "reid_window": reid_window(coverage.share_seen()),
         }
     )
     for cache in (pipeline.settings, pipeline.store, pipeline.detector):
@@ -132,37 +133,70 @@ def run_store(
         print(f"trace: {result.trace} (conveyor report {result.trace} --out DIR draws it)")
     elapsed = time.perf_counter() - started
     instants = result.outputs["Associate"]
-    tracks, report = store_report(instants, cfg)
+    people, report = store_report(instants, cfg, coverage)
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
-    summary = RunSummary(backend, len(specs), frames, video, elapsed, report, tracks, failed)
+    summary = RunSummary(
+        backend, len(specs), frames, video, elapsed, report, people.tracks, failed, people.verdict
+    )
     if out is not None:
         write_outputs(summary, cfg, Path(out))
     return summary
 
 
-def store_report(instants: list[Any], cfg: StoreConfig) -> tuple[list[FloorTrack], Report]:
-    """The report of a run's per-instant outputs, with the store's identities and visits."""
-    tracks = floor_tracks(instants, doors=cfg.plan.doors, relinked=cfg.identities == "relinked")
-    return tracks, analyse(tracks, cfg.plan, min_visit=cfg.min_visit)
+def coverage_of(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> Coverage:
+    """Where the store's cameras that opened (``specs``: their frame shapes) see the floor."""
+    sizes = {s.name: (int(s.shape[1]), int(s.shape[0])) for s in specs}
+    return Coverage.of(cfg.plan, cfg.cameras, sizes)
+
+
+@dataclass
+class People:
+    """The report's identities: the tracks kept, and what the noise filter decided."""
+
+    tracks: list[FloorTrack]
+    verdict: Verdict
+
+
+def store_report(
+    instants: list[Any], cfg: StoreConfig, coverage: Coverage | None = None
+) -> tuple[People, Report]:
+    """The report of a run's per-instant outputs, with the store's identities and visits.
+    ``coverage``: where the cameras see the floor (default: one camera everywhere)."""
+    people = floor_tracks(
+        instants,
+        coverage or Coverage.everywhere(cfg.plan),
+        doors=cfg.plan.doors,
+        relinked=cfg.identities == "relinked",
+    )
+    report = analyse(people.tracks, cfg.plan, min_visit=cfg.min_visit)
+    report.identities = people.verdict.to_json()
+    if people.verdict.dropped > people.verdict.made / 2:
+        log.warning(
+            "the report drops more than half of the identities the pipeline made: %s. "
+            "Check the calibration (is everyone on the floor plan?) and the [detector] score.",
+            people.verdict.describe(),
+        )
+    return people, report
 
 
 def floor_tracks(
     instants: list[Any],
+    coverage: Coverage,
     min_seconds: float = MIN_TRACK_SECONDS,
     fill_gaps: float = FILL_GAPS_SECONDS,
     doors: tuple[Zone, ...] = (),
     relinked: bool = True,
-) -> list[FloorTrack]:
+) -> People:
     """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped.
 
     With ``relinked`` (and looks in the instants), identities are decided again over the whole
     run (``peopleflow.relink``; ``doors``: the zones people come and go by); otherwise they
-    are the live tracker's. Identities shorter than ``min_seconds``, or seen at under
-    ``MIN_SEEN_SHARE`` of the instants they span, are dropped. A person hidden for a while
-    (behind a shelf, in a crowd) and recognised afterwards was in the store all along: gaps up
-    to ``fill_gaps`` seconds are filled by walking in a straight line at the frame rate, so
-    that their dwell is counted."""
+    are the live tracker's. Identities shorter than ``min_seconds``, or seen too seldom for
+    where the cameras look (``coverage``; ``peopleflow.evidence``), are dropped. A person
+    hidden for a while (behind a shelf, in a crowd) and recognised afterwards was in the store
+    all along: gaps up to ``fill_gaps`` seconds are filled by walking in a straight line at the
+    frame rate, so that their dwell is counted."""
     ordered = sorted(instants, key=lambda i: float(i.ts))
     if relinked and ordered and all(getattr(i, "looks", None) is not None for i in ordered):
         t = np.concatenate([np.full(len(i.ids), float(i.ts)) for i in ordered])
@@ -177,14 +211,9 @@ def floor_tracks(
             for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
                 rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
         people = [(np.array(p)[:, 0], np.array(p)[:, 1:]) for _, p in sorted(rows.items())]
-    tracks: list[FloorTrack] = []
-    step = _frame_step(ordered)
-    for ts, places in people:
-        seen_share = len(ts) / ((ts[-1] - ts[0]) / step + 1)
-        if ts[-1] - ts[0] >= min_seconds and seen_share >= MIN_SEEN_SHARE:
-            track = FloorTrack(len(tracks), ts, places)
-            tracks.append(_filled(track, fill_gaps))
-    return tracks
+    verdict = judge(people, _frame_step(ordered), coverage, min_seconds)
+    tracks = [_filled(FloorTrack(n, *people[i]), fill_gaps) for n, i in enumerate(verdict.kept)]
+    return People(tracks, verdict)
 
 
 def _frame_step(instants: list[Any]) -> float:

@@ -223,6 +223,8 @@ def _print_summary(summary: RunSummary, out: Path | None) -> None:
     for name, why in summary.failed_cameras.items():
         print(f"  camera {name} was left out: {why}")
     print(f"visitors: {rep.visitors}")
+    if summary.identities is not None:
+        print(f"identities: {summary.identities.describe()}")
     busiest = sorted(rep.zone_dwell.items(), key=lambda kv: -kv[1])
     print("dwell by zone: " + ", ".join(f"{z} {s:.0f} s" for z, s in busiest))
     flows = sorted(rep.transitions.items(), key=lambda kv: -kv[1])[:5]

@@ -31,7 +31,7 @@ import conveyor as cv
 from peopleflow.config import StoreConfig, load_config
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
-from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance
+from peopleflow.track import REID_WINDOW, CameraTracker, FloorTracker, Placed, appearance
 
 ENV = "PEOPLEFLOW_RUN"
 
@@ -144,7 +144,7 @@ class Associate:
     """Every camera's people at one instant -> one identity per person on the floor."""
 
     def __init__(self) -> None:
-        self.floor = FloorTracker()
+        self.floor = FloorTracker(reid_window=float(settings().get("reid_window", REID_WINDOW)))
         self.next_report = 0.0
 
     def __call__(self, group: list[CameraPeople]) -> FloorPeople:

@@ -31,6 +31,22 @@ from peopleflow.geometry import Homography
 
 HIST_BINS = 4  # per colour channel: 64 bins per body part
 LOOK_SIZE = 2 * HIST_BINS**3  # one look: the torso's histogram, then the legs'
+# How long an identity out of view waits to be recognised again, where the cameras see most of
+# the floor (a person hidden behind a shelf or in a crowd comes back within it).
+REID_WINDOW = 20.0
+FULL_VIEW = 0.6  # share of the floor seen from which the whole window applies
+SHORTEST_REID_WINDOW = 8.0
+
+
+def reid_window(floor_seen: float) -> float:
+    """The re-identification window for cameras that show ``floor_seen`` (0-1) of the floor.
+
+    Where the cameras see little of the floor, someone out of view for long has most likely
+    walked off into the unseen part, and a newcomer who looks alike is someone else: on
+    generated one-camera stores (27% of the floor seen) the full 20 s window merged a third of
+    the visitors into others (20 identities for 30 people; 28-30 with 8-10 s)."""
+    share = min(1.0, max(0.0, floor_seen) / FULL_VIEW)
+    return max(SHORTEST_REID_WINDOW, REID_WINDOW * share)
 
 
 def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -163,7 +179,7 @@ class FloorTracker:
         merge_radius: float = 1.5,
         look_weight: float = 1.0,
         gate: float = 1.6,
-        reid_window: float = 20.0,
+        reid_window: float = REID_WINDOW,
         max_speed: float = 2.0,
         appearance_weight: float = 2.0,
         look_gate: float = 0.35,

@@ -88,8 +88,9 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert np.allclose(cam.homography.to_floor(np.array([[100, 900]])), [[0, 0]], atol=1e-6)
     assert list(config.plan.zone_of(np.array([[1, 1], [10, 10]]))) == [0, -1]
     assert config.plan.doors == ()  # no zone marked door = true
-    assert config.identities == "relinked"
-    assert load_config(_write(tmp_path, store_extra='identities = "live"\n')).identities == "live"
+    assert config.identities == "live"  # the default for a single camera: nothing to relink by
+    relinked = _write(tmp_path, store_extra='identities = "relinked"\n')
+    assert load_config(relinked).identities == "relinked"
     assert config.detector == DetectorSettings((288, 512), 0.2) and config.min_visit == 5.0
     assert load_config(_write(tmp_path, store_extra="min_visit = 8\n")).min_visit == 8.0
     tuned = load_config(_write(tmp_path, extra="[detector]\ninput = [384, 640]\nscore = 0.3\n"))
@@ -212,23 +213,26 @@ def test_a_hidden_persons_gap_is_filled_but_a_long_absence_is_not() -> None:
     from types import SimpleNamespace
 
     from peopleflow.app import floor_tracks
+    from peopleflow.coverage import Coverage
 
     def at(ts: float, x: float) -> SimpleNamespace:
         return SimpleNamespace(ts=ts, ids=np.array([3]), xy=np.array([[x, 5.0]]))
 
     seen = [at(s, 2.0 + 0.1 * s) for s in np.arange(0, 5, 0.5)]  # 0 .. 4.5 s
     later = [at(s, 2.0 + 0.1 * s) for s in np.arange(10, 15, 0.5)]  # hidden 4.5 .. 10 s
-    (track,) = floor_tracks(seen + later, fill_gaps=10)
+    everywhere = Coverage.everywhere(default_plan())
+    (track,) = floor_tracks(seen + later, everywhere, fill_gaps=10).tracks
     assert np.allclose(np.diff(track.t), 0.5)  # every frame of the gap, walking on
     assert np.allclose(track.xy[:, 0], 2.0 + 0.1 * track.t)
-    (track,) = floor_tracks(seen + later, fill_gaps=3)
+    (track,) = floor_tracks(seen + later, everywhere, fill_gaps=3).tracks
     assert np.diff(track.t).max() == pytest.approx(5.5)  # too long to assume
 
 
 def test_an_identity_seen_too_seldom_is_dropped_as_noise() -> None:
     from types import SimpleNamespace
 
-    from peopleflow.app import MIN_SEEN_SHARE, floor_tracks
+    from peopleflow.app import floor_tracks
+    from peopleflow.coverage import Coverage
 
     def at(ts: float, people: dict[int, float]) -> SimpleNamespace:
         xy = [[x, 5.0] for x in people.values()]
@@ -238,8 +242,9 @@ def test_an_identity_seen_too_seldom_is_dropped_as_noise() -> None:
     # one instant in five, over the same 20 s.
     times = np.arange(0, 20, 0.5)
     instants = [at(s, {1: 2.0, **({2: 9.0} if k % 5 == 0 else {})}) for k, s in enumerate(times)]
-    assert MIN_SEEN_SHARE > 0.2
-    (track,) = floor_tracks(instants, fill_gaps=0)
+    people = floor_tracks(instants, Coverage.everywhere(default_plan(), 2), fill_gaps=0)
+    (track,) = people.tracks
+    assert people.verdict.seen_too_seldom == 1
     assert np.allclose(track.xy[:, 0], 2.0) and len(track.t) == len(times)
 
 

@@ -6,7 +6,9 @@ import numpy as np
 
 from peopleflow.app import floor_tracks
 from peopleflow.config import Zone
+from peopleflow.coverage import Coverage
 from peopleflow.relink import RelinkOptions, relink
+from peopleflow.simulate import default_plan
 from peopleflow.track import appearance_distance
 
 STEP = 0.5  # seconds between instants: 2 frames per second
@@ -114,8 +116,9 @@ def test_floor_tracks_relink_the_pipelines_instants_and_can_leave_them() -> None
                 looks=np.stack([_look(3, NOISE, k), _look(40, NOISE, k)]),
             )
         )
-    relinked = floor_tracks(instants)
-    live = floor_tracks(instants, relinked=False)
+    everywhere = Coverage.everywhere(default_plan())
+    relinked = floor_tracks(instants, everywhere).tracks
+    live = floor_tracks(instants, everywhere, relinked=False).tracks
     for tracks in (relinked, live):
         assert len(tracks) == 2
     # relinked: each identity keeps walking one way; live: each turns back at the swap
