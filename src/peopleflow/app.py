@@ -25,20 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import conveyor as cv
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
 from peopleflow.config import StoreConfig, Zone, load_config
 from peopleflow.coverage import Coverage
-from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict, judge
+from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict
 from peopleflow.maps import draw_flowmap, draw_heatmap
-from peopleflow.relink import relink
+from peopleflow.people import (
+    FILL_GAPS_SECONDS,
+    Observations,
+    People,
+    frame_step,
+    kept_tracks,
+    people_of,
+)
 from peopleflow.sources import CameraReader, SourceError
-from peopleflow.track import LOOK_SIZE, reid_window
+from peopleflow.track import reid_window
 
 log = logging.getLogger("peopleflow")
-FILL_GAPS_SECONDS = 10.0  # an identity unseen this long (hidden, then recognised) was there
 
 
 @dataclass
@@ -150,14 +154,6 @@ def coverage_of(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> Coverage:
     return Coverage.of(cfg.plan, cfg.cameras, sizes)
 
 
-@dataclass
-class People:
-    """The report's identities: the tracks kept, and what the noise filter decided."""
-
-    tracks: list[FloorTrack]
-    verdict: Verdict
-
-
 def store_report(
     instants: list[Any], cfg: StoreConfig, coverage: Coverage | None = None
 ) -> tuple[People, Report]:
@@ -193,49 +189,11 @@ def floor_tracks(
     With ``relinked`` (and looks in the instants), identities are decided again over the whole
     run (``peopleflow.relink``; ``doors``: the zones people come and go by); otherwise they
     are the live tracker's. Identities shorter than ``min_seconds``, or seen too seldom for
-    where the cameras look (``coverage``; ``peopleflow.evidence``), are dropped. A person
-    hidden for a while (behind a shelf, in a crowd) and recognised afterwards was in the store
-    all along: gaps up to ``fill_gaps`` seconds are filled by walking in a straight line at the
-    frame rate, so that their dwell is counted."""
-    ordered = sorted(instants, key=lambda i: float(i.ts))
-    if relinked and ordered and all(getattr(i, "looks", None) is not None for i in ordered):
-        t = np.concatenate([np.full(len(i.ids), float(i.ts)) for i in ordered])
-        xy = np.concatenate([np.asarray(i.xy, np.float64).reshape(-1, 2) for i in ordered])
-        looks = np.concatenate(
-            [np.asarray(i.looks, np.float32).reshape(len(i.ids), LOOK_SIZE) for i in ordered]
-        )
-        people = relink(t, xy, looks, doors)
-    else:
-        rows: dict[int, list[tuple[float, float, float]]] = {}
-        for inst in ordered:
-            for pid, (x, y) in zip(inst.ids.tolist(), inst.xy.tolist(), strict=True):
-                rows.setdefault(int(pid), []).append((float(inst.ts), x, y))
-        people = [(np.array(p)[:, 0], np.array(p)[:, 1:]) for _, p in sorted(rows.items())]
-    verdict = judge(people, _frame_step(ordered), coverage, min_seconds)
-    tracks = [_filled(FloorTrack(n, *people[i]), fill_gaps) for n, i in enumerate(verdict.kept)]
-    return People(tracks, verdict)
-
-
-def _frame_step(instants: list[Any]) -> float:
-    ts = np.unique([float(i.ts) for i in instants])
-    return float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
-
-
-def _filled(track: FloorTrack, longest: float) -> FloorTrack:
-    t, xy = track.t, track.xy
-    if len(t) < 3 or longest <= 0:
-        return track
-    step = float(np.median(np.diff(t)))
-    times, points = [t[:1]], [xy[:1]]
-    for k in range(1, len(t)):
-        gap = t[k] - t[k - 1]
-        if 1.5 * step < gap <= longest:
-            f = np.arange(1, round(gap / step)) / round(gap / step)
-            times.append(t[k - 1] + f * gap)
-            points.append(xy[k - 1] + f[:, None] * (xy[k] - xy[k - 1]))
-        times.append(t[k : k + 1])
-        points.append(xy[k : k + 1])
-    return FloorTrack(track.id, np.concatenate(times), np.concatenate(points))
+    where the cameras look (``coverage``; ``peopleflow.evidence``), are dropped; hidden spells
+    up to ``fill_gaps`` seconds are filled in (``peopleflow.people``)."""
+    obs = Observations.of(instants)
+    people = people_of(obs, relinked, doors)
+    return kept_tracks(people, frame_step(obs.t), coverage, min_seconds, fill_gaps)
 
 
 def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str, Path]:

@@ -21,7 +21,8 @@ Nothing is dropped silently: ``Verdict`` counts what was made and dropped, and w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +48,7 @@ class Verdict:
     too_short: int
     seen_too_seldom: int
     detection_rate: float  # per camera and instant, estimated from the identities
+    rates: list[float] = field(default_factory=list)  # each lasting identity's own estimate
 
     @property
     def dropped(self) -> int:
@@ -84,17 +86,22 @@ def judge(
     step: float,
     coverage: Coverage,
     min_seconds: float = MIN_TRACK_SECONDS,
+    prior_rates: Sequence[float] = (),
 ) -> Verdict:
     """Judge identities given as (times (n,), floor positions (n, 2)), sampled every ``step``
-    seconds, against where the cameras look."""
+    seconds, against where the cameras look. ``prior_rates``: the detection rates of
+    identities judged before (a live service judges a few at a time)."""
     lasting = [i for i, (t, _) in enumerate(people) if t[-1] - t[0] >= min_seconds]
     sightings = {i: _sightings(*people[i], step, coverage) for i in lasting}
     rates = [_camera_rate(s) for s in sightings.values()]
-    rate = max(LOWEST_RATE, float(np.percentile(rates, RATE_QUANTILE))) if rates else 1.0
+    pooled = [*prior_rates, *rates]
+    rate = max(LOWEST_RATE, float(np.percentile(pooled, RATE_QUANTILE))) if pooled else 1.0
     kept = [
         i for i in lasting if _share(sightings[i]) >= SEEN_RATIO * _expected(sightings[i], rate)
     ]
-    return Verdict(kept, len(people), len(people) - len(lasting), len(lasting) - len(kept), rate)
+    return Verdict(
+        kept, len(people), len(people) - len(lasting), len(lasting) - len(kept), rate, rates
+    )
 
 
 def _sightings(t: np.ndarray, xy: np.ndarray, step: float, coverage: Coverage) -> _Sightings:

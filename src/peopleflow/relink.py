@@ -57,6 +57,27 @@ def relink(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Observations (times ``t`` (n,), places ``xy`` (n, 2), ``looks`` (n, 128)) grouped into
     people: each one's times and places, one place per instant, in time order."""
+    return [(p.t, p.xy) for p in relink_people(t, xy, looks, doors, options)]
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person: which observations are theirs, and one place per instant, in time order."""
+
+    members: np.ndarray  # indices into the observations given
+    t: np.ndarray
+    xy: np.ndarray
+
+
+def relink_people(
+    t: np.ndarray,
+    xy: np.ndarray,
+    looks: np.ndarray,
+    doors: tuple[Zone, ...] = (),
+    options: RelinkOptions | None = None,
+) -> list[Person]:
+    """``relink``, saying which observations each person is made of (the live service keeps
+    the observations of people not yet final, and drops the rest)."""
     o = options or RelinkOptions()
     t, xy = np.asarray(t, np.float64), np.asarray(xy, np.float64).reshape(-1, 2)
     looks = np.asarray(looks, np.float32).reshape(len(t), LOOK_SIZE)
@@ -66,7 +87,10 @@ def relink(
     people.join(o.join_look, o.misfit)
     if doors:
         people.join_pieces(doors, o)
-    return [people.samples(k) for k in sorted(people.members, key=people.first)]
+    return [
+        Person(np.sort(people.members[k]), *people.samples(k))
+        for k in sorted(people.members, key=people.first)
+    ]
 
 
 def _tracklets(t: np.ndarray, xy: np.ndarray, looks: np.ndarray, o: RelinkOptions) -> np.ndarray:
