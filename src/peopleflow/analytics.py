@@ -120,7 +120,7 @@ def analyse(
                 by_hour[name][int(h)] = by_hour[name].get(int(h), 0.0) + float(
                     w[inside & (hours == h)].sum()
                 )
-        sequence = _visits(zone, w, min_visit, track.t, track.xy, plan)
+        sequence = [z for z, _ in visits_of(zone, w, min_visit, track.t, track.xy, plan)]
         for z in sequence:
             visits[names[z]] += 1
         for a, b in zip(sequence, sequence[1:], strict=False):
@@ -142,32 +142,32 @@ def analyse(
     )
 
 
-def _visits(
+def visits_of(
     zone: np.ndarray,
     w: np.ndarray,
     min_visit: float,
     t: np.ndarray,
     xy: np.ndarray,
     plan: FloorPlan,
-) -> list[int]:
+) -> list[tuple[int, int]]:
     """The zones a track stayed in for ``min_visit`` s or more (a door: at all), in order,
-    repeats merged.
+    repeats merged, each with the index of the sample its stay began at.
 
     A stay is timed from the moment the track crossed into the zone to the moment it crossed
     out, each found on the straight line between the samples either side of the zone's edge,
     not in whole frames: crossing a 2 m aisle takes about 2 s at walking pace, and at 2 frames
     per second, whole frames would make such a crossing a visit or not by the frames' phase."""
-    out: list[int] = []
+    out: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(zone) + 1):
         if i == len(zone) or zone[i] != zone[start]:
             z = int(zone[start])
-            if z >= 0 and (not out or out[-1] != z):
+            if z >= 0 and (not out or out[-1][0] != z):
                 area = plan.zones[z]
                 stay = float(w[start:i].sum())
                 stay += _edge(t, xy, start - 1, start, area) - _edge(t, xy, i - 1, i, area)
                 if stay >= min_visit or area.door:
-                    out.append(z)
+                    out.append((z, start))
             start = i
     return out
 

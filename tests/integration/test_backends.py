@@ -53,6 +53,20 @@ class BackendSuite:
         assert key(got.outputs["Smooth"]) == key(inline.outputs["Smooth"])
         assert got.plan is not None and len(got.plan.pipelines) == 2
 
+    def test_outputs_reach_on_output_as_they_come_in_order(self) -> None:
+        graph = cv.Graph([frames, measure, Smooth])
+        inline_given: list[Any] = []
+        inline = cv.run(
+            graph, backend="inline", collect=["Smooth"], on_output={"Smooth": inline_given.append}
+        )
+        assert key(inline_given) == key(inline.outputs["Smooth"])
+        given: list[Any] = []
+        got = self.run(graph, workers=2, collect=["measure"], on_output={"Smooth": given.append})
+        assert key(given) == key(inline.outputs["Smooth"])
+        assert "Smooth" not in got.outputs and len(got.outputs["measure"]) == ITEMS
+        with pytest.raises(cv.ConfigurationError, match="on_output names"):
+            self.run(graph, on_output={"nope": given.append})
+
     def test_every_task_in_its_own_pipeline(self) -> None:
         graph = cv.Graph([frames, measure, Smooth])
         plan = make_plan(graph, workers=3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ def run(
     watch_every: float = 1.0,
     trace: str | os.PathLike[str] | None = None,
     ray_init: Mapping[str, Any] | None = None,
+    on_output: Mapping[str, Callable[[Any], None]] | None = None,
 ) -> RunResult:
     """Run ``graph`` to completion (its sources end) and return what it produced.
 
@@ -59,6 +60,9 @@ def run(
     goes on and the final one at its end (``Dashboard``, ``MetricsServer``, your own).
     ``trace``: write a Chrome/Perfetto timeline of every task call to this JSON file
     (``conveyor report`` draws it).
+    ``on_output``: per task name, a function called here with each of its outputs, in order,
+    as they come while the run goes on (a sink in this process: a database writer). It runs
+    on the thread that supervises the run: hand slow work to a thread of your own.
     ``backend``: ``"local"`` (processes on this machine), ``"inline"`` (serially, in this
     process: for debugging) or ``"ray"`` (pipelines as Ray actors; ``ray_init`` goes to
     ``ray.init``, e.g. ``{"address": "auto"}``; on a cluster of several nodes the graph is
@@ -75,15 +79,21 @@ def run(
         raise ConfigurationError(f"ray_init is for backend='ray', not {backend!r}")
     if watch and not stats:
         raise ConfigurationError("watch needs statistics: leave stats=True")
+    on_output = dict(on_output or {})
+    unknown = [n for n in on_output if n not in graph.tasks or graph.tasks[n].output is None]
+    if unknown:
+        raise ConfigurationError(
+            f"on_output names tasks that are not in the graph or produce nothing: {unknown}"
+        )
     monitor = Monitoring(list(watch), watch_every, Path(trace) if trace is not None else None)
     if backend == "inline":
         from conveyor.backends.inline import run_inline
 
-        return run_inline(graph, names, cameras, stats=stats, monitor=monitor)
+        return run_inline(graph, names, cameras, stats=stats, monitor=monitor, on_output=on_output)
     if backend not in ("local", "ray"):
         raise ConfigurationError(f"backend must be 'inline', 'local' or 'ray', got {backend!r}")
     # Ray runs the local backend's machinery too: only what starts a pipeline differs.
-    from conveyor.backends.local import Launcher, ProcessLauncher, run_local
+    from conveyor.backends.local import CallbackOutlet, Launcher, ProcessLauncher, run_local
 
     launcher: Launcher
     if backend == "ray":
@@ -96,6 +106,8 @@ def run(
             from conveyor.backends.ray_cluster import check_cluster_options, run_cluster
 
             check_cluster_options(watch, trace)
+            if on_output:
+                raise ConfigurationError("on_output is not supported over several Ray nodes yet")
             return run_cluster(ray, graph, names, cluster, cameras, restarts, stats)
         launcher = RayLauncher(ray)
     else:
@@ -110,6 +122,7 @@ def run(
         stats=stats,
         monitor=monitor,
         launcher=launcher,
+        forward={name: CallbackOutlet(give) for name, give in on_output.items()},
     )
 
 

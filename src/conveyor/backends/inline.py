@@ -7,7 +7,8 @@ For debugging (breakpoints in task code work) and as the serial baseline. It run
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from conveyor.backends.base import Monitoring, RunResult
 from conveyor.graph import Graph
@@ -28,9 +29,11 @@ def run_inline(
     cameras: Sequence[CameraSpec] = (),
     stats: bool = True,
     monitor: Monitoring | None = None,
+    on_output: Mapping[str, Callable[[Any], None]] | None = None,
 ) -> RunResult:
     monitor = monitor or Monitoring()
     outputs: dict[str, list] = {name: [] for name in collect}
+    delivered = _delivery(outputs, on_output or {})
     counters = Counters.private(1, len(graph.order)) if stats else None
     trace = TraceOutput(monitor.trace, [PIPELINE]) if monitor.trace is not None else None
     try:
@@ -38,7 +41,7 @@ def run_inline(
             loop = PipelineLoop(
                 graph,
                 graph.order,
-                collect={name: outputs[name].append for name in collect},
+                collect=delivered,
                 counters=counters,
                 trace=TraceRecorder(trace.prefix, 0) if trace is not None else None,
             )
@@ -63,3 +66,21 @@ def run_inline(
         stats=summary,
         trace=trace.out if trace is not None else None,
     )
+
+
+def _delivery(
+    outputs: dict[str, list[Any]], on_output: Mapping[str, Callable[[Any], None]]
+) -> dict[str, Callable[[Any], None]]:
+    """Per task: where each output goes (collected, handed to ``on_output``, or both)."""
+
+    def both(keep: Callable[[Any], None], give: Callable[[Any], None]) -> Callable[[Any], None]:
+        def deliver(value: Any) -> None:
+            keep(value)
+            give(value)
+
+        return deliver
+
+    out: dict[str, Callable[[Any], None]] = {n: kept.append for n, kept in outputs.items()}
+    for name, give in on_output.items():
+        out[name] = both(out[name], give) if name in out else give
+    return out

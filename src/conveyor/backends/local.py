@@ -76,6 +76,29 @@ class Outlet(Protocol):
     def join(self, timeout: float | None = None) -> None: ...
 
 
+class CallbackOutlet:
+    """An outlet that hands each output to a function in this process, as it comes (what
+    ``run(..., on_output=...)`` gives: a sink in the driver, such as a database writer)."""
+
+    def __init__(self, deliver: Callable[[Any], None]) -> None:
+        self.deliver = deliver
+
+    def full(self) -> bool:
+        return False
+
+    def put(self, value: Any) -> None:
+        self.deliver(value)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """Everything a pipeline process needs, by name (it attaches to the shared objects)."""

@@ -1,0 +1,254 @@
+"""The live service's memory: people not yet final, and what to write when.
+
+The pipeline gives one ``FloorPeople`` per instant. ``Recorder.add`` keeps their observations
+and, every ``flush_every`` seconds of camera time, hands back a ``Batch``: what the database
+must hold now, written in one transaction.
+
+- **People are final after a bounded delay.** Every ``window`` seconds the observations held
+  are grouped into people again (``peopleflow.people``: relinked over them, or the live
+  identities); a person last seen more than ``final_after`` seconds ago is final: the noise
+  filter judges them, their track adds to the windows it crosses (``peopleflow.windows``),
+  and their observations are let go. So memory holds only the last few minutes, however long
+  the run.
+- **Windows close** when no person still held can add to them: their end is at or before the
+  first observation held.
+- **Health**: frames per camera and window, and gaps (a camera silent for ``gap_after``
+  seconds, with when it went and came back).
+- **State**: every batch carries the recorder's whole state (``state()``, a few MB at most),
+  written with it. A service killed at any moment starts again from the last batch written
+  (``Recorder.restore``): nothing it wrote is written again, nothing it held is lost.
+
+Times are epoch seconds: the service adds the run's origin to the pipeline's timestamps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from peopleflow.config import FloorPlan
+from peopleflow.coverage import Coverage
+from peopleflow.people import Observations, kept_tracks, people_of
+from peopleflow.track import LOOK_SIZE
+from peopleflow.windows import WINDOW_SECONDS, Tally, tally
+
+FINAL_AFTER = 120.0  # seconds unseen after which a person is final (relinking looks 2 min back)
+FLUSH_EVERY = 5.0  # seconds of camera time between writes: the database's lag behind cameras
+KEEP_RATES = 500  # identities whose detection rate the noise filter remembers
+EPOCH_IDS = 1 << 40  # live identities of successive runs of the service never collide
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    plan: FloorPlan
+    coverage: Coverage
+    step: float  # seconds between instants
+    relinked: bool = True
+    min_visit: float = 5.0
+    window: int = WINDOW_SECONDS
+    final_after: float = FINAL_AFTER
+    flush_every: float = FLUSH_EVERY
+
+    @property
+    def gap_after(self) -> float:
+        """Seconds a camera may be silent before it counts as a gap."""
+        return max(2.0, 3.0 * self.step)
+
+
+@dataclass(frozen=True)
+class Gap:
+    camera: str
+    start: float  # epoch seconds: the last frame before
+    end: float  # the first frame after
+
+
+@dataclass
+class Batch:
+    """What one write puts in the database, all of it or none."""
+
+    number: int  # 1, 2, ...: a batch is written once (its number is part of every key)
+    position: float  # epoch seconds of the last instant the batch accounts for
+    tally: Tally
+    frames: Counter[tuple[int, str]]  # (window start, camera) -> frames processed
+    gaps: list[Gap]
+    closed: list[int]  # window starts, closed by this batch
+    people: int  # people made final by this batch (kept)
+    dropped: int  # identities the noise filter dropped in this batch
+    state: bytes  # the recorder after this batch
+
+
+@dataclass
+class _Held:
+    obs: Observations = field(default_factory=Observations.empty)
+    rates: list[float] = field(default_factory=list)
+    batch: int = 0
+    epoch: int = 0  # how many times the service started before: offsets the live identities
+    position: float | None = None  # last instant added
+    last_flush: float | None = None
+    last_final: float | None = None
+    closed_until: float | None = None  # every window ending at or before this is closed
+    seen: dict[str, float] = field(default_factory=dict)  # camera -> its last frame
+
+
+class Recorder:
+    """Held observations, and the batches to write (see the module's docstring)."""
+
+    def __init__(self, settings: RecorderSettings, held: _Held | None = None) -> None:
+        self.settings = settings
+        self._held = held or _Held()
+        self._frames: Counter[tuple[int, str]] = Counter()
+        self._gaps: list[Gap] = []
+        self._tally = Tally()
+        self._closed: list[int] = []
+        self._people = 0
+        self._dropped = 0
+
+    @classmethod
+    def restore(cls, settings: RecorderSettings, state: bytes) -> Recorder:
+        """The recorder as a batch left it, for a service started again."""
+        held = _decode(state)
+        held.epoch += 1
+        return cls(settings, held)
+
+    @property
+    def position(self) -> float | None:
+        """Epoch seconds of the last instant added (or restored)."""
+        return self._held.position
+
+    @property
+    def held_observations(self) -> int:
+        return len(self._held.obs)
+
+    def add(
+        self, t: float, ids: np.ndarray, xy: np.ndarray, looks: np.ndarray, cameras: list[str]
+    ) -> Batch | None:
+        """One instant (epoch seconds ``t``) of people; a batch when one is due."""
+        h, s = self._held, self.settings
+        win = int(np.floor(t / s.window) * s.window)
+        for cam in cameras:
+            last = h.seen.get(cam)
+            if last is not None and t - last > s.gap_after:
+                self._gaps.append(Gap(cam, last, t))
+            h.seen[cam] = t
+            self._frames[(win, cam)] += 1
+        n = len(ids)
+        new = Observations(
+            np.full(n, t),
+            np.asarray(ids, np.int64).reshape(-1) + h.epoch * EPOCH_IDS,
+            np.asarray(xy, np.float64).reshape(-1, 2),
+            np.asarray(looks, np.float16).reshape(n, LOOK_SIZE),
+        )
+        h.obs = h.obs.concat(new)
+        h.position = t
+        if h.last_flush is None:
+            h.last_flush = h.last_final = t
+            h.closed_until = win
+        if t - h.last_final >= s.window:  # type: ignore[operator]
+            self._finalise(t, everyone=False)
+            h.last_final = t
+        if t - h.last_flush >= s.flush_every:
+            return self._batch()
+        return None
+
+    def note_gap(self, camera: str, start: float, end: float) -> None:
+        """A gap the service knows of (it was down, for a live camera)."""
+        self._gaps.append(Gap(camera, start, end))
+
+    def finish(self) -> Batch:
+        """Everyone held is final now (the cameras ended, or the service stops)."""
+        if self._held.position is not None:
+            self._finalise(self._held.position + self.settings.step, everyone=True)
+        return self._batch()
+
+    def _finalise(self, now: float, everyone: bool) -> None:
+        h, s = self._held, self.settings
+        obs = h.obs
+        if len(obs):
+            people = people_of(_as_float32(obs), s.relinked, s.plan.doors)
+            final = [p for p in people if everyone or p.t[-1] < now - s.final_after]
+            if final:
+                judged = kept_tracks(final, s.step, s.coverage, prior_rates=h.rates)
+                h.rates = [*h.rates, *judged.verdict.rates][-KEEP_RATES:]
+                self._tally.add(tally(judged.tracks, s.plan, s.window, s.min_visit))
+                self._people += len(judged.tracks)
+                self._dropped += judged.verdict.dropped
+                let_go = np.zeros(len(obs), bool)
+                for p in final:
+                    let_go[p.members] = True
+                h.obs = obs.take(np.flatnonzero(~let_go))
+        first_held = float(h.obs.t.min()) if len(h.obs) else now
+        if everyone:  # the window of the last instant closes too
+            first_held = float(np.ceil(now / s.window) * s.window)
+        assert h.closed_until is not None
+        while h.closed_until + s.window <= first_held + 1e-9:
+            self._closed.append(int(h.closed_until))
+            h.closed_until += s.window
+
+    def _batch(self) -> Batch:
+        h = self._held
+        h.batch += 1
+        h.last_flush = h.position
+        batch = Batch(
+            h.batch,
+            h.position if h.position is not None else 0.0,
+            self._tally,
+            self._frames,
+            self._gaps,
+            self._closed,
+            self._people,
+            self._dropped,
+            _encode(h),
+        )
+        self._tally, self._frames, self._gaps, self._closed = Tally(), Counter(), [], []
+        self._people = self._dropped = 0
+        return batch
+
+
+def _as_float32(obs: Observations) -> Observations:
+    looks = obs.looks.astype(np.float32) if obs.looks is not None else None
+    return Observations(obs.t, obs.ids, obs.xy, looks)
+
+
+def _encode(h: _Held) -> bytes:
+    meta = {
+        "rates": h.rates,
+        "batch": h.batch,
+        "epoch": h.epoch,
+        "position": h.position,
+        "last_flush": h.last_flush,
+        "last_final": h.last_final,
+        "closed_until": h.closed_until,
+        "seen": h.seen,
+    }
+    looks = h.obs.looks if h.obs.looks is not None else np.zeros((0, LOOK_SIZE), np.float16)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+        t=h.obs.t,
+        ids=h.obs.ids,
+        xy=h.obs.xy,
+        looks=looks.astype(np.float16),
+    )
+    return buf.getvalue()
+
+
+def _decode(state: bytes) -> _Held:
+    with np.load(io.BytesIO(state)) as data:
+        meta = json.loads(data["meta"].tobytes().decode())
+        obs = Observations(data["t"], data["ids"], data["xy"], data["looks"])
+    return _Held(
+        obs,
+        list(meta["rates"]),
+        int(meta["batch"]),
+        int(meta["epoch"]),
+        meta["position"],
+        meta["last_flush"],
+        meta["last_final"],
+        meta["closed_until"],
+        dict(meta["seen"]),
+    )
