@@ -15,7 +15,6 @@ cameras and writes, under ``out``::
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
 from peopleflow.config import StoreConfig, Zone, load_config
 from peopleflow.coverage import Coverage
 from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict
-from peopleflow.maps import draw_flowmap, draw_heatmap
+from peopleflow.outputs import write_csv, write_report
 from peopleflow.people import (
     FILL_GAPS_SECONDS,
     Observations,
@@ -75,22 +74,29 @@ class RunSummary:
         }
 
 
-def run_store(
+@dataclass(frozen=True)
+class Prepared:
+    """A store's run, ready to start: its cameras, where they look, what watches it."""
+
+    cfg: StoreConfig
+    specs: list[cv.CameraSpec]  # the cameras that opened, with their frame shapes
+    failed: dict[str, str]  # the cameras that did not, and why
+    coverage: Coverage
+    watch: list[Callable[[cv.Stats], Any]]
+
+
+def prepare(
     config: str | Path,
-    out: str | Path | None = None,
-    backend: str = "local",
-    workers: int | None = None,
     seconds: float | None = None,
     detector: str = "auto",
     progress: bool = True,
     watch: Sequence[Callable[[cv.Stats], Any]] = (),
-    trace: str | Path | None = None,
-) -> RunSummary:
-    """Run the store's cameras through the pipeline; write the outputs under ``out`` if given.
-
-    ``progress``: conveyor's dashboard (redrawn in a terminal, else a line every 15 s with the
-    pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``.
-    """
+    start_seconds: float = 0.0,
+    clock_origin: float | None = None,
+) -> Prepared:
+    """Open the store's cameras and hand the pipeline its settings (``run_store`` and the live
+    service both start this way). ``start_seconds``: file cameras begin there (a resumed
+    service); ``clock_origin``: live cameras time their frames from this epoch time."""
     from peopleflow import pipeline
 
     cfg = load_config(config)
@@ -113,10 +119,35 @@ def run_store(
             "total_seconds": total,
             "skip": sorted(failed),
             "reid_window": reid_window(coverage.share_seen()),
+            "start_seconds": start_seconds,
+            "clock_origin": clock_origin,
         }
     )
     for cache in (pipeline.settings, pipeline.store, pipeline.detector):
         cache.cache_clear()
+    return Prepared(cfg, specs, failed, coverage, watch)
+
+
+def run_store(
+    config: str | Path,
+    out: str | Path | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    seconds: float | None = None,
+    detector: str = "auto",
+    progress: bool = True,
+    watch: Sequence[Callable[[cv.Stats], Any]] = (),
+    trace: str | Path | None = None,
+) -> RunSummary:
+    """Run the store's cameras through the pipeline; write the outputs under ``out`` if given.
+
+    ``progress``: conveyor's dashboard (redrawn in a terminal, else a line every 15 s with the
+    pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``.
+    """
+    from peopleflow import pipeline
+
+    run = prepare(config, seconds, detector, progress, watch)
+    cfg, specs, failed, coverage = run.cfg, run.specs, run.failed, run.coverage
     if progress:
         print(
             f"peopleflow: {len(specs)} cameras, {backend} backend"
@@ -130,7 +161,7 @@ def run_store(
         workers=workers,
         cameras=specs,
         collect=["Associate"],
-        watch=watch,
+        watch=run.watch,
         trace=trace,
     )
     if result.trace is not None and progress:
@@ -197,47 +228,21 @@ def floor_tracks(
 
 
 def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    rep = summary.report
-    paths = {
-        "heatmap": draw_heatmap(
-            rep,
-            cfg.plan,
-            out / "heatmap.png",
-            f"{cfg.name}: dwell time (seconds per {rep.cell:g} m cell)",
-        ),
-        "flowmap": draw_flowmap(
-            rep, cfg.plan, out / "flowmap.png", f"{cfg.name}: flows between zones"
-        ),
-        "report": out / "report.json",
-        "zones": out / "zones.csv",
-        "transitions": out / "transitions.csv",
-        "tracks": out / "tracks.csv",
-    }
-    body = {
-        "store": cfg.name,
-        **rep.to_json(),
+    extra = {
         "speed": summary.speed(),
         "backend": summary.backend,
         "failed_cameras": summary.failed_cameras,
     }
-    paths["report"].write_text(json.dumps(body, indent=2))
-    with paths["zones"].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["zone", "dwell_seconds", "visits"])
-        for zone, secs in rep.zone_dwell.items():
-            w.writerow([zone, round(secs, 2), rep.visits.get(zone, 0)])
-    with paths["transitions"].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["from", "to", "count"])
-        for (a, b), n in sorted(rep.transitions.items()):
-            w.writerow([a, b, n])
-    with paths["tracks"].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["identity", "seconds", "x_m", "y_m"])
-        for tr in summary.tracks:
-            for t, (x, y) in zip(tr.t, tr.xy, strict=True):
-                w.writerow([tr.id, round(float(t), 3), round(float(x), 3), round(float(y), 3)])
+    paths = write_report(summary.report, cfg.plan, cfg.name, out, extra)
+    paths["tracks"] = write_csv(
+        out / "tracks.csv",
+        ["identity", "seconds", "x_m", "y_m"],
+        (
+            [tr.id, round(float(t), 3), round(float(x), 3), round(float(y), 3)]
+            for tr in summary.tracks
+            for t, (x, y) in zip(tr.t, tr.xy, strict=True)
+        ),
+    )
     return paths
 
 

@@ -5,6 +5,8 @@ peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds
                [--quiet] [--metrics-port PORT] [--trace FILE]
 peopleflow demo [--cameras 8] [--minutes 2] --out DIR
 peopleflow real [--out DIR] [--fps 5]      # OpenCV's vtest.avi, hand-calibrated
+peopleflow serve --config store.toml [--db URL] [--start ISO] [--window S]
+peopleflow report --db URL --out DIR [--store NAME] [--from ISO] [--to ISO]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peopleflow.config import ConfigError
+from peopleflow.database import DatabaseError
 from peopleflow.detect import DetectorError
 from peopleflow.sources import SourceError
 
@@ -57,9 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     real.add_argument("--fps", type=float, default=5.0, help="frames per second sampled (5)")
     _run_args(real)
 
+    serve = sub.add_parser("serve", help="run a store live: results in a database as they come")
+    serve.add_argument("--config", type=Path, required=True, help="the store's TOML file")
+    _serve_args(serve)
+    _run_args(serve, seconds=False)
+
+    report = sub.add_parser("report", help="maps and tables for any period, from the database")
+    report.add_argument("--db", required=True, help="sqlite:///PATH or postgresql://...")
+    report.add_argument("--out", type=Path, required=True, help="folder for maps and tables")
+    report.add_argument("--store", help="the store's name (when the database holds several)")
+    report.add_argument("--from", dest="start", help="local date or time, ISO (2026-12-02T09:00)")
+    report.add_argument("--to", dest="end", help="local date or time, ISO (excluded)")
+
     args = parser.parse_args(argv)
     try:
-        if args.command == "generate":
+        if args.command == "serve":
+            return serve_command(args)
+        if args.command == "report":
+            report_command(args)
+        elif args.command == "generate":
             out = generate(args, args.out)
             print(f"store configuration: {out}")
         elif args.command == "run":
@@ -68,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             real_command(args)
         else:
             demo_command(args)
-    except (ConfigError, SourceError, DetectorError) as exc:
+    except (ConfigError, SourceError, DetectorError, DatabaseError, ValueError) as exc:
         print(f"peopleflow: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -85,10 +104,11 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _run_args(p: argparse.ArgumentParser, seconds: bool = True) -> None:
     p.add_argument("--backend", choices=["inline", "local"], default="local")
     p.add_argument("--workers", type=int, help="pipeline processes (default: the CPU count)")
-    p.add_argument("--seconds", type=float, help="only the first S seconds of video")
+    if seconds:
+        p.add_argument("--seconds", type=float, help="only the first S seconds of video")
     p.add_argument("--detector", choices=["auto", "yolo", "hog"], default="auto")
     p.add_argument("--quiet", action="store_true", help="no dashboard, no progress lines")
     p.add_argument(
@@ -106,6 +126,60 @@ def _watch(args: argparse.Namespace) -> list[MetricsServer]:
     server = cv.MetricsServer(args.metrics_port)
     print(f"metrics: {server.url}", flush=True)
     return [server]
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="sqlite:///PATH or postgresql://... (default: STORE.sqlite)")
+    p.add_argument(
+        "--start",
+        help="file cameras: local time of their first frame, ISO (default: now, first start)",
+    )
+    p.add_argument("--window", type=int, default=60, help="seconds per results window (60)")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from peopleflow.period import parse_time
+    from peopleflow.serve import ServeOptions, serve
+
+    if args.window < 1 or 3600 % args.window:
+        raise ConfigError(f"--window: expected seconds that divide an hour, got {args.window}")
+    options = ServeOptions(
+        db=args.db,
+        backend=args.backend,
+        workers=args.workers,
+        detector=args.detector,
+        progress=not args.quiet,
+        start=parse_time(args.start) if args.start else None,
+        window=args.window,
+        watch=_watch(args),
+    )
+    summary = serve(args.config, options)
+    how = "stopped" if summary.stopped else "cameras ended"
+    print(
+        f"peopleflow serve: {how} after {summary.elapsed:.0f} s: {summary.batches} batches, "
+        f"{summary.people} people written to {summary.db}\n"
+        f"report: peopleflow report --db {summary.db} --out DIR [--from ISO] [--to ISO]"
+    )
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> None:
+    from peopleflow.database import ResultsDB
+    from peopleflow.period import parse_time, read_period, write_period
+
+    start = parse_time(args.start) if args.start else None
+    end = parse_time(args.end) if args.end else None
+    db = ResultsDB.open(args.db)
+    try:
+        period = read_period(db, args.store, start, end)
+        write_period(db, period, args.out)
+    finally:
+        db.close()
+    rep = period.report
+    print(f"{period.store}: visitors {rep.visitors}")
+    busiest = sorted(rep.zone_dwell.items(), key=lambda kv: -kv[1])
+    print("dwell by zone: " + ", ".join(f"{z} {s:.0f} s" for z, s in busiest))
+    print(f"maps, report.json and tables by hour in {args.out}/")
 
 
 def generate(args: argparse.Namespace, out: Path | None) -> Path:

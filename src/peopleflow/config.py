@@ -102,6 +102,24 @@ class FloorPlan:
     def zone_names(self) -> list[str]:
         return [z.name for z in self.zones]
 
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON values (the results database keeps it, to draw reports)."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "zones": [
+                {"name": z.name, "polygon": z.polygon.tolist(), "door": z.door} for z in self.zones
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> FloorPlan:
+        zones = tuple(
+            Zone(z["name"], np.asarray(z["polygon"], np.float64), bool(z["door"]))
+            for z in raw["zones"]
+        )
+        return cls(float(raw["width"]), float(raw["height"]), zones)
+
     def zone_of(self, points: np.ndarray) -> np.ndarray:
         """The index of the zone each point is in (the first that contains it), or -1."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -51,6 +51,7 @@ stores = sa.Table(
     metadata,
     sa.Column("store", sa.String(200), primary_key=True),
     sa.Column("origin", sa.Float, nullable=False),  # epoch seconds of video time 0 (files)
+    sa.Column("plan", sa.Text, nullable=False),  # the floor plan, zones and visit rule (JSON)
     sa.Column("batch", sa.Integer, nullable=False),  # the last batch written
     sa.Column("position", sa.Float),  # epoch seconds of the last instant accounted for
     sa.Column("state", sa.LargeBinary),  # the recorder, to start again from
@@ -167,16 +168,29 @@ class ResultsDB:
     def close(self) -> None:
         self.engine.dispose()
 
-    def resume(self, store: str, origin: float) -> Resume:
-        """The store's row, made with ``origin`` if it has none yet."""
+    def resume(self, store: str, origin: float, plan: str) -> Resume:
+        """The store's row, made with ``origin`` if it has none yet; ``plan`` (JSON: what the
+        report needs to draw the store) is written either way."""
         with self.engine.begin() as con:
             row = con.execute(sa.select(stores).where(stores.c.store == store)).first()
             if row is None:
                 con.execute(
-                    stores.insert().values(store=store, origin=origin, batch=0, updated=time.time())
+                    stores.insert().values(
+                        store=store, origin=origin, plan=plan, batch=0, updated=time.time()
+                    )
                 )
                 return Resume(origin, 0, None, None)
+            con.execute(stores.update().where(stores.c.store == store).values(plan=plan))
         return Resume(row.origin, row.batch, row.position, row.state)
+
+    def plan(self, store: str) -> str:
+        """The store's plan (JSON), as its service last wrote it."""
+        with self.engine.connect() as con:
+            found = con.execute(sa.select(stores.c.plan).where(stores.c.store == store)).scalar()
+        if found is None:
+            known = ", ".join(self.store_names()) or "none"
+            raise DatabaseError(f"no store {store!r} in the database (stores: {known})")
+        return str(found)
 
     def write(self, store: str, batch: Batch) -> None:
         """One batch, whole or not at all; refused if it is not the next one."""

@@ -66,6 +66,7 @@ class FloorPeople:
     xy: np.ndarray  # (n, 2) metres
     cameras: int  # how many cameras reported this instant
     looks: np.ndarray  # (n, 128) appearance: the report links identities again with it
+    camera_names: list[str]  # which cameras reported it (their health: frames, gaps)
 
 
 @functools.cache
@@ -98,7 +99,14 @@ def frames() -> Iterator[cv.Frame]:
     """Every camera's sampled frames, in time order; a broken camera is reported and skipped."""
     s = settings()
     readers = [
-        CameraReader(c.name, c.source, c.fps, max_seconds=s.get("seconds"))
+        CameraReader(
+            c.name,
+            c.source,
+            c.fps,
+            max_seconds=s.get("seconds"),
+            start_seconds=float(s.get("start_seconds", 0.0)),
+            clock_origin=s.get("clock_origin"),
+        )
         for c in store().cameras
         if c.name not in s.get("skip", ())
     ]
@@ -175,7 +183,8 @@ def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -
     seen = floor.update(t, sorted(placed, key=lambda p: p.camera))
     ids = np.array([s[0] for s in seen], np.int64)
     xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
-    return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks)
+    names = sorted(p.camera for p in placed)
+    return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks, names)
 
 
 graph = cv.Graph([frames, detect, Track, Associate])

@@ -104,15 +104,35 @@ class Recorder:
         self._gaps: list[Gap] = []
         self._tally = Tally()
         self._closed: list[int] = []
+        self._stitch: dict[int, int] | None = None  # new live identity -> the one held
+        self._votes: Counter[tuple[int, int]] = Counter()  # (new, held): instants in one place
         self._people = 0
         self._dropped = 0
 
     @classmethod
     def restore(cls, settings: RecorderSettings, state: bytes) -> Recorder:
-        """The recorder as a batch left it, for a service started again."""
+        """The recorder as a batch left it, for a service started again. The live tracker
+        starts again too, with new identities: the first instant's people are matched to
+        those of the last instant held (``_stitch``), so nobody present is counted twice."""
         held = _decode(state)
         held.epoch += 1
-        return cls(settings, held)
+        recorder = cls(settings, held)
+        recorder._stitch = {}
+        return recorder
+
+    def warm(self, t: float, ids: np.ndarray, xy: np.ndarray) -> None:
+        """An instant already held, seen again by a restarted service while its trackers warm
+        up: who is where says which new live identity is which held one."""
+        if self._stitch is None:
+            return
+        held = self._held.obs
+        here = np.flatnonzero(np.abs(held.t - t) < 1e-6)
+        new = np.asarray(ids, np.int64).reshape(-1) + self._held.epoch * EPOCH_IDS
+        for pid, place in zip(new, np.asarray(xy, np.float64).reshape(-1, 2), strict=True):
+            if len(here):
+                gap = np.linalg.norm(held.xy[here] - place, axis=1)
+                if gap.min() <= SAME_PLACE:
+                    self._votes[(int(pid), int(held.ids[here[gap.argmin()]]))] += 1
 
     @property
     def position(self) -> float | None:
@@ -136,10 +156,16 @@ class Recorder:
             h.seen[cam] = t
             self._frames[(win, cam)] += 1
         n = len(ids)
+        ids = np.asarray(ids, np.int64).reshape(-1) + h.epoch * EPOCH_IDS
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if self._stitch is not None:
+            if not self._stitch and n:
+                self._stitch = _stitched(h.obs, ids, xy, self._votes) or {-1: -1}
+            ids = np.array([self._stitch.get(int(i), int(i)) for i in ids], np.int64)
         new = Observations(
             np.full(n, t),
-            np.asarray(ids, np.int64).reshape(-1) + h.epoch * EPOCH_IDS,
-            np.asarray(xy, np.float64).reshape(-1, 2),
+            ids,
+            xy,
             np.asarray(looks, np.float16).reshape(n, LOOK_SIZE),
         )
         h.obs = h.obs.concat(new)
@@ -206,6 +232,39 @@ class Recorder:
         self._tally, self._frames, self._gaps, self._closed = Tally(), Counter(), [], []
         self._people = self._dropped = 0
         return batch
+
+
+STITCH_RADIUS = 1.5  # metres: the same person, one instant apart across a restart
+SAME_PLACE = 0.3  # metres: the same person at the same instant, seen by two runs
+
+
+def _stitched(
+    held: Observations, ids: np.ndarray, xy: np.ndarray, votes: Counter[tuple[int, int]]
+) -> dict[int, int]:
+    """New live identities -> held ones: first those seen in the same places at the same
+    instants while the trackers warmed up (most instants first), then the rest of the first
+    instant's people to the last instant held, nearest first."""
+    from scipy.optimize import linear_sum_assignment
+
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    for (new, old), _ in votes.most_common():
+        if new not in out and old not in taken:
+            out[new] = old
+            taken.add(old)
+    if not len(held):
+        return out
+    last = (held.t == held.t.max()) & ~np.isin(held.ids, list(taken))
+    rest = np.array([int(i) not in out for i in ids], bool)
+    if not last.any() or not rest.any():
+        return out
+    old_ids, old_xy = held.ids[last], held.xy[last]
+    dist = np.linalg.norm(xy[rest][:, None] - old_xy[None], axis=2)
+    rows, cols = linear_sum_assignment(np.where(dist <= STITCH_RADIUS, dist, 1e6))
+    for r, c in zip(rows, cols, strict=True):
+        if dist[r, c] <= STITCH_RADIUS:
+            out[int(ids[rest][r])] = int(old_ids[c])
+    return out
 
 
 def _as_float32(obs: Observations) -> Observations:

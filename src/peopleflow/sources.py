@@ -75,8 +75,14 @@ class CameraReader:
         timeout: float = 5.0,
         max_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        start_seconds: float = 0.0,
+        clock_origin: float | None = None,
     ) -> None:
         self.name, self.source, self.fps = name, source, fps
+        self.start_seconds = start_seconds  # files: seek here (no decoding of what is before)
+        # streams: a frame's seconds are wall-clock seconds since this epoch time (the live
+        # service's, shared by all cameras), else since the stream was opened
+        self.clock_origin = clock_origin
         self.live = "://" in source
         self.retries, self.timeout = retries, timeout
         self.max_seconds = max_seconds
@@ -112,6 +118,11 @@ class CameraReader:
         step = max(native / self.fps, 1.0)
         try:
             raw, index, due = 0, 0, 0.0
+            if self.start_seconds > 0:  # resume: the sample due at start_seconds comes next
+                index = int(np.ceil(self.start_seconds * self.fps - 1e-9))
+                due = index * step
+                raw = int(np.ceil(due - 1e-6))
+                cap.set(cv2.CAP_PROP_POS_FRAMES, raw)
             while True:
                 if raw + 1e-6 < due:
                     if not cap.grab():
@@ -155,7 +166,11 @@ class CameraReader:
                             next_due += period
                             self.stats.behind += 1
                         next_due += period
-                        seconds = now - started
+                        seconds = (
+                            now - started
+                            if self.clock_origin is None
+                            else time.time() - self.clock_origin
+                        )
                         if self.max_seconds is not None and seconds >= self.max_seconds:
                             return
                         self.stats.frames += 1

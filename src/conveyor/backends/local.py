@@ -15,12 +15,14 @@ parent raises ``TaskFailed`` with the task, the item and the worker's traceback 
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import functools
 import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -121,11 +123,14 @@ class WorkerConfig:
     counters: str | None = None  # the run's statistics table (monitor.counters)
     trace: str | None = None  # where this pipeline writes its trace parts (monitor.trace)
     splitters: tuple[str, ...] = ()
+    parent_pid: int | None = None  # a child process: it dies with this process (the driver)
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
     """Entry point of a pipeline process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
+    if config.parent_pid is not None:
+        die_with_parent(config.parent_pid)
     if config.gpu is not None:  # a GPU pipeline sees its own device as device 0
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
         chosen = visible[config.gpu] if len(visible) > config.gpu and visible[0] else config.gpu
@@ -608,12 +613,28 @@ class ProcessLauncher:
         self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
     ) -> None:
         parent_end, child_end = self.ctx.Pipe(duplex=False)
+        config = dataclasses.replace(config, parent_pid=os.getpid())
         proc = self.ctx.Process(
             target=worker_main, args=(config, child_end), name=name, daemon=True
         )
         register(proc, parent_end)
         proc.start()
         child_end.close()
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent thread dies
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, however the parent dies
+    (SIGKILL included: no clean-up of the parent's runs, so nothing else could do it). The
+    parent's janitor unlinks the shared memory. Linux only; elsewhere the supervisor's
+    stop is the only way out."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the call above: nobody will signal us
+        os._exit(1)
 
 
 class _Removal:

@@ -1,0 +1,235 @@
+"""``peopleflow serve``: a store's cameras -> the conveyor graph -> results in a database, live.
+
+The pipeline's per-instant people reach this process as they come (``conveyor.run``'s
+``on_output``) and go on a queue to one writer thread, which feeds the ``Recorder`` and writes
+each batch it gives in one transaction (``peopleflow.database``). The writer owns all the
+state, and signals reach only the main thread, so a signal never lands mid-update:
+
+- **SIGTERM or SIGINT**: the pipeline stops; the writer takes what is queued, makes everyone
+  final, writes the last batch and the service exits 0. A second signal stops at once: the
+  transaction in progress is rolled back by the database, so nothing is half-written.
+- **Killed** (SIGKILL, power): the database holds every batch up to the last, with the
+  recorder's state. Started again, file cameras resume after the last instant written (a
+  seek: nothing is decoded twice), and nothing written is written again. Live cameras resume
+  at now, and the time the service was down is a gap for each of them.
+- **File cameras end**: the service writes its last batch and exits, as on SIGTERM.
+
+Times: a file camera's frames are timed from the store's origin (``--start``, else the first
+start's clock, kept in the database); a live camera's by the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import conveyor as cv
+from peopleflow.app import prepare
+from peopleflow.config import load_config
+from peopleflow.database import DatabaseError, ResultsDB
+from peopleflow.recorder import Recorder, RecorderSettings
+from peopleflow.windows import WINDOW_SECONDS
+
+log = logging.getLogger("peopleflow")
+# Seconds of file video read again on a resume, and not written again: the trackers start
+# with the people in view (ByteTrack confirms a new track over a few frames) and remember who
+# left view lately (the live tracker's re-identification window, 20 s at most).
+WARM_UP = 25.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    db: str | None = None  # default: an SQLite file beside the store's configuration
+    backend: str = "local"
+    workers: int | None = None
+    detector: str = "auto"
+    progress: bool = True
+    start: float | None = None  # epoch seconds of the files' time 0, on the first start
+    window: int = WINDOW_SECONDS
+    watch: Sequence[Callable[[cv.Stats], Any]] = ()
+
+
+@dataclass(frozen=True)
+class ServeSummary:
+    db: str
+    store: str
+    batches: int  # written by this run of the service
+    people: int  # made final (kept) by this run
+    stopped: bool  # by a signal, not because the cameras ended
+    resumed: bool  # the database had this store already
+    elapsed: float
+
+
+def default_db(config: str | Path) -> str:
+    """``sqlite:///`` a file beside the configuration: ``store.toml`` -> ``store.sqlite``."""
+    return f"sqlite:///{Path(config).resolve().with_suffix('.sqlite')}"
+
+
+def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSummary:
+    """Run the store until its cameras end or a signal comes; results go to the database."""
+    from peopleflow import pipeline
+
+    cfg = load_config(config)
+    url = options.db or default_db(config)
+    db = ResultsDB.open(url)
+    started = time.monotonic()
+    try:
+        live = any(c.is_stream for c in cfg.cameras)
+        step = 1.0 / max(c.fps for c in cfg.cameras)
+        first = options.start
+        if first is None:
+            first = math.floor(time.time() / options.window) * options.window
+        plan = json.dumps({"plan": cfg.plan.to_json(), "min_visit": cfg.min_visit})
+        resume = db.resume(cfg.name, first, plan)
+        start_seconds = 0.0
+        if resume.position is not None and not live:
+            # The trackers warm up on a few instants already written (not written again).
+            start_seconds = max(0.0, resume.position - resume.origin - WARM_UP)
+        clock = time.time() if live else None
+        prepared = prepare(
+            config,
+            None,
+            options.detector,
+            options.progress,
+            options.watch,
+            start_seconds,
+            clock_origin=clock,
+        )
+        settings = RecorderSettings(
+            cfg.plan,
+            prepared.coverage,
+            step,
+            relinked=cfg.identities == "relinked",
+            min_visit=cfg.min_visit,
+            window=options.window,
+        )
+        recorder = Recorder.restore(settings, resume.state) if resume.state else Recorder(settings)
+        origin = clock if clock is not None else resume.origin
+        down_since = resume.position if live else None
+        cameras = [s.name for s in prepared.specs]
+        writer = Writer(db, cfg.name, recorder, origin, down_since, cameras)
+        if options.progress:
+            how = "resuming" if resume.position is not None else "starting"
+            print(f"peopleflow serve: {how} {cfg.name!r}, results in {url}", flush=True)
+        stopped = False
+        with writer, _signals_interrupt():
+            try:
+                cv.run(
+                    pipeline.graph,
+                    backend=options.backend,
+                    workers=options.workers,
+                    cameras=prepared.specs,
+                    on_output={"Associate": writer.put},
+                    watch=prepared.watch,
+                )
+            except KeyboardInterrupt:
+                stopped = True
+                if options.progress:
+                    print("peopleflow serve: stopping: writing the last results", flush=True)
+        return ServeSummary(
+            url,
+            cfg.name,
+            writer.batches,
+            writer.people,
+            stopped,
+            resume.position is not None,
+            time.monotonic() - started,
+        )
+    finally:
+        db.close()
+
+
+class Writer:
+    """The one thread that feeds the recorder and writes its batches (see the module)."""
+
+    def __init__(
+        self,
+        db: ResultsDB,
+        store: str,
+        recorder: Recorder,
+        origin: float,
+        down_since: float | None,
+        cameras: list[str],
+    ) -> None:
+        self.db, self.store, self.recorder, self.origin = db, store, recorder, origin
+        self.down_since, self.cameras = down_since, cameras
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="peopleflow-writer", daemon=True)
+        self.error: BaseException | None = None
+        self.batches = self.people = 0
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Finish: what is queued, then everyone final and the last batch. A second signal
+        while this waits leaves at once (the daemon thread's transaction is rolled back)."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and kind is None:
+            raise DatabaseError(f"writing results failed: {self.error}") from self.error
+
+    def put(self, instant: Any) -> None:
+        """An instant of the pipeline's people (called by conveyor as they come)."""
+        if self.error is not None:
+            raise DatabaseError(f"writing results failed: {self.error}") from self.error
+        self.queue.put(instant)
+
+    def _run(self) -> None:
+        try:
+            while (instant := self.queue.get()) is not None:
+                self._add(instant)
+            self._write(self.recorder.finish())
+        except BaseException as exc:  # reported to the main thread by put() and __exit__
+            self.error = exc
+            log.error("peopleflow serve: writing results failed: %s", exc)
+
+    def _add(self, instant: Any) -> None:
+        t = self.origin + float(instant.ts)
+        last = self.recorder.position
+        if last is not None and t <= last + 1e-6:  # held before a restart: warm-up
+            self.recorder.warm(t, instant.ids, instant.xy)
+            return
+        if self.down_since is not None:  # a live service was down: a gap for every camera
+            for cam in self.cameras:
+                self.recorder.note_gap(cam, self.down_since, t)
+            self.down_since = None
+        batch = self.recorder.add(
+            t, instant.ids, instant.xy, instant.looks, list(instant.camera_names)
+        )
+        if batch is not None:
+            self._write(batch)
+
+    def _write(self, batch: Any) -> None:
+        self.db.write(self.store, batch)
+        self.batches += 1
+        self.people += batch.people
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (what systemd and ``docker stop`` send) acts as Ctrl-C does, while serving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
