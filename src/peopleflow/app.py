@@ -26,7 +26,7 @@ from typing import Any
 
 import conveyor as cv
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
-from peopleflow.config import StoreConfig, Zone, load_config
+from peopleflow.config import ConfigError, StoreConfig, Zone, load_config
 from peopleflow.coverage import Coverage
 from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict
 from peopleflow.outputs import write_csv, write_report
@@ -93,10 +93,13 @@ def prepare(
     watch: Sequence[Callable[[cv.Stats], Any]] = (),
     start_seconds: float = 0.0,
     clock_origin: float | None = None,
+    retries: int | None = 5,
 ) -> Prepared:
     """Open the store's cameras and hand the pipeline its settings (``run_store`` and the live
     service both start this way). ``start_seconds``: file cameras begin there (a resumed
-    service); ``clock_origin``: live cameras time their frames from this epoch time."""
+    service); ``clock_origin``: live cameras time their frames from this epoch time;
+    ``retries``: reconnections a live camera tries in a row before it is given up (None:
+    never given up)."""
     from peopleflow import pipeline
 
     cfg = load_config(config)
@@ -121,6 +124,7 @@ def prepare(
             "reid_window": reid_window(coverage.share_seen()),
             "start_seconds": start_seconds,
             "clock_origin": clock_origin,
+            "retries": retries,
         }
     )
     for cache in (pipeline.settings, pipeline.store, pipeline.detector):
@@ -261,15 +265,27 @@ def _probe(
 ) -> tuple[list[cv.CameraSpec], dict[str, str], float | None]:
     """Each camera's frame shape (the failures, by name), and the seconds of video to read:
     the longest file, cut to ``limit`` (just ``limit`` when a camera is a live stream)."""
-    specs, failed, lengths = [], {}, []
+    specs: list[cv.CameraSpec] = []
+    failed: dict[str, str] = {}
+    lengths: list[float | None] = []
     for cam in cfg.cameras:
         reader = CameraReader(cam.name, cam.source, cam.fps)
         try:
             h, w = reader.probe()
         except SourceError as exc:
+            if cam.is_stream and cam.size is not None:
+                log.warning("camera %s: %s (retried while the others go on)", cam.name, exc)
+                specs.append(cv.CameraSpec(cam.name, (cam.size[1], cam.size[0], 3), slots=8))
+                lengths.append(None)
+                continue
             log.error("camera %s: %s (the other cameras go on)", cam.name, exc)
             failed[cam.name] = str(exc)
             continue
+        if cam.size is not None and cam.size != (w, h):
+            raise ConfigError(
+                f"camera {cam.name}: its frames are {w}x{h}, its configuration says size = "
+                f"[{cam.size[0]}, {cam.size[1]}]"
+            )
         specs.append(cv.CameraSpec(cam.name, (h, w, 3), slots=8))
         lengths.append(reader.length)
     if None in lengths:

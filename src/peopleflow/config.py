@@ -21,6 +21,7 @@
     name = "cam1"
     source = "videos/cam1.mp4"                   # a file, or rtsp://...
     fps = 10                                     # frames per second to sample
+    size = [1920, 1080]                          # optional: width, height (live cameras)
     # four or more pairs: pixel (u, v) -> floor point (x, y)
     calibration = [[102, 540, 1.0, 2.0], [1800, 560, 9.0, 2.0],
                    [1500, 300, 8.0, 8.0], [300, 310, 2.0, 8.0]]
@@ -80,6 +81,9 @@ class Camera:
     fps: float
     calibration: np.ndarray  # (n, 4): u, v, x, y
     homography: Homography = field(compare=False, repr=False)
+    # (width, height) of its frames, when declared: a live camera unreachable at start-up is
+    # then kept in the run and retried until it comes (its frame size cannot be probed)
+    size: tuple[int, int] | None = None
 
     @property
     def is_stream(self) -> bool:
@@ -266,7 +270,14 @@ def _camera(raw: Any, where: str, base: Path, check_sources: bool) -> Camera:
         homography = Homography.fit(calib[:, :2], calib[:, 2:])
     except HomographyError as exc:
         raise ConfigError(f"{where}.calibration: {exc}") from None
-    return Camera(name, source, fps, calib, homography)
+    size = raw.get("size")
+    if size is not None and (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise ConfigError(f"{where}.size: expected [width, height] in pixels, got {size!r}")
+    return Camera(name, source, fps, calib, homography, (size[0], size[1]) if size else None)
 
 
 def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:

@@ -100,7 +100,9 @@ heat_cells = _keyed(
 camera_frames = _keyed(
     "camera_frames",
     sa.Column("camera", sa.String(200), primary_key=True),
-    sa.Column("frames", sa.Integer, nullable=False),
+    sa.Column("frames", sa.Integer, nullable=False),  # processed
+    sa.Column("dropped", sa.Integer, nullable=False),  # by a live camera, to keep up
+    sa.Column("reconnects", sa.Integer, nullable=False),
 )
 camera_gaps = sa.Table(
     "camera_gaps",
@@ -111,6 +113,13 @@ camera_gaps = sa.Table(
     sa.Column("end", sa.Float, nullable=False),
     sa.Column("batch", sa.Integer, nullable=False),
 )
+
+
+@dataclass(frozen=True)
+class CameraCounts:
+    frames: int  # processed
+    dropped: int  # by a live camera, to keep up with real time
+    reconnects: int
 
 
 class DatabaseError(RuntimeError):
@@ -246,11 +255,18 @@ class ResultsDB:
         self, store: str, start: float | None = None, end: float | None = None
     ) -> Counter[tuple[int, str]]:
         """Frames processed per (window start, camera)."""
+        return Counter({k: v.frames for k, v in self.camera_health(store, start, end).items()})
+
+    def camera_health(
+        self, store: str, start: float | None = None, end: float | None = None
+    ) -> dict[tuple[int, str], CameraCounts]:
+        """Frames processed and dropped, and reconnects, per (window start, camera)."""
         cols = [camera_frames.c.window_start, camera_frames.c.camera]
-        query = sa.select(*cols, sa.func.sum(camera_frames.c.frames)).group_by(*cols)
+        sums = [sa.func.sum(camera_frames.c[k]) for k in ("frames", "dropped", "reconnects")]
+        query = sa.select(*cols, *sums).group_by(*cols)
         with self.engine.connect() as con:
             rows = con.execute(_period(query, camera_frames, store, start, end))
-            return Counter({(int(w), c): int(n) for w, c, n in rows})
+            return {(int(w), c): CameraCounts(int(f), int(d), int(r)) for w, c, f, d, r in rows}
 
     def gaps(self, store: str) -> list[Gap]:
         query = (
@@ -316,7 +332,16 @@ def _rows(store: str, b: Batch) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
         ),
         (
             camera_frames,
-            [{**keyed(w), "camera": c, "frames": n} for (w, c), n in b.frames.items()],
+            [
+                {
+                    **keyed(w),
+                    "camera": c,
+                    "frames": b.frames.get((w, c), 0),
+                    "dropped": b.frames_dropped.get((w, c), 0),
+                    "reconnects": b.reconnects.get((w, c), 0),
+                }
+                for w, c in sorted({*b.frames, *b.frames_dropped, *b.reconnects})
+            ],
         ),
         (
             camera_gaps,

@@ -74,13 +74,16 @@ def write_period(db: ResultsDB, period: Period, out: Path) -> dict[str, Path]:
     paths["visitors_by_hour"] = write_csv(
         out / "visitors_by_hour.csv", ["hour", "visitors"], sorted(visitors.items())
     )
-    frames: Counter[tuple[str, str]] = Counter()
-    for (win, cam), n in db.frames(period.store, period.start, period.end).items():
-        frames[(_hour_key(win), cam)] += n
+    health: dict[tuple[str, str], list[int]] = {}
+    for (win, cam), got in db.camera_health(period.store, period.start, period.end).items():
+        sums = health.setdefault((_hour_key(win), cam), [0, 0, 0])
+        sums[0] += got.frames
+        sums[1] += got.dropped
+        sums[2] += got.reconnects
     paths["camera_frames"] = write_csv(
         out / "camera_frames_by_hour.csv",
-        ["hour", "camera", "frames"],
-        ([h, c, n] for (h, c), n in sorted(frames.items())),
+        ["hour", "camera", "frames", "dropped", "reconnects"],
+        ([h, c, *n] for (h, c), n in sorted(health.items())),
     )
     gaps = [
         g

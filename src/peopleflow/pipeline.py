@@ -37,6 +37,14 @@ ENV = "PEOPLEFLOW_RUN"
 
 
 @dataclass
+class CameraFrame(cv.Frame):
+    """A frame, with its camera's health so far (counts since its reader started)."""
+
+    behind: int = 0  # frames a live stream dropped to keep up with real time
+    reconnects: int = 0
+
+
+@dataclass
 class Detections:
     camera: str
     index: int
@@ -45,6 +53,7 @@ class Detections:
     boxes: np.ndarray  # (n, 4) float32 pixels
     scores: np.ndarray  # (n,)
     looks: np.ndarray  # (n, 128) colour histograms of torso and legs
+    health: tuple[int, int] = (0, 0)  # the camera's (behind, reconnects)
 
 
 @dataclass
@@ -56,6 +65,7 @@ class CameraPeople:
     floor: np.ndarray  # (n, 2) metres
     heights: np.ndarray  # box heights, pixels
     looks: np.ndarray
+    health: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class FloorPeople:
     cameras: int  # how many cameras reported this instant
     looks: np.ndarray  # (n, 128) appearance: the report links identities again with it
     camera_names: list[str]  # which cameras reported it (their health: frames, gaps)
+    health: dict[str, tuple[int, int]]  # camera -> (frames dropped behind, reconnects) so far
 
 
 @functools.cache
@@ -95,7 +106,7 @@ def detector() -> Detector:
 # Cost hints (seconds per item on one CPU core, measured on the synthetic store) let the
 # planner split detection over processes without a measuring run first.
 @cv.source(cost=0.003)
-def frames() -> Iterator[cv.Frame]:
+def frames() -> Iterator[CameraFrame]:
     """Every camera's sampled frames, in time order; a broken camera is reported and skipped."""
     s = settings()
     readers = [
@@ -106,12 +117,15 @@ def frames() -> Iterator[cv.Frame]:
             max_seconds=s.get("seconds"),
             start_seconds=float(s.get("start_seconds", 0.0)),
             clock_origin=s.get("clock_origin"),
+            retries=s.get("retries", 5),
         )
         for c in store().cameras
         if c.name not in s.get("skip", ())
     ]
     for reader, index, seconds, pixels in interleave(readers):
-        yield cv.Frame.write(reader.name, pixels, index, ts=seconds)
+        frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
+        frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
+        yield frame
 
 
 @cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto", cost=0.18)
@@ -128,6 +142,7 @@ def detect(batch: list[cv.Frame]) -> list[Detections]:
             boxes,
             scores,
             appearance(img, boxes),
+            (getattr(f, "behind", 0), getattr(f, "reconnects", 0)),
         )
         for f, img, (boxes, scores) in zip(batch, images, found, strict=True)
     ]
@@ -144,7 +159,9 @@ class Track:
         if self.tracker is None:
             self.tracker = camera_tracker(store(), d.camera, d.size)
         p = self.tracker.update(d.boxes, d.scores, d.looks)
-        return CameraPeople(d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks)
+        return CameraPeople(
+            d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks, (d.health[0], d.health[1])
+        )
 
 
 @cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=2.0, cost=0.002)
@@ -159,6 +176,7 @@ class Associate:
         t = float(group[0].ts)
         placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
         people = associate(self.floor, group[0].index, t, placed)
+        people.health = {g.camera: (int(g.health[0]), int(g.health[1])) for g in group}
         if settings().get("progress") and t >= self.next_report:
             total = settings().get("total_seconds") or 0
             print(
@@ -184,7 +202,7 @@ def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -
     ids = np.array([s[0] for s in seen], np.int64)
     xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
     names = sorted(p.camera for p in placed)
-    return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks, names)
+    return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks, names, {})
 
 
 graph = cv.Graph([frames, detect, Track, Associate])

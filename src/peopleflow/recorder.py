@@ -74,6 +74,8 @@ class Batch:
     position: float  # epoch seconds of the last instant the batch accounts for
     tally: Tally
     frames: Counter[tuple[int, str]]  # (window start, camera) -> frames processed
+    frames_dropped: Counter[tuple[int, str]]  # by a live camera, to keep up
+    reconnects: Counter[tuple[int, str]]
     gaps: list[Gap]
     closed: list[int]  # window starts, closed by this batch
     people: int  # people made final by this batch (kept)
@@ -92,6 +94,8 @@ class _Held:
     last_final: float | None = None
     closed_until: float | None = None  # every window ending at or before this is closed
     seen: dict[str, float] = field(default_factory=dict)  # camera -> its last frame
+    counts: dict[str, list[int]] = field(default_factory=dict)  # camera -> its reader's last
+    # (dropped, reconnects): counts since the reader started, so a drop means a new reader
 
 
 class Recorder:
@@ -101,6 +105,8 @@ class Recorder:
         self.settings = settings
         self._held = held or _Held()
         self._frames: Counter[tuple[int, str]] = Counter()
+        self._frames_dropped: Counter[tuple[int, str]] = Counter()
+        self._reconnects: Counter[tuple[int, str]] = Counter()
         self._gaps: list[Gap] = []
         self._tally = Tally()
         self._closed: list[int] = []
@@ -143,10 +149,23 @@ class Recorder:
     def held_observations(self) -> int:
         return len(self._held.obs)
 
+    def expect(self, cameras: list[str], since: float) -> None:
+        """Cameras that should send frames from ``since`` on: one that comes late, or never
+        sent any before, has a gap from then (a live camera unreachable at start-up)."""
+        for cam in cameras:
+            self._held.seen.setdefault(cam, since)
+
     def add(
-        self, t: float, ids: np.ndarray, xy: np.ndarray, looks: np.ndarray, cameras: list[str]
+        self,
+        t: float,
+        ids: np.ndarray,
+        xy: np.ndarray,
+        looks: np.ndarray,
+        cameras: list[str],
+        health: dict[str, tuple[int, int]] | None = None,
     ) -> Batch | None:
-        """One instant (epoch seconds ``t``) of people; a batch when one is due."""
+        """One instant (epoch seconds ``t``) of people seen by ``cameras``, with each camera's
+        (dropped, reconnects) counts so far; a batch when one is due."""
         h, s = self._held, self.settings
         win = int(np.floor(t / s.window) * s.window)
         for cam in cameras:
@@ -155,6 +174,13 @@ class Recorder:
                 self._gaps.append(Gap(cam, last, t))
             h.seen[cam] = t
             self._frames[(win, cam)] += 1
+        for cam, (dropped, reconnects) in (health or {}).items():
+            before = h.counts.get(cam, [0, 0])
+            if dropped < before[0] or reconnects < before[1]:
+                before = [0, 0]  # counts of a new reader (its pipeline started again)
+            self._frames_dropped[(win, cam)] += dropped - before[0]
+            self._reconnects[(win, cam)] += reconnects - before[1]
+            h.counts[cam] = [dropped, reconnects]
         n = len(ids)
         ids = np.asarray(ids, np.int64).reshape(-1) + h.epoch * EPOCH_IDS
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
@@ -223,6 +249,8 @@ class Recorder:
             h.position if h.position is not None else 0.0,
             self._tally,
             self._frames,
+            +self._frames_dropped,
+            +self._reconnects,
             self._gaps,
             self._closed,
             self._people,
@@ -230,6 +258,7 @@ class Recorder:
             _encode(h),
         )
         self._tally, self._frames, self._gaps, self._closed = Tally(), Counter(), [], []
+        self._frames_dropped, self._reconnects = Counter(), Counter()
         self._people = self._dropped = 0
         return batch
 
@@ -282,6 +311,7 @@ def _encode(h: _Held) -> bytes:
         "last_final": h.last_final,
         "closed_until": h.closed_until,
         "seen": h.seen,
+        "counts": h.counts,
     }
     looks = h.obs.looks if h.obs.looks is not None else np.zeros((0, LOOK_SIZE), np.float16)
     buf = io.BytesIO()
@@ -310,4 +340,5 @@ def _decode(state: bytes) -> _Held:
         meta["last_final"],
         meta["closed_until"],
         dict(meta["seen"]),
+        {k: list(v) for k, v in meta["counts"].items()},
     )

@@ -105,6 +105,7 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
             options.watch,
             start_seconds,
             clock_origin=clock,
+            retries=None,  # a live service waits for its cameras, however long they are away
         )
         settings = RecorderSettings(
             cfg.plan,
@@ -115,10 +116,12 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
             window=options.window,
         )
         recorder = Recorder.restore(settings, resume.state) if resume.state else Recorder(settings)
+        if clock is not None:
+            # A live camera that comes late has a gap from now; after a restart the recorder
+            # knows each camera's last frame, so the time the service was down is a gap.
+            recorder.expect([c.name for c in cfg.cameras], clock)
         origin = clock if clock is not None else resume.origin
-        down_since = resume.position if live else None
-        cameras = [s.name for s in prepared.specs]
-        writer = Writer(db, cfg.name, recorder, origin, down_since, cameras)
+        writer = Writer(db, cfg.name, recorder, origin)
         if options.progress:
             how = "resuming" if resume.position is not None else "starting"
             print(f"peopleflow serve: {how} {cfg.name!r}, results in {url}", flush=True)
@@ -159,11 +162,8 @@ class Writer:
         store: str,
         recorder: Recorder,
         origin: float,
-        down_since: float | None,
-        cameras: list[str],
     ) -> None:
         self.db, self.store, self.recorder, self.origin = db, store, recorder, origin
-        self.down_since, self.cameras = down_since, cameras
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="peopleflow-writer", daemon=True)
         self.error: BaseException | None = None
@@ -202,12 +202,13 @@ class Writer:
         if last is not None and t <= last + 1e-6:  # held before a restart: warm-up
             self.recorder.warm(t, instant.ids, instant.xy)
             return
-        if self.down_since is not None:  # a live service was down: a gap for every camera
-            for cam in self.cameras:
-                self.recorder.note_gap(cam, self.down_since, t)
-            self.down_since = None
         batch = self.recorder.add(
-            t, instant.ids, instant.xy, instant.looks, list(instant.camera_names)
+            t,
+            instant.ids,
+            instant.xy,
+            instant.looks,
+            list(instant.camera_names),
+            dict(instant.health),
         )
         if batch is not None:
             self._write(batch)

@@ -16,6 +16,8 @@ camera fails: the failure is reported and the other cameras go on.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("peopleflow")
+MAX_BACKOFF = 10.0  # seconds: the longest pause between two reconnection attempts
 
 
 class SourceError(RuntimeError):
@@ -71,7 +74,7 @@ class CameraReader:
         name: str,
         source: str,
         fps: float,
-        retries: int = 5,
+        retries: int | None = 5,
         timeout: float = 5.0,
         max_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -166,11 +169,12 @@ class CameraReader:
                             next_due += period
                             self.stats.behind += 1
                         next_due += period
-                        seconds = (
-                            now - started
-                            if self.clock_origin is None
-                            else time.time() - self.clock_origin
-                        )
+                        if self.clock_origin is None:
+                            seconds = now - started
+                        else:  # every camera numbers its frames by the same clock's slots
+                            slot = round((time.time() - self.clock_origin) * self.fps)
+                            index = max(index, slot)
+                            seconds = index / self.fps
                         if self.max_seconds is not None and seconds >= self.max_seconds:
                             return
                         self.stats.frames += 1
@@ -180,14 +184,15 @@ class CameraReader:
                     cap.release()
                 why = "the stream broke"
                 log.warning("camera %s: stream broke; reconnecting", self.name)
-            # Not opened, or broken: pause longer each time, give up after ``retries`` in a row.
+            # Not opened, or broken: pause longer each time, give up after ``retries`` in a row
+            # (never, with ``retries=None``: a live service waits for its cameras).
             failures += 1
-            if failures > self.retries:
+            if self.retries is not None and failures > self.retries:
                 raise SourceError(
                     f"camera {self.name}: gave up after {self.retries} reconnects: {why}"
                 )
             self.stats.reconnects += 1
-            self._sleep(min(30.0, 0.5 * 2**failures))
+            self._sleep(min(MAX_BACKOFF, 0.5 * 2**failures))
 
 
 def interleave(
@@ -195,7 +200,12 @@ def interleave(
     on_error: Callable[[CameraReader, Exception], None] | None = None,
 ) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
     """Frames of every camera in time order (round-robin by sample time). A camera that fails
-    is reported to ``on_error`` (default: logged) and left out; the others go on."""
+    is reported to ``on_error`` (default: logged) and left out; the others go on. Live streams
+    are read each by its own thread, frames taken as they come: a stream that breaks (and
+    waits to reconnect) never holds the others up."""
+    if any(r.live for r in readers):
+        yield from _as_they_come(readers, on_error or _log_error)
+        return
     live = {r.name: iter(r) for r in readers}
     while live:
         for reader in readers:
@@ -217,3 +227,34 @@ def interleave(
 
 def _log_error(reader: CameraReader, exc: Exception) -> None:
     log.error("camera %s stopped: %s (the other cameras go on)", reader.name, exc)
+
+
+def _as_they_come(
+    readers: list[CameraReader], on_error: Callable[[CameraReader, Exception], None]
+) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
+    """One thread per camera; frames in the order they are read. A full queue makes a
+    camera's thread wait, and its reader then skips to the newest frame (counted)."""
+    frames: queue.Queue[tuple[CameraReader, int, float, np.ndarray] | CameraReader] = queue.Queue(
+        maxsize=2 * len(readers)
+    )
+
+    def read(reader: CameraReader) -> None:
+        try:
+            for index, seconds, frame in reader:
+                frames.put((reader, index, seconds, frame))
+        except Exception as exc:  # a broken camera must not stop the store
+            reader.stats.failed = str(exc)
+            on_error(reader, exc)
+        finally:
+            frames.put(reader)  # this camera has ended
+
+    for reader in readers:
+        name = f"camera-{reader.name}"
+        threading.Thread(target=read, args=(reader,), name=name, daemon=True).start()
+    running = len(readers)
+    while running:
+        item = frames.get()
+        if isinstance(item, CameraReader):
+            running -= 1
+        else:
+            yield item

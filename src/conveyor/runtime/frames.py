@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Frame:
         return resolve(self.ref)
 
     @classmethod
-    def write(cls, camera: str, pixels: np.ndarray, index: int, ts: float | None = None) -> Frame:
+    def write(cls, camera: str, pixels: np.ndarray, index: int, ts: float | None = None) -> Self:
         """Copy ``pixels`` into the run's frame store (the one copy) and return the message."""
         ts = time.time() if ts is None else ts
         store = frame_store()

@@ -1,0 +1,165 @@
+"""``peopleflow serve`` as a user runs it: a process writing a database, killed and started
+again, stopped by a signal, read by ``peopleflow report``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("trackers")
+pytest.importorskip("sqlalchemy")
+
+from peopleflow.database import ResultsDB  # noqa: E402
+from peopleflow.generate import StoreParams, generate  # noqa: E402
+
+START = "2026-12-01T09:00"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two cameras, eight shoppers, 90 s at 2 fps (180 frames a camera)."""
+    out = tmp_path_factory.mktemp("store")
+    return generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.5, seed=5), progress=None)
+
+
+def _serve(config: Path, db: str, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
+    cmd += ["--db", db, "--quiet", "--workers", "2", "--start", START, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def service() -> Iterator[list[subprocess.Popen[str]]]:
+    """Services started by a test; killed (with their workers) if the test leaves one."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def _batches(db: str) -> int:
+    results = ResultsDB.open(db)
+    try:
+        found = results.batches(results.store_names()[0]) if results.store_names() else []
+        return len(found)
+    finally:
+        results.close()
+
+
+def _wait_for_batches(db: str, proc: subprocess.Popen[str], at_least: int) -> None:
+    deadline = time.monotonic() + 90
+    while _batches(db) < at_least:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no results written in 90 s"
+        time.sleep(0.2)
+
+
+def _report(db: str, out: Path, *period: str) -> dict:
+    from peopleflow.cli import main
+
+    assert main(["report", "--db", db, "--out", str(out), *period]) == 0
+    return dict(json.loads((out / "report.json").read_text()))
+
+
+def _same(a: dict, b: dict) -> None:
+    for key in ("visitors", "zone_dwell_s", "zone_visits", "transitions"):
+        assert a[key] == b[key], key
+
+
+def test_killed_and_started_again_it_loses_and_doubles_nothing(
+    store: Path, tmp_path: Path, service: list[subprocess.Popen[str]]
+) -> None:
+    whole = f"sqlite:///{tmp_path / 'whole.sqlite'}"
+    service.append(_serve(store, whole))
+    out, _ = service[-1].communicate(timeout=120)
+    assert service[-1].returncode == 0, out
+    assert "cameras ended" in out
+
+    killed = f"sqlite:///{tmp_path / 'killed.sqlite'}"
+    service.append(_serve(store, killed))
+    _wait_for_batches(killed, service[-1], at_least=6)
+    workers = [p.pid for p in psutil.Process(service[-1].pid).children(recursive=True)]
+    assert workers
+    service[-1].send_signal(signal.SIGKILL)
+    service[-1].communicate(timeout=30)
+    gone, alive = psutil.wait_procs(
+        [psutil.Process(p) for p in workers if psutil.pid_exists(p)], timeout=5
+    )
+    assert not alive, "the workers of a killed service must die with it"
+
+    service.append(_serve(store, killed))
+    out, _ = service[-1].communicate(timeout=120)
+    assert service[-1].returncode == 0, out
+
+    a, b = _report(whole, tmp_path / "a"), _report(killed, tmp_path / "b")
+    _same(a, b)
+    assert a["visitors"] >= 4
+    frames = (tmp_path / "b" / "camera_frames_by_hour.csv").read_text().splitlines()
+    assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]
+    results = ResultsDB.open(killed)
+    try:
+        numbers = [b for b, _, _ in results.batches(results.store_names()[0])]
+        assert numbers == list(range(1, len(numbers) + 1))  # every batch once, in order
+        closed = results.closed_windows(results.store_names()[0])
+        assert len(closed) == len(set(closed)) == 2  # 90 s: two windows of a minute
+    finally:
+        results.close()
+
+
+def test_sigterm_writes_the_last_results_and_exits_0(
+    store: Path, tmp_path: Path, service: list[subprocess.Popen[str]]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    service.append(_serve(store, db))
+    _wait_for_batches(db, service[-1], at_least=3)
+    service[-1].send_signal(signal.SIGTERM)
+    out, _ = service[-1].communicate(timeout=60)
+    assert service[-1].returncode == 0, out
+    assert "stopped after" in out
+    results = ResultsDB.open(db)
+    try:
+        name = results.store_names()[0]
+        position = results.resume(name, 0.0, "{}").position
+        assert position is not None
+        frames = sum(results.frames(name).values())
+    finally:
+        results.close()
+    # Everything up to where it stopped is there; started again, it goes on from there.
+    assert 0 < frames < 360
+    service.append(_serve(store, db))
+    out, _ = service[-1].communicate(timeout=120)
+    assert service[-1].returncode == 0, out
+    report = _report(db, tmp_path / "r", "--from", START, "--to", "2026-12-01T10:00")
+    assert report["visitors"] >= 4 and report["period"]["windows_with_results"] == 2
+    lines = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
+    assert sum(int(line.split(",")[2]) for line in lines[1:]) == 360
+
+
+def test_the_command_line_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from peopleflow.cli import main
+
+    assert (
+        main(["report", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}", "--out", str(tmp_path)])
+        == 2
+    )
+    assert "holds 0 stores" in capsys.readouterr().err
+    assert main(["report", "--db", "sqlite:///x", "--out", str(tmp_path), "--from", "monday"]) == 2
+    assert "expected a date" in capsys.readouterr().err
+    config = tmp_path / "none.toml"
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    os.environ.pop("PEOPLEFLOW_RUN", None)
