@@ -33,12 +33,17 @@ demo-real: $(STAMP)
 demo-transport: $(STAMP)
 	$(BIN)/python -m conveyor.demo
 
-# Real servers the tests start themselves: PostgreSQL (Debian's package). Installed when
-# missing (root, as on CI); where it cannot be, its tests skip, saying why (under CI they fail).
-$(SYSTEM): | $(BIN)/python
-	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
-		|| echo "PostgreSQL could not be installed: its tests skip (and fail under CI)"; \
+# Real servers the tests start themselves, from Debian's packages: PostgreSQL, GStreamer's RTSP
+# server (run by the system's Python, with ffmpeg to encode its videos). Installed when missing
+# (root, as on CI); where they cannot be, their tests skip, saying why (under CI they fail).
+SYSTEM_PACKAGES := postgresql ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+$(SYSTEM): Makefile | $(BIN)/python
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the tests: $$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+		|| echo "could not install $$missing: their tests skip (and fail under CI)"; \
 	fi
 	touch $(SYSTEM)
 

@@ -116,12 +116,12 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
             window=options.window,
         )
         recorder = Recorder.restore(settings, resume.state) if resume.state else Recorder(settings)
-        if clock is not None:
-            # A live camera that comes late has a gap from now; after a restart the recorder
-            # knows each camera's last frame, so the time the service was down is a gap.
-            recorder.expect([c.name for c in cfg.cameras], clock)
         origin = clock if clock is not None else resume.origin
-        writer = Writer(db, cfg.name, recorder, origin)
+        # Live cameras: one that comes later than the first has a gap from the first's first
+        # frame; after a restart the recorder knows each camera's last frame, so the time the
+        # service was down is a gap.
+        expected = [c.name for c in cfg.cameras] if clock is not None else []
+        writer = Writer(db, cfg.name, recorder, origin, expected)
         if options.progress:
             how = "resuming" if resume.position is not None else "starting"
             print(f"peopleflow serve: {how} {cfg.name!r}, results in {url}", flush=True)
@@ -162,8 +162,10 @@ class Writer:
         store: str,
         recorder: Recorder,
         origin: float,
+        expected: list[str],
     ) -> None:
         self.db, self.store, self.recorder, self.origin = db, store, recorder, origin
+        self.expected = expected  # cameras whose absence from the first frame on is a gap
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="peopleflow-writer", daemon=True)
         self.error: BaseException | None = None
@@ -202,6 +204,9 @@ class Writer:
         if last is not None and t <= last + 1e-6:  # held before a restart: warm-up
             self.recorder.warm(t, instant.ids, instant.xy)
             return
+        if self.expected:
+            self.recorder.expect(self.expected, t)
+            self.expected = []
         batch = self.recorder.add(
             t,
             instant.ids,

@@ -16,6 +16,7 @@ camera fails: the failure is reported and the other cameras go on.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -42,8 +43,17 @@ class SourceStats:
     failed: str = ""  # why the camera stopped early, if it did
 
 
+# FFmpeg probes a stream for 5 s before the first frame by default; a camera's stream is one
+# known video track, and 1 s finds it (a reconnection then takes ~1.5 s, not ~5.5 s).
+# OpenCV reads its FFmpeg options only from this variable; a value already set wins.
+STREAM_PROBE = "analyzeduration;1000000|probesize;1000000"
+
+
 def _open(source: str, timeout_ms: int) -> Any:  # a cv2.VideoCapture
     import cv2
+
+    if "://" in source:
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", STREAM_PROBE)
 
     params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
