@@ -55,6 +55,7 @@ class RunSummary:
     tracks: list[FloorTrack]
     failed_cameras: dict[str, str] = field(default_factory=dict)
     identities: Verdict | None = None  # what the noise filter kept and dropped
+    restarts: int = 0  # pipeline processes that died and were started again
 
     @property
     def frames_per_second(self) -> float:
@@ -176,7 +177,16 @@ def run_store(
     frames = sum(int(i.cameras) for i in instants)
     video = max((float(i.ts) for i in instants), default=0.0) + 1.0 / cfg.cameras[0].fps
     summary = RunSummary(
-        backend, len(specs), frames, video, elapsed, report, people.tracks, failed, people.verdict
+        backend,
+        len(specs),
+        frames,
+        video,
+        elapsed,
+        report,
+        people.tracks,
+        failed,
+        people.verdict,
+        len(result.restarts),
     )
     if out is not None:
         write_outputs(summary, cfg, Path(out))

@@ -1,9 +1,9 @@
 """The people-flow pipeline as a conveyor graph, built only on conveyor's public API.
 
-    frames (source) ──cv.Frame──▶ detect (batch, gpu) ──Detections──▶ Track (one per camera)
+    Frames (source) ──cv.Frame──▶ detect (batch, gpu) ──Detections──▶ Track (one per camera)
         ──CameraPeople──▶ Associate (gathers every camera's instant) ──FloorPeople──▶ results
 
-- ``frames`` decodes every camera (files or RTSP, ``peopleflow.sources``) and writes each
+- ``Frames`` decodes every camera (files or RTSP, ``peopleflow.sources``) and writes each
   sampled frame once into conveyor's shared-memory frame store;
 - ``detect`` runs the person detector on batches of frames from any cameras (on the GPU when
   there is one) and measures each person's colours;
@@ -106,26 +106,61 @@ def detector() -> Detector:
 # Cost hints (seconds per item on one CPU core, measured on the synthetic store) let the
 # planner split detection over processes without a measuring run first.
 @cv.source(cost=0.003)
-def frames() -> Iterator[CameraFrame]:
-    """Every camera's sampled frames, in time order; a broken camera is reported and skipped."""
-    s = settings()
-    readers = [
-        CameraReader(
-            c.name,
-            c.source,
-            c.fps,
-            max_seconds=s.get("seconds"),
-            start_seconds=float(s.get("start_seconds", 0.0)),
-            clock_origin=s.get("clock_origin"),
-            retries=s.get("retries", 5),
-        )
-        for c in store().cameras
-        if c.name not in s.get("skip", ())
-    ]
-    for reader, index, seconds, pixels in interleave(readers):
-        frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
-        frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
-        yield frame
+class Frames:
+    """Every camera's sampled frames, in time order; a broken camera is reported and skipped.
+
+    After a restart of its pipeline (conveyor's ``resume(n)``: the first n items are done),
+    file cameras seek past what was done (nothing is decoded again) and live streams go on at
+    now: a restart loses only the seconds it was down, which the live service records as a
+    gap. Without ``resume``, conveyor would pull the n items again from a fresh reader, at the
+    camera's pace for a live stream."""
+
+    def __init__(self) -> None:
+        s = settings()
+        self.readers = [
+            CameraReader(
+                c.name,
+                c.source,
+                c.fps,
+                max_seconds=s.get("seconds"),
+                start_seconds=float(s.get("start_seconds", 0.0)),
+                clock_origin=s.get("clock_origin"),
+                retries=s.get("retries", 5),
+            )
+            for c in store().cameras
+            if c.name not in s.get("skip", ())
+        ]
+        self.first = 0  # the camera whose frame comes first (a resumed round goes on)
+
+    def resume(self, done: int) -> None:
+        """Start after the first ``done`` frames of the interleaved cameras."""
+        files = [r for r in self.readers if not r.live]
+        if not files or done <= 0:
+            return
+        skips, self.first = interleaved_counts([r.samples() for r in files], done)
+        for reader, skip in zip(files, skips, strict=True):
+            reader.start_seconds = reader.start_seconds + skip / reader.fps
+
+    def __iter__(self) -> Iterator[CameraFrame]:
+        for reader, index, seconds, pixels in interleave(self.readers, first=self.first):
+            frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
+            frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
+            yield frame
+
+
+def interleaved_counts(lengths: list[int], done: int) -> tuple[list[int], int]:
+    """How many frames of each camera the first ``done`` items of ``interleave`` hold (one
+    frame of every camera that still has one, in turn), and which camera's turn is next: the
+    items after a resume must be the same frames, in the same order, as before (conveyor
+    numbers them, and drops repeats by number)."""
+    taken = [0] * len(lengths)
+    k = 0
+    while done > 0 and any(t < n for t, n in zip(taken, lengths, strict=True)):
+        if taken[k] < lengths[k]:
+            taken[k] += 1
+            done -= 1
+        k = (k + 1) % len(lengths)
+    return taken, k
 
 
 @cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto", cost=0.18)
@@ -205,4 +240,4 @@ def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -
     return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks, names, {})
 
 
-graph = cv.Graph([frames, detect, Track, Associate])
+graph = cv.Graph([Frames, detect, Track, Associate])

@@ -120,6 +120,24 @@ class CameraReader:
             raise SourceError(f"camera {self.name}: {self.source} gave no frame")
         return int(frame.shape[0]), int(frame.shape[1])
 
+    def samples(self) -> int:
+        """A file's frames at the sample rate from ``start_seconds`` on (and before
+        ``max_seconds``), from its frame count: no frame is decoded."""
+        import cv2
+
+        cap = _open(self.source, int(self.timeout * 1000))
+        try:
+            native = cap.get(cv2.CAP_PROP_FPS) or self.fps
+            raw = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            cap.release()
+        step = max(native / self.fps, 1.0)
+        count = int(np.ceil(raw / step - 1e-9))
+        if self.max_seconds is not None:
+            count = min(count, int(np.ceil(self.max_seconds * self.fps - 1e-9)))
+        first = int(np.ceil(self.start_seconds * self.fps - 1e-9))
+        return max(0, count - first)
+
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         return self._stream() if self.live else self._file()
 
@@ -208,17 +226,20 @@ class CameraReader:
 def interleave(
     readers: list[CameraReader],
     on_error: Callable[[CameraReader, Exception], None] | None = None,
+    first: int = 0,
 ) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
-    """Frames of every camera in time order (round-robin by sample time). A camera that fails
-    is reported to ``on_error`` (default: logged) and left out; the others go on. Live streams
-    are read each by its own thread, frames taken as they come: a stream that breaks (and
-    waits to reconnect) never holds the others up."""
+    """Frames of every camera in time order (round-robin by sample time, the first round from
+    reader ``first``: a resumed round). A camera that fails is reported to ``on_error``
+    (default: logged) and left out; the others go on. Live streams are read each by its own
+    thread, frames taken as they come: a stream that breaks (and waits to reconnect) never
+    holds the others up."""
     if any(r.live for r in readers):
         yield from _as_they_come(readers, on_error or _log_error)
         return
     live = {r.name: iter(r) for r in readers}
+    turn = readers[first:]
     while live:
-        for reader in readers:
+        for reader in turn:
             it = live.get(reader.name)
             if it is None:
                 continue
@@ -233,6 +254,7 @@ def interleave(
                 (on_error or _log_error)(reader, exc)
                 continue
             yield reader, index, seconds, frame
+        turn = readers
 
 
 def _log_error(reader: CameraReader, exc: Exception) -> None:
