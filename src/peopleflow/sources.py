@@ -15,9 +15,9 @@ camera fails: the failure is reported and the other cameras go on.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("peopleflow")
+ROOM_PER_CAMERA = 2  # a live camera's frames waiting for the pipeline, at most
 MAX_BACKOFF = 10.0  # seconds: the longest pause between two reconnection attempts
 
 
@@ -43,10 +44,12 @@ class SourceStats:
     failed: str = ""  # why the camera stopped early, if it did
 
 
-# FFmpeg probes a stream for 5 s before the first frame by default; a camera's stream is one
-# known video track, and 1 s finds it (a reconnection then takes ~1.5 s, not ~5.5 s).
-# OpenCV reads its FFmpeg options only from this variable; a value already set wins.
-STREAM_PROBE = "analyzeduration;1000000|probesize;1000000"
+# FFmpeg probes a stream for 5 s before the first frame by default. A camera's stream is one
+# known video track whose parameters RTSP announces (the SDP), so 0.2 s and 64 KB find it: a
+# reconnection then takes ~1 s instead of ~5.5 s (measured on a 2 fps stream, where the probe
+# waits longest). OpenCV reads its FFmpeg options only from this variable; a value already
+# set wins.
+STREAM_PROBE = "analyzeduration;200000|probesize;65536"
 
 
 def _open(source: str, timeout_ms: int) -> Any:  # a cv2.VideoCapture
@@ -264,28 +267,47 @@ def _log_error(reader: CameraReader, exc: Exception) -> None:
 def _as_they_come(
     readers: list[CameraReader], on_error: Callable[[CameraReader, Exception], None]
 ) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
-    """One thread per camera; frames in the order they are read. A full queue makes a
-    camera's thread wait, and its reader then skips to the newest frame (counted)."""
-    frames: queue.Queue[tuple[CameraReader, int, float, np.ndarray] | CameraReader] = queue.Queue(
-        maxsize=2 * len(readers)
+    """One thread per camera; frames in the order they are read. A live source never falls
+    behind real time: when the pipeline has not taken a camera's frames waiting
+    (``ROOM_PER_CAMERA``), its oldest waiting frame is dropped for the new one, counted in its
+    ``stats.behind``."""
+    waiting: collections.deque[tuple[CameraReader, int, float, np.ndarray] | CameraReader] = (
+        collections.deque()
     )
+    ready = threading.Condition()
+
+    def put(item: tuple[CameraReader, int, float, np.ndarray] | CameraReader) -> None:
+        with ready:
+            if not isinstance(item, CameraReader):
+                mine = [
+                    k
+                    for k, w in enumerate(waiting)
+                    if not isinstance(w, CameraReader) and w[0] is item[0]
+                ]
+                if len(mine) >= ROOM_PER_CAMERA:
+                    del waiting[mine[0]]
+                    item[0].stats.behind += 1
+            waiting.append(item)
+            ready.notify()
 
     def read(reader: CameraReader) -> None:
         try:
             for index, seconds, frame in reader:
-                frames.put((reader, index, seconds, frame))
+                put((reader, index, seconds, frame))
         except Exception as exc:  # a broken camera must not stop the store
             reader.stats.failed = str(exc)
             on_error(reader, exc)
         finally:
-            frames.put(reader)  # this camera has ended
+            put(reader)  # this camera has ended
 
     for reader in readers:
         name = f"camera-{reader.name}"
         threading.Thread(target=read, args=(reader,), name=name, daemon=True).start()
     running = len(readers)
     while running:
-        item = frames.get()
+        with ready:
+            ready.wait_for(lambda: bool(waiting))
+            item = waiting.popleft()
         if isinstance(item, CameraReader):
             running -= 1
         else:

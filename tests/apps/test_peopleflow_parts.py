@@ -325,3 +325,31 @@ def test_a_missing_clip_that_cannot_be_downloaded_is_a_clear_error(
     monkeypatch.setattr(vtest.subprocess, "run", offline)
     with pytest.raises(SourceError, match="put the clip at"):
         vtest.find_clip(tmp_path / "cache")
+
+
+def test_a_live_source_drops_the_oldest_waiting_frame_when_the_pipeline_lags() -> None:
+    """Frames of live cameras wait for the pipeline two per camera at most: when it is slow,
+    the oldest waiting frame goes for the newest, counted for its camera."""
+    import threading
+
+    from peopleflow.sources import CameraReader, interleave
+
+    go = threading.Event()
+
+    class Live(CameraReader):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for k in range(50):
+                yield k, k / 10, np.zeros((2, 2, 3), np.uint8)
+            go.set()
+
+    cams = [Live("a", "rtsp://a", 10), Live("b", "rtsp://b", 10)]
+    frames = interleave(cams)
+    first = next(frames)  # then the pipeline is busy while the cameras go on
+    go.wait(10)
+    rest = list(frames)
+    taken = {c: [i for r, i, _, _ in [first, *rest] if r.name == c] for c in ("a", "b")}
+    for cam in cams:
+        kept = taken[cam.name]
+        assert kept == sorted(kept) and kept[-1] == 49  # the newest frames are kept
+        assert cam.stats.behind == 50 - len(kept) > 0  # every dropped frame counted
+    assert len(rest) + 1 <= 2 * 2 + 2  # four waiting, plus what was in hand

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from peopleflow.generate import StoreParams, generate  # noqa: E402
 from tests.services.rtsp import RtspCamera  # noqa: E402
 
 CUT = 10.0  # seconds the first camera is away
+# A restarted source pipeline: a new process (Python, OpenCV) and the streams opened again.
+GAP_AFTER_RESTART = 5.0  # measured 2.5-4 s
 
 
 @pytest.fixture
@@ -115,3 +118,41 @@ def test_a_cut_camera_reconnects_the_other_never_stalls_a_late_one_is_waited_for
     finally:
         results.close()
     assert sum(c.reconnects for (_, cam), c in health.items() if cam == "cam1") >= 1
+
+
+def test_a_killed_camera_source_goes_on_at_now(
+    cameras: tuple[Path, dict[str, RtspCamera]], tmp_path: Path
+) -> None:
+    """The source's pipeline is SIGKILLed after 20 frames of live video: restarted, it opens
+    the streams again and goes on at now, instead of pulling the 20 frames done again at the
+    camera's pace (which would lose as many seconds of live video as were processed)."""
+    from conveyor.testing import ENV, Fault, inject
+
+    config, streams = cameras
+    for stream in streams.values():
+        stream.on()
+    db = f"sqlite:///{tmp_path / 'live.sqlite'}"
+    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
+    with inject(Fault("Frames", item=40, mode="kill")):
+        env = {**os.environ, ENV: os.environ[ENV]}
+        proc = subprocess.Popen(
+            [*cmd, "--db", db, "--workers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            _until(lambda: _health(db)[0].get("cam1", 0) >= 40, proc, 90, "no frames after")
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0, out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+    assert "restart" in out.lower(), out
+    _, gaps = _health(db)
+    down = [g.end - g.start for g in gaps if g.start > 0]
+    assert down, "the restart left no gap"
+    assert max(down) < GAP_AFTER_RESTART, gaps
