@@ -70,7 +70,10 @@ batches = sa.Table(
     sa.Column("store", sa.String(200), primary_key=True),
     sa.Column("batch", sa.Integer, primary_key=True),
     sa.Column("position", sa.Float, nullable=False),
-    sa.Column("written", sa.Float, nullable=False),  # wall clock: the lag is written - position
+    sa.Column("written", sa.Float, nullable=False),  # wall clock
+    # wall clock when the batch's first instant was read: written - captured is the lag from
+    # camera to database (0: not known)
+    sa.Column("captured", sa.Float, nullable=False),
     sa.Column("people", sa.Integer, nullable=False),
     sa.Column("dropped", sa.Integer, nullable=False),
 )
@@ -113,6 +116,14 @@ camera_gaps = sa.Table(
     sa.Column("end", sa.Float, nullable=False),
     sa.Column("batch", sa.Integer, nullable=False),
 )
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    batch: int
+    position: float  # epoch seconds of its last instant
+    written: float  # wall clock
+    captured: float  # wall clock when its first instant was read (0: not known)
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,7 @@ class ResultsDB:
                     batch=batch.number,
                     position=batch.position,
                     written=now,
+                    captured=batch.captured,
                     people=batch.people,
                     dropped=batch.dropped,
                 )
@@ -286,15 +298,17 @@ class ResultsDB:
         with self.engine.connect() as con:
             return [int(w) for (w,) in con.execute(query)]
 
-    def batches(self, store: str) -> list[tuple[int, float, float]]:
-        """(batch, position, written) of every batch, in order."""
+    def batches(self, store: str) -> list[BatchRow]:
+        """Every batch written, in order."""
         query = (
-            sa.select(batches.c.batch, batches.c.position, batches.c.written)
+            sa.select(batches.c.batch, batches.c.position, batches.c.written, batches.c.captured)
             .where(batches.c.store == store)
             .order_by(batches.c.batch)
         )
         with self.engine.connect() as con:
-            return [(int(b), float(p), float(w)) for b, p, w in con.execute(query)]
+            return [
+                BatchRow(int(b), float(p), float(w), float(c)) for b, p, w, c in con.execute(query)
+            ]
 
     def store_names(self) -> list[str]:
         with self.engine.connect() as con:

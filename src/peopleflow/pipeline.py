@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class CameraFrame(cv.Frame):
 
     behind: int = 0  # frames a live stream dropped to keep up with real time
     reconnects: int = 0
+    captured: float = 0.0  # wall clock when it was read (the database's lag is measured from it)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Detections:
     scores: np.ndarray  # (n,)
     looks: np.ndarray  # (n, 128) colour histograms of torso and legs
     health: tuple[int, int] = (0, 0)  # the camera's (behind, reconnects)
+    captured: float = 0.0  # wall clock when the frame was read
 
 
 @dataclass
@@ -66,6 +69,7 @@ class CameraPeople:
     heights: np.ndarray  # box heights, pixels
     looks: np.ndarray
     health: tuple[int, int] = (0, 0)
+    captured: float = 0.0
 
 
 @dataclass
@@ -78,6 +82,7 @@ class FloorPeople:
     looks: np.ndarray  # (n, 128) appearance: the report links identities again with it
     camera_names: list[str]  # which cameras reported it (their health: frames, gaps)
     health: dict[str, tuple[int, int]]  # camera -> (frames dropped behind, reconnects) so far
+    captured: float = 0.0  # wall clock when its first frame was read
 
 
 @functools.cache
@@ -145,6 +150,7 @@ class Frames:
         for reader, index, seconds, pixels in interleave(self.readers, first=self.first):
             frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
             frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
+            frame.captured = time.time()
             yield frame
 
 
@@ -178,6 +184,7 @@ def detect(batch: list[cv.Frame]) -> list[Detections]:
             scores,
             appearance(img, boxes),
             (getattr(f, "behind", 0), getattr(f, "reconnects", 0)),
+            float(getattr(f, "captured", 0.0)),
         )
         for f, img, (boxes, scores) in zip(batch, images, found, strict=True)
     ]
@@ -195,7 +202,15 @@ class Track:
             self.tracker = camera_tracker(store(), d.camera, d.size)
         p = self.tracker.update(d.boxes, d.scores, d.looks)
         return CameraPeople(
-            d.camera, d.index, d.ts, p.ids, p.floor, p.heights, p.looks, (d.health[0], d.health[1])
+            d.camera,
+            d.index,
+            d.ts,
+            p.ids,
+            p.floor,
+            p.heights,
+            p.looks,
+            (d.health[0], d.health[1]),
+            d.captured,
         )
 
 
@@ -212,6 +227,7 @@ class Associate:
         placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
         people = associate(self.floor, group[0].index, t, placed)
         people.health = {g.camera: (int(g.health[0]), int(g.health[1])) for g in group}
+        people.captured = min(float(g.captured) for g in group)
         if settings().get("progress") and t >= self.next_report:
             total = settings().get("total_seconds") or 0
             print(

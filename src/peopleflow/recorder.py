@@ -72,6 +72,7 @@ class Batch:
 
     number: int  # 1, 2, ...: a batch is written once (its number is part of every key)
     position: float  # epoch seconds of the last instant the batch accounts for
+    captured: float  # wall clock when the batch's first instant was read (0: not known)
     tally: Tally
     frames: Counter[tuple[int, str]]  # (window start, camera) -> frames processed
     frames_dropped: Counter[tuple[int, str]]  # by a live camera, to keep up
@@ -114,6 +115,7 @@ class Recorder:
         self._votes: Counter[tuple[int, int]] = Counter()  # (new, held): instants in one place
         self._people = 0
         self._dropped = 0
+        self._captured = 0.0  # the first instant since the last batch: when it was read
 
     @classmethod
     def restore(cls, settings: RecorderSettings, state: bytes) -> Recorder:
@@ -163,11 +165,14 @@ class Recorder:
         looks: np.ndarray,
         cameras: list[str],
         health: dict[str, tuple[int, int]] | None = None,
+        captured: float = 0.0,
     ) -> Batch | None:
         """One instant (epoch seconds ``t``) of people seen by ``cameras``, with each camera's
         (dropped, reconnects) counts so far; a batch when one is due."""
         h, s = self._held, self.settings
         win = int(np.floor(t / s.window) * s.window)
+        if not self._captured:
+            self._captured = captured
         for cam in cameras:
             last = h.seen.get(cam)
             if last is not None and t - last > s.gap_after:
@@ -247,6 +252,7 @@ class Recorder:
         batch = Batch(
             h.batch,
             h.position if h.position is not None else 0.0,
+            self._captured,
             self._tally,
             self._frames,
             +self._frames_dropped,
@@ -259,6 +265,7 @@ class Recorder:
         )
         self._tally, self._frames, self._gaps, self._closed = Tally(), Counter(), [], []
         self._frames_dropped, self._reconnects = Counter(), Counter()
+        self._captured = 0.0
         self._people = self._dropped = 0
         return batch
 

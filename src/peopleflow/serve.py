@@ -214,6 +214,7 @@ class Writer:
             instant.looks,
             list(instant.camera_names),
             dict(instant.health),
+            float(instant.captured),
         )
         if batch is not None:
             self._write(batch)

@@ -110,7 +110,7 @@ def test_killed_and_started_again_it_loses_and_doubles_nothing(
     assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]
     results = ResultsDB.open(killed)
     try:
-        numbers = [b for b, _, _ in results.batches(results.store_names()[0])]
+        numbers = [b.batch for b in results.batches(results.store_names()[0])]
         assert numbers == list(range(1, len(numbers) + 1))  # every batch once, in order
         closed = results.closed_windows(results.store_names()[0])
         assert len(closed) == len(set(closed)) == 2  # 90 s: two windows of a minute
