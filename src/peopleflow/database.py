@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from peopleflow.analytics import Tally
 from peopleflow.recorder import Batch, Gap
-from peopleflow.windows import Tally
 
 SCHEMA_VERSION = 1
 metadata = sa.MetaData()

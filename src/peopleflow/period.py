@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from peopleflow.analytics import Report
+from peopleflow.analytics import Report, Tally, to_report
 from peopleflow.config import FloorPlan
 from peopleflow.database import DatabaseError, ResultsDB
 from peopleflow.outputs import write_csv, write_report
-from peopleflow.windows import Tally, to_report
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ must hold now, written in one transaction.
 - **People are final after a bounded delay.** Every ``window`` seconds the observations held
   are grouped into people again (``peopleflow.people``: relinked over them, or the live
   identities); a person last seen more than ``final_after`` seconds ago is final: the noise
-  filter judges them, their track adds to the windows it crosses (``peopleflow.windows``),
+  filter judges them, their track adds to the windows it crosses (``peopleflow.analytics``),
   and their observations are let go. So memory holds only the last few minutes, however long
   the run.
 - **Windows close** when no person still held can add to them: their end is at or before the
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from peopleflow.analytics import WINDOW_SECONDS, Tally, tally
 from peopleflow.config import FloorPlan
 from peopleflow.coverage import Coverage
 from peopleflow.people import Observations, kept_tracks, people_of
 from peopleflow.track import LOOK_SIZE
-from peopleflow.windows import WINDOW_SECONDS, Tally, tally
 
 FINAL_AFTER = 120.0  # seconds unseen after which a person is final (relinking looks 2 min back)
 FLUSH_EVERY = 5.0  # seconds of camera time between writes: the database's lag behind cameras

@@ -35,11 +35,11 @@ from types import FrameType
 from typing import Any
 
 import conveyor as cv
+from peopleflow.analytics import WINDOW_SECONDS
 from peopleflow.app import prepare
 from peopleflow.config import load_config
 from peopleflow.database import DatabaseError, ResultsDB
 from peopleflow.recorder import Recorder, RecorderSettings
-from peopleflow.windows import WINDOW_SECONDS
 
 log = logging.getLogger("peopleflow")
 # Seconds of file video read again on a resume, and not written again: the trackers start

@@ -12,12 +12,11 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
-from peopleflow.analytics import FloorTrack, accuracy, analyse  # noqa: E402
+from peopleflow.analytics import FloorTrack, Tally, accuracy, analyse, tally, to_report  # noqa: E402  # noqa: E402
 from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.database import DatabaseError, ResultsDB  # noqa: E402
 from peopleflow.recorder import Batch, Recorder, RecorderSettings  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
-from peopleflow.windows import Tally, tally, to_report  # noqa: E402
 from tests.services.postgres import postgres_server  # noqa: E402
 
 ORIGIN = 1_796_115_600.0  # 2026-12-01 09:00 UTC
