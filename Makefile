@@ -34,10 +34,12 @@ demo-transport: $(STAMP)
 	$(BIN)/python -m conveyor.demo
 
 # Real servers the tests start themselves, from Debian's packages: PostgreSQL, GStreamer's RTSP
-# server (run by the system's Python, with ffmpeg to encode its videos). Installed when missing
+# server (run by the system's Python, with ffmpeg to encode its videos), and a headless
+# Chromium with its driver for the web page. Installed when missing
 # (root, as on CI); where they cannot be, their tests skip, saying why (under CI they fail).
 SYSTEM_PACKAGES := postgresql ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	chromium chromium-driver
 $(SYSTEM): Makefile | $(BIN)/python
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

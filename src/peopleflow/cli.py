@@ -6,14 +6,18 @@ peopleflow run --config store.toml --out DIR [--backend inline|local] [--seconds
 peopleflow demo [--cameras 8] [--minutes 2] --out DIR
 peopleflow real [--out DIR] [--fps 5]      # OpenCV's vtest.avi, hand-calibrated
 peopleflow serve --config store.toml [--db URL] [--start ISO] [--window S]
+                 [--web HOST:PORT | --no-web] [--token T]
 peopleflow report --db URL --out DIR [--store NAME] [--from ISO] [--to ISO]
+peopleflow web --db URL [--store NAME] [--web HOST:PORT] [--token T]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +30,7 @@ from peopleflow.sources import SourceError
 if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
     from conveyor import MetricsServer
     from peopleflow.app import RunSummary
+    from peopleflow.web import WebOptions
 
 CACHE = Path(".cache") / "peopleflow"
 
@@ -72,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--from", dest="start", help="local date or time, ISO (2026-12-02T09:00)")
     report.add_argument("--to", dest="end", help="local date or time, ISO (excluded)")
 
+    web = sub.add_parser("web", help="the store's page over a results database (no cameras)")
+    web.add_argument("--db", required=True, help="sqlite:///PATH or postgresql://...")
+    web.add_argument("--store", help="the store's name (when the database holds several)")
+    _web_args(web)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return serve_command(args)
+        if args.command == "web":
+            return web_command(args)
         if args.command == "report":
             report_command(args)
         elif args.command == "generate":
@@ -88,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             demo_command(args)
     except (ConfigError, SourceError, DetectorError, DatabaseError, ValueError) as exc:
+        # ValueError: what the command line was given (a date, a page's address) is wrong
         print(f"peopleflow: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -135,6 +148,49 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="file cameras: local time of their first frame, ISO (default: now, first start)",
     )
     p.add_argument("--window", type=int, default=60, help="seconds per results window (60)")
+    _web_args(p)
+    p.add_argument("--no-web", action="store_true", help="no web page")
+
+
+def _web_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--web",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="where the store's page listens (127.0.0.1:8080; another host needs a token)",
+    )
+    p.add_argument("--token", help="the page's token (default: $PEOPLEFLOW_TOKEN)")
+
+
+def _web_options(args: argparse.Namespace) -> WebOptions:
+    from peopleflow.web import WebOptions
+
+    host, _, port = str(args.web).rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--web: expected HOST:PORT such as 127.0.0.1:8080, got {args.web!r}")
+    token = args.token or os.environ.get("PEOPLEFLOW_TOKEN") or None
+    return WebOptions(host.strip("[]"), int(port), token)
+
+
+def web_command(args: argparse.Namespace) -> int:
+    from peopleflow.database import ResultsDB
+    from peopleflow.period import only_store
+    from peopleflow.web import WebServer, create_app
+    from peopleflow.webapi import StoreData
+
+    db = ResultsDB.open(args.db)
+    page = WebServer(
+        create_app(StoreData(db, args.store or only_store(db)), None), _web_options(args)
+    )
+    try:
+        print(f"the store's page: {page.start()} (Ctrl-C stops it)", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.stop()
+        db.close()
+    return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -152,6 +208,7 @@ def serve_command(args: argparse.Namespace) -> int:
         start=parse_time(args.start) if args.start else None,
         window=args.window,
         watch=_watch(args),
+        web=None if args.no_web else _web_options(args),
     )
     summary = serve(args.config, options)
     how = "stopped" if summary.stopped else "cameras ended"

@@ -40,7 +40,7 @@ def read_period(
     db: ResultsDB, store: str | None = None, start: float | None = None, end: float | None = None
 ) -> Period:
     """The period's sums and report; ``store`` may be left out when the database has one."""
-    store = store or _only_store(db)
+    store = store or only_store(db)
     saved = json.loads(db.plan(store))
     plan = FloorPlan.from_json(saved["plan"])
     tally = db.tally(store, start, end)
@@ -110,7 +110,7 @@ def parse_time(text: str) -> float:
         ) from None
 
 
-def _only_store(db: ResultsDB) -> str:
+def only_store(db: ResultsDB) -> str:
     names = db.store_names()
     if len(names) != 1:
         raise DatabaseError(

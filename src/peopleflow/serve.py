@@ -39,7 +39,10 @@ from peopleflow.analytics import WINDOW_SECONDS
 from peopleflow.app import prepare
 from peopleflow.config import load_config
 from peopleflow.database import DatabaseError, ResultsDB
+from peopleflow.live import LiveView
 from peopleflow.recorder import Recorder, RecorderSettings
+from peopleflow.web import WebOptions, WebServer, create_app
+from peopleflow.webapi import StoreData
 
 log = logging.getLogger("peopleflow")
 # Seconds of file video read again on a resume, and not written again: the trackers start
@@ -58,6 +61,7 @@ class ServeOptions:
     start: float | None = None  # epoch seconds of the files' time 0, on the first start
     window: int = WINDOW_SECONDS
     watch: Sequence[Callable[[cv.Stats], Any]] = ()
+    web: WebOptions | None = WebOptions()  # the store's page (None: no page)
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,19 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
         # frame; after a restart the recorder knows each camera's last frame, so the time the
         # service was down is a gap.
         expected = [c.name for c in cfg.cameras] if clock is not None else []
-        writer = Writer(db, cfg.name, recorder, origin, expected)
+        live_view = LiveView()
+        writer = Writer(db, cfg.name, recorder, origin, expected, live_view)
         if options.progress:
             how = "resuming" if resume.position is not None else "starting"
             print(f"peopleflow serve: {how} {cfg.name!r}, results in {url}", flush=True)
         stopped = False
-        with writer, _signals_interrupt():
+        page = None
+        if options.web is not None:
+            page = WebServer(
+                create_app(StoreData(db, cfg.name, live_view), options.web.token), options.web
+            )
+            print(f"peopleflow serve: the store's page is at {page.start()}", flush=True)
+        with writer, _signals_interrupt(), _stopping(page):
             try:
                 cv.run(
                     pipeline.graph,
@@ -134,7 +145,7 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
                     workers=options.workers,
                     cameras=prepared.specs,
                     on_output={"Associate": writer.put},
-                    watch=prepared.watch,
+                    watch=[*prepared.watch, live_view.watch],
                 )
             except KeyboardInterrupt:
                 stopped = True
@@ -163,9 +174,11 @@ class Writer:
         recorder: Recorder,
         origin: float,
         expected: list[str],
+        live: LiveView | None = None,
     ) -> None:
         self.db, self.store, self.recorder, self.origin = db, store, recorder, origin
         self.expected = expected  # cameras whose absence from the first frame on is a gap
+        self.live = live  # what the page shows as "now"
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="peopleflow-writer", daemon=True)
         self.error: BaseException | None = None
@@ -207,6 +220,8 @@ class Writer:
         if self.expected:
             self.recorder.expect(self.expected, t)
             self.expected = []
+        if self.live is not None:
+            self.live.saw(t, instant.ids, instant.xy, list(instant.camera_names))
         batch = self.recorder.add(
             t,
             instant.ids,
@@ -223,6 +238,15 @@ class Writer:
         self.db.write(self.store, batch)
         self.batches += 1
         self.people += batch.people
+
+
+@contextmanager
+def _stopping(page: WebServer | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if page is not None:
+            page.stop()
 
 
 @contextmanager
