@@ -56,6 +56,8 @@ class RunSummary:
     failed_cameras: dict[str, str] = field(default_factory=dict)
     identities: Verdict | None = None  # what the noise filter kept and dropped
     restarts: int = 0  # pipeline processes that died and were started again
+    instants: list[Any] = field(default_factory=list, repr=False)  # the pipeline's outputs
+    coverage: Coverage | None = field(default=None, repr=False)
 
     @property
     def frames_per_second(self) -> float:
@@ -187,6 +189,8 @@ def run_store(
         failed,
         people.verdict,
         len(result.restarts),
+        instants,
+        coverage,
     )
     if out is not None:
         write_outputs(summary, cfg, Path(out))

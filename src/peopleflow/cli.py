@@ -29,7 +29,9 @@ from peopleflow.sources import SourceError
 
 if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
     from conveyor import MetricsServer
+    from peopleflow.analytics import Report
     from peopleflow.app import RunSummary
+    from peopleflow.config import StoreConfig
     from peopleflow.web import WebOptions
 
 CACHE = Path(".cache") / "peopleflow"
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         default=15.0,
         help="video seconds run on the inline backend too, for the speed-up (0: skip)",
     )
+    demo.add_argument(
+        "--no-serve", action="store_true", help="end after the run: do not serve its page"
+    )
+    _web_args(demo)
     _run_args(demo)
 
     real = sub.add_parser("real", help="a real clip: OpenCV's vtest.avi, hand-calibrated")
@@ -341,7 +347,64 @@ def demo_command(args: argparse.Namespace) -> None:
             ok = value >= goal if op == ">=" else value <= goal
             mark = f"   target {op} {goal}: {'met' if ok else 'NOT met'}"
         print(f"  {key:26s} {value}{mark}")
+    database = _demo_database(args, local, cfg)
+    result["database"] = dict(score(_period_report(database, cfg.name), truth, cfg, args.seconds))
+    (args.out / "accuracy.json").write_text(json.dumps(result, indent=2))
+    print(
+        "the same run's report from the database (people final 2 min after last seen, per "
+        f"minute windows): {result['database']}"
+    )
     print(f"\nwritten: {args.out / 'accuracy.json'}")
+    if not args.no_serve:
+        _demo_page(args, database, cfg)
+
+
+def _period_report(url: str, store: str) -> Report:
+    from peopleflow.database import ResultsDB
+    from peopleflow.period import read_period
+
+    db = ResultsDB.open(url)
+    try:
+        return read_period(db, store).report
+    finally:
+        db.close()
+
+
+def _demo_database(args: argparse.Namespace, local: RunSummary, cfg: StoreConfig) -> str:
+    """The demo's run in a results database, as ``serve`` writes it (the page reads it)."""
+    import datetime
+
+    from peopleflow.serve import record_run
+
+    path = (args.out / "peopleflow.sqlite").resolve()
+    for old in path.parent.glob(path.name + "*"):
+        old.unlink()
+    today = datetime.datetime.now().replace(hour=9, minute=0, second=0, microsecond=0)
+    assert local.coverage is not None
+    url = f"sqlite:///{path}"
+    record_run(local.instants, cfg, local.coverage, url, today.timestamp())
+    print(f"results database (as peopleflow serve writes it): {url}")
+    return url
+
+
+def _demo_page(args: argparse.Namespace, url: str, cfg: StoreConfig) -> None:
+    """The store's page over the demo's database, until Ctrl-C."""
+    from peopleflow.database import ResultsDB
+    from peopleflow.web import WebServer, create_app
+    from peopleflow.webapi import StoreData
+
+    db = ResultsDB.open(url)
+    options = _web_options(args)
+    page = WebServer(create_app(StoreData(db, cfg.name), options.token), options)
+    try:
+        address = page.start()
+        print(f"\nthe store's page: {address}?period=today  (Ctrl-C stops it)", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.stop()
+        db.close()
 
 
 def _print_summary(summary: RunSummary, out: Path | None) -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -38,6 +40,7 @@ from peopleflow.track import LOOK_SIZE
 
 FINAL_AFTER = 120.0  # seconds unseen after which a person is final (relinking looks 2 min back)
 FLUSH_EVERY = 5.0  # seconds of camera time between writes: the database's lag behind cameras
+MIN_WALL = 1.0  # wall seconds between writes, at least
 KEEP_RATES = 500  # identities whose detection rate the noise filter remembers
 EPOCH_IDS = 1 << 40  # live identities of successive runs of the service never collide
 
@@ -52,6 +55,7 @@ class RecorderSettings:
     window: int = WINDOW_SECONDS
     final_after: float = FINAL_AFTER
     flush_every: float = FLUSH_EVERY
+    min_wall: float = MIN_WALL  # wall seconds between two batches, at least
 
     @property
     def gap_after(self) -> float:
@@ -116,6 +120,8 @@ class Recorder:
         self._people = 0
         self._dropped = 0
         self._captured = 0.0  # the first instant since the last batch: when it was read
+        self._wall = time.monotonic  # the clock that spaces batches (a test may replace it)
+        self._flushed = -math.inf
 
     @classmethod
     def restore(cls, settings: RecorderSettings, state: bytes) -> Recorder:
@@ -207,7 +213,10 @@ class Recorder:
         if t - h.last_final >= s.window:  # type: ignore[operator]
             self._finalise(t, everyone=False)
             h.last_final = t
-        if t - h.last_flush >= s.flush_every:
+        # A batch every flush_every seconds of camera time, and no more often than every
+        # min_wall seconds of wall time (files run faster than real time: each batch carries
+        # the recorder's state, and writing it several times a second only costs CPU).
+        if t - h.last_flush >= s.flush_every and self._wall() - self._flushed >= s.min_wall:
             return self._batch()
         return None
 
@@ -248,6 +257,7 @@ class Recorder:
     def _batch(self) -> Batch:
         h = self._held
         h.batch += 1
+        self._flushed = self._wall()
         h.last_flush = h.position
         batch = Batch(
             h.batch,
@@ -322,7 +332,7 @@ def _encode(h: _Held) -> bytes:
     }
     looks = h.obs.looks if h.obs.looks is not None else np.zeros((0, LOOK_SIZE), np.float16)
     buf = io.BytesIO()
-    np.savez_compressed(
+    np.savez(  # not compressed: it is written every few seconds, and compressing costs CPU
         buf,
         meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
         t=h.obs.t,

@@ -37,7 +37,8 @@ from typing import Any
 import conveyor as cv
 from peopleflow.analytics import WINDOW_SECONDS
 from peopleflow.app import prepare
-from peopleflow.config import load_config
+from peopleflow.config import StoreConfig, load_config
+from peopleflow.coverage import Coverage
 from peopleflow.database import DatabaseError, ResultsDB
 from peopleflow.live import LiveView
 from peopleflow.recorder import Recorder, RecorderSettings
@@ -160,6 +161,41 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
             resume.position is not None,
             time.monotonic() - started,
         )
+    finally:
+        db.close()
+
+
+def record_run(
+    instants: Sequence[Any],
+    cfg: StoreConfig,
+    coverage: Coverage,
+    url: str,
+    origin: float,
+    window: int = WINDOW_SECONDS,
+) -> int:
+    """Write a finished run's per-instant people (``RunSummary.instants``) to a results
+    database, as the live service would have, with the run's time 0 at ``origin``; returns
+    the batches written. (The demo does this, to show its run on the store's page.)"""
+    db = ResultsDB.open(url)
+    try:
+        plan = json.dumps({"plan": cfg.plan.to_json(), "min_visit": cfg.min_visit})
+        resume = db.resume(cfg.name, origin, plan)
+        if resume.batch:
+            raise DatabaseError(f"{url} already holds results of {cfg.name!r}")
+        step = 1.0 / max(c.fps for c in cfg.cameras)
+        settings = RecorderSettings(
+            cfg.plan,
+            coverage,
+            step,
+            relinked=cfg.identities == "relinked",
+            min_visit=cfg.min_visit,
+            window=window,
+        )
+        writer = Writer(db, cfg.name, Recorder(settings), origin, [])
+        with writer:
+            for instant in sorted(instants, key=lambda i: float(i.ts)):
+                writer.put(instant)
+        return writer.batches
     finally:
         db.close()
 

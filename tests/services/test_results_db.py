@@ -39,7 +39,7 @@ def _instants() -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def _settings() -> RecorderSettings:
-    return RecorderSettings(PLAN, Coverage.everywhere(PLAN, 2), 0.5, relinked=False)
+    return RecorderSettings(PLAN, Coverage.everywhere(PLAN, 2), 0.5, relinked=False, min_wall=0)
 
 
 def _truth() -> list[FloorTrack]:
