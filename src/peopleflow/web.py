@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -33,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from peopleflow.webapi import BadRequest, StoreData, period_of
 
 STATIC = Path(__file__).with_name("web_static")
+CACHE_SECONDS = 2.0  # an answer is reused this long (the database changes every few seconds)
 COOKIE = "peopleflow_token"
 ENDPOINTS = {
     "/api/store": "the store: name, floor size, zones (polygons in metres, doors)",
@@ -62,12 +65,16 @@ def is_loopback(host: str) -> bool:
 def create_app(data: StoreData, token: str | None = None) -> Starlette:
     """The page and its JSON for one store; with ``token``, every request must carry it."""
 
+    cache = _Answers(CACHE_SECONDS)
+
     def answer(view: Callable[[dict[str, str]], dict[str, Any]]) -> Any:
         async def endpoint(request: Request) -> Response:
+            query = {k: v for k, v in request.query_params.items() if k != "token"}
             try:
-                return JSONResponse(view(dict(request.query_params)))
+                body = await run_in_threadpool(cache.get, request.url.path, query, view)
             except BadRequest as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
+            return Response(body, media_type="application/json")
 
         return endpoint
 
@@ -92,6 +99,55 @@ def create_app(data: StoreData, token: str | None = None) -> Starlette:
     ]
     middleware = [Middleware(_TokenCheck, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
+
+
+class _Answers:
+    """The JSON answers by path and query, asked again when older than ``seconds``: twenty
+    screens on one store ask the same questions, and the database changes only every few
+    seconds (a batch). An old answer is given while the new one is being made."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.kept: dict[str, tuple[float, bytes]] = {}
+        self.asking: dict[str, threading.Lock] = {}
+        self.lock = threading.Lock()
+
+    def get(
+        self, path: str, query: dict[str, str], view: Callable[[dict[str, str]], dict[str, Any]]
+    ) -> bytes:
+        key = path + "?" + json.dumps(query, sort_keys=True)
+        with self.lock:
+            one = self.asking.setdefault(key, threading.Lock())
+            found = self.kept.get(key)
+        if found is not None:
+            if time.monotonic() - found[0] >= self.seconds and one.acquire(blocking=False):
+                # Old: answered as it is, and asked again in the background (one at a time),
+                # so that no screen waits for the database once a question has been answered.
+                threading.Thread(target=self._ask, args=(key, query, view, one)).start()
+            return found[1]
+        with one:  # the same new question at once: one asks the database, the others wait
+            found = self.kept.get(key)
+            if found is not None:
+                return found[1]
+            return self._ask(key, query, view, None)
+
+    def _ask(
+        self,
+        key: str,
+        query: dict[str, str],
+        view: Callable[[dict[str, str]], dict[str, Any]],
+        release: threading.Lock | None,
+    ) -> bytes:
+        try:
+            body = json.dumps(view(query)).encode()
+            with self.lock:
+                if len(self.kept) > 1000:  # many distinct questions: start again
+                    self.kept.clear()
+                self.kept[key] = (time.monotonic(), body)
+            return body
+        finally:
+            if release is not None:
+                release.release()
 
 
 class _TokenCheck(BaseHTTPMiddleware):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from peopleflow.analytics import HEAT_CELL, to_report
+from peopleflow.analytics import HEAT_CELL
 from peopleflow.config import FloorPlan
 from peopleflow.database import ResultsDB
 from peopleflow.live import LiveView
@@ -90,10 +90,7 @@ class StoreData:
         }
 
     def heatmap(self, period: Period) -> dict[str, Any]:
-        t = self.db.tally(self.store, period.start, period.end)
-        cells: dict[tuple[int, int], float] = {}
-        for (_, r, c), seconds in t.heat.items():
-            cells[(r, c)] = cells.get((r, c), 0.0) + seconds
+        cells = self._sums("heat_cells", ["row", "col"], "seconds", period)
         rows, cols = (
             int(np.ceil(self.plan.height / HEAT_CELL)),
             int(np.ceil(self.plan.width / HEAT_CELL)),
@@ -103,40 +100,44 @@ class StoreData:
             "cell_m": HEAT_CELL,
             "rows": rows,
             "cols": cols,
-            "total_seconds": round(sum(cells.values()), 2),
-            "cells": [[r, c, round(s, 3)] for (r, c), s in sorted(cells.items())],
+            "total_seconds": round(sum(float(s) for _, _, s in cells), 2),
+            "cells": [[int(r), int(c), round(float(s), 3)] for r, c, s in sorted(cells)],
         }
 
     def flows(self, period: Period) -> dict[str, Any]:
-        rep = self._report(period)
         centres = {
             z.name: [round(float(v), 3) for v in z.polygon.mean(axis=0)] for z in self.plan.zones
         }
+        pairs = self._sums("transitions", ["from_zone", "to_zone"], "count", period)
+        visits = self._sums("zone_visits", ["zone"], "visits", period)
         return {
             "period": period.to_json(),
             "zones": centres,
-            "transitions": [
-                {"from": a, "to": b, "count": n} for (a, b), n in sorted(rep.transitions.items())
-            ],
-            "visits": rep.visits,
+            "transitions": [{"from": a, "to": b, "count": int(n)} for a, b, n in sorted(pairs)],
+            "visits": {z: int(n) for z, n in visits},
         }
 
     def dwell(self, period: Period) -> dict[str, Any]:
-        rep = self._report(period)
+        total = dict.fromkeys(self.plan.zone_names, 0.0)
+        by_hour: dict[str, dict[int, float]] = {z: {} for z in self.plan.zone_names}
+        for win, zone, seconds in self._sums("zone_dwell", ["window_start", "zone"], "seconds",
+                                             period):  # fmt: skip
+            total[zone] = total.get(zone, 0.0) + float(seconds)
+            hours = by_hour.setdefault(zone, {})
+            hours[local_hour(win)] = hours.get(local_hour(win), 0.0) + float(seconds)
         return {
             "period": period.to_json(),
-            "total_s": {z: round(s, 2) for z, s in rep.zone_dwell.items()},
+            "total_s": {z: round(s, 2) for z, s in total.items()},
             "by_hour_s": {
                 z: {str(h): round(s, 2) for h, s in sorted(hours.items())}
-                for z, hours in rep.zone_dwell_by_hour.items()
+                for z, hours in by_hour.items()
             },
         }
 
     def visitors(self, period: Period) -> dict[str, Any]:
-        t = self.db.tally(self.store, period.start, period.end)
         by_hour: dict[int, int] = {}
-        for win, n in t.visitors.items():
-            by_hour[local_hour(win)] = by_hour.get(local_hour(win), 0) + n
+        for win, n in self._sums("visitors", ["window_start"], "count", period):
+            by_hour[local_hour(win)] = by_hour.get(local_hour(win), 0) + int(n)
         return {
             "period": period.to_json(),
             "total": sum(by_hour.values()),
@@ -144,15 +145,12 @@ class StoreData:
         }
 
     def cameras(self, period: Period) -> dict[str, Any]:
-        health = self.db.camera_health(self.store, period.start, period.end)
         out: dict[str, dict[str, Any]] = {}
-        for (_, cam), counts in sorted(health.items()):
-            row = out.setdefault(cam, {"frames": 0, "dropped": 0, "reconnects": 0})
-            row["frames"] += counts.frames
-            row["dropped"] += counts.dropped
-            row["reconnects"] += counts.reconnects
-        windows = {w for w, _ in health}
-        seconds = max(1.0, len(windows) * 60.0)
+        for what in ("frames", "dropped", "reconnects"):
+            for cam, n in self._sums("camera_frames", ["camera"], what, period):
+                out.setdefault(cam, {})[what] = int(n)
+        windows = len(self._sums("camera_frames", ["window_start"], "frames", period))
+        seconds = max(1.0, windows * 60.0)
         last = self.live.last_frame if self.live is not None else {}
         for cam, row in out.items():
             row["fps"] = round(row["frames"] / seconds, 2)
@@ -163,7 +161,7 @@ class StoreData:
             for g in self.db.gaps(self.store)
             if g.start < period.end and g.end > period.start
         ]  # fmt: skip
-        return {"period": period.to_json(), "cameras": out, "gaps": gaps}
+        return {"period": period.to_json(), "cameras": dict(sorted(out.items())), "gaps": gaps}
 
     def pipeline(self) -> dict[str, Any]:
         stats = self.live.stats if self.live is not None else None
@@ -195,6 +193,5 @@ class StoreData:
             ],  # fmt: skip
         }
 
-    def _report(self, period: Period) -> Any:
-        t = self.db.tally(self.store, period.start, period.end)
-        return to_report(t, self.plan, local_hour, self.min_visit, smooth=0)
+    def _sums(self, table: str, keys: list[str], value: str, period: Period) -> list[Any]:
+        return self.db.summed(table, keys, value, self.store, period.start, period.end)

@@ -170,6 +170,12 @@ async function main() {
   plan = await get("api/store");
   document.getElementById("store-name").textContent = plan.store;
   document.getElementById("period-date").valueAsDate = new Date();
+  if (asked) {  // the selector shows the period the link asked for
+    const [kind, when] = asked.split(":");
+    document.getElementById("period").value = kind;
+    if (when) document.getElementById("period-date").value = when.slice(0, 10);
+    if (kind === "hour" && when) document.getElementById("period-hour").value = Number(when.slice(11, 13));
+  }
   if (token) document.getElementById("api-link").href = "api?token=" + encodeURIComponent(token);
   document.getElementById("period-form").addEventListener("submit", (e) => {
     e.preventDefault();
