@@ -133,3 +133,46 @@ def test_replicated_runs_equal_inline(workers: int, heavy: object) -> None:
 def test_a_run_without_cameras_says_how_to_get_a_frame_store() -> None:
     with pytest.raises(cv.TaskFailed, match="cameras="):
         cv.run(cv.Graph([store_frames, check_frame]), backend="inline")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_workers_die_with_their_driver_however_it_dies(signum: int) -> None:
+    """Killed (SIGKILL: no clean-up of its own), terminated or hung up, the driver takes its
+    pipelines with it within a second, and its janitor unlinks its shared memory."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "conveyor.cli", "run"]
+    cmd += ["tests.integration.pipeline_fixtures:endless_graph", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "running" in line:
+                break
+        workers = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "multiprocessing" in " ".join(p.cmdline())
+        ]
+        assert len(workers) >= 2
+        proc.send_signal(signum)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=1.0)
+    running = [p for p in alive if _still_runs(p)]  # a zombie has exited (init reaps it)
+    assert not running, f"pipelines outlived their driver ({signal.Signals(signum).name})"
+    deadline = time.monotonic() + 5
+    while leaked_segments({proc.pid}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leaked_segments({proc.pid}) == []
+    if signum == signal.SIGTERM:  # stopped as Ctrl-C stops it
+        assert proc.returncode == 130
+
+
+def _still_runs(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -14,6 +14,7 @@ parent raises ``TaskFailed`` with the task, the item and the worker's traceback 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import dataclasses
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -293,7 +294,7 @@ def run_local(
             placement = [list(p.tasks) for p in plan.pipelines]
             pipelines = [p.name for p in plan.pipelines]
             read = RunStats(counters, graph.order, placement, pipelines, tuple(graph.sources()))
-        with Watcher(read, monitor.watch, monitor.every) as watcher:
+        with Watcher(read, monitor.watch, monitor.every) as watcher, _sigterm_interrupts():
             start = time.monotonic()
             outputs = supervisor.run()
             for outlet in forward.values():
@@ -620,6 +621,28 @@ class ProcessLauncher:
         register(proc, parent_end)
         proc.start()
         child_end.close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (what systemd, ``docker stop`` and ``kill`` send) stops a run as Ctrl-C does:
+    pipelines stopped, shared memory unlinked, ``KeyboardInterrupt`` raised. Only in the main
+    thread, and only where the program has not chosen its own SIGTERM handler."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent thread dies
