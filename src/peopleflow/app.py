@@ -26,7 +26,7 @@ from typing import Any
 
 import conveyor as cv
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
-from peopleflow.config import ConfigError, StoreConfig, Zone, load_config
+from peopleflow.config import Camera, ConfigError, StoreConfig, Zone, load_config
 from peopleflow.coverage import Coverage
 from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict
 from peopleflow.outputs import write_csv, write_report
@@ -274,6 +274,19 @@ def score(
     return accuracy(report, analyse(truth, cfg.plan, min_visit=cfg.min_visit))
 
 
+def check_calibration_fits(cam: Camera, width: int, height: int) -> None:
+    """A calibration made for another resolution (640x360 pixels on a 1280x720 stream) maps
+    every pixel to the wrong place: its pixels must lie in the camera's frame."""
+    u, v = cam.calibration[:, 0], cam.calibration[:, 1]
+    outside = (u < -0.5) | (u > width + 0.5) | (v < -0.5) | (v > height + 0.5)
+    if outside.any():
+        k = int(outside.argmax())
+        raise ConfigError(
+            f"camera {cam.name}: calibration pixel ({u[k]:g}, {v[k]:g}) lies outside its "
+            f"{width}x{height} frame: was the calibration made at another resolution?"
+        )
+
+
 def _probe(
     cfg: StoreConfig, limit: float | None
 ) -> tuple[list[cv.CameraSpec], dict[str, str], float | None]:
@@ -295,6 +308,7 @@ def _probe(
             log.error("camera %s: %s (the other cameras go on)", cam.name, exc)
             failed[cam.name] = str(exc)
             continue
+        check_calibration_fits(cam, w, h)
         if cam.size is not None and cam.size != (w, h):
             raise ConfigError(
                 f"camera {cam.name}: its frames are {w}x{h}, its configuration says size = "

@@ -32,6 +32,7 @@ and says what was expected and what was found.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ import numpy as np
 
 from peopleflow.geometry import Homography, HomographyError
 
+log = logging.getLogger("peopleflow")
+
 IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow.relink
 # A visit is a stay of at least this long: long enough to stop and look. Walking across a 2 m
 # aisle takes 1.5-2.5 s (the commonest stay of all); a door counts however short the stay.
@@ -49,6 +52,9 @@ MIN_VISIT = 5.0
 # 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
 # ones for ByteTrack's second association, and the report drops identities seen too seldom.
 DETECTOR_INPUT = (288, 512)
+# A calibration pair whose image point maps further than this from its floor point (metres) is
+# reported: one point mistyped bends the whole fit.
+REPROJECTION_WARN = 0.5
 DETECTOR_SCORE = 0.2
 
 
@@ -270,6 +276,17 @@ def _camera(raw: Any, where: str, base: Path, check_sources: bool) -> Camera:
         homography = Homography.fit(calib[:, :2], calib[:, 2:])
     except HomographyError as exc:
         raise ConfigError(f"{where}.calibration: {exc}") from None
+    errors = homography.errors(calib[:, :2], calib[:, 2:])
+    for k in np.flatnonzero(errors > REPROJECTION_WARN):
+        log.warning(
+            "%s.calibration[%d] %s: maps %.2f m from its floor point (over %.1f m: a pixel or "
+            "a floor point mistyped, or the floor not flat there)",
+            where,
+            k,
+            calib[k].tolist(),
+            errors[k],
+            REPROJECTION_WARN,
+        )
     size = raw.get("size")
     if size is not None and (
         not isinstance(size, list)

@@ -3,11 +3,14 @@
 A camera sees the floor as a plane, so a 3x3 homography maps a pixel on the floor (a person's
 foot point) to floor-plan metres. It is fitted from four or more pairs of (pixel, floor point)
 by the normalised direct linear transform (Hartley & Zisserman, alg. 4.2), and refused with a
-clear error when the points cannot define one (fewer than four, three on a line, a reflection
-folding the plane, or a badly conditioned fit).
+clear error when the points cannot define one (fewer than four, no four of them in general
+position, a reflection folding the plane, or a badly conditioned fit). Three points on a line
+are fine (floor-tile corners always have them) as long as four others are not.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,12 +42,12 @@ class Homography:
             )
         if len(src) < 4:
             raise HomographyError(f"a homography needs at least 4 point pairs, got {len(src)}")
-        for name, pts in (("image", src), ("floor", dst)):
-            if _collinear_triplet(pts):
-                raise HomographyError(
-                    f"three of the {name} points lie on one line: choose points spread over "
-                    "the floor, no three on a line"
-                )
+        if not _four_in_general_position(src, dst):
+            raise HomographyError(
+                f"no four of the {len(src)} pairs are in general position (in the image and on "
+                "the floor, every choice of four has three points on one line): add points "
+                "spread over the floor"
+            )
         ts, tsrc = _normaliser(src)
         td, tdst = _normaliser(dst)
         rows = []
@@ -74,8 +77,13 @@ class Homography:
 
     def error(self, image_points: np.ndarray, floor_points: np.ndarray) -> float:
         """Largest distance (floor units) between mapped image points and their floor points."""
+        return float(np.max(self.errors(image_points, floor_points)))
+
+    def errors(self, image_points: np.ndarray, floor_points: np.ndarray) -> np.ndarray:
+        """Each pair's reprojection error: how far (floor units) its image point maps from its
+        floor point."""
         mapped = self.to_floor(np.asarray(image_points, dtype=np.float64))
-        return float(np.max(np.linalg.norm(mapped - np.asarray(floor_points), axis=1)))
+        return np.asarray(np.linalg.norm(mapped - np.asarray(floor_points), axis=1))
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -91,28 +99,47 @@ def _normaliser(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t, (pts - centre) * scale
 
 
-def _collinear_triplet(pts: np.ndarray) -> bool:
-    n = len(pts)
+def _area2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+
+def _degenerate(pts: np.ndarray, i: int, j: int, k: int) -> bool:
+    """Whether points i, j, k lie on one line (relative to the spread of all the points)."""
     span = max(float(np.ptp(pts, axis=0).max()), 1e-12)
-    for i in range(n):
-        for j in range(i + 1, n):
-            for k in range(j + 1, n):
-                a, b, c = pts[i], pts[j], pts[k]
-                area = abs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
-                if area < 1e-6 * span * span:
-                    return True
+    return abs(_area2(pts[i], pts[j], pts[k])) < 1e-6 * span * span
+
+
+def _four_in_general_position(src: np.ndarray, dst: np.ndarray) -> bool:
+    """Some four pairs with no three on a line, in the image and on the floor alike: what a
+    homography needs. Points on floor-tile corners have many collinear triples, and that is
+    fine as long as four of them are not."""
+    n = len(src)
+    for quad in itertools.combinations(range(n), 4):
+        if not any(
+            _degenerate(pts, *tri) for pts in (src, dst) for tri in itertools.combinations(quad, 3)
+        ):
+            return True
     return False
 
 
-def _same_orientation(src: np.ndarray, dst: np.ndarray) -> bool:
-    def signs(p: np.ndarray) -> np.ndarray:
-        a, b, c = p[0], p[1], p[2]
-        return np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+MISFOLDED = 0.1  # the share of triangles that may turn the other way (a point mistyped a little)
 
+
+def _same_orientation(src: np.ndarray, dst: np.ndarray) -> bool:
     # Image y points down and floor y may point up: both are allowed if consistent across
-    # triangles, so compare every triangle's orientation flip with the first one's.
-    flips = []
-    for i in range(len(src) - 2):
-        tri = slice(i, i + 3)
-        flips.append(signs(src[tri]) * signs(dst[tri]))
-    return bool(np.all(np.asarray(flips) == flips[0]))
+    # triangles, so the proper triangles (three points not on a line, in both) must turn the
+    # same way. Triangles of collinear points (floor-tile corners) say nothing; a point a little
+    # off (its pair's reprojection error says which) turns a few; pairs in the wrong order, or
+    # x and y swapped, turn many.
+    turns = []
+    for tri in itertools.combinations(range(len(src)), 3):
+        if _degenerate(src, *tri) or _degenerate(dst, *tri):
+            continue
+        a, b, c = tri
+        turns.append(
+            np.sign(_area2(src[a], src[b], src[c])) * np.sign(_area2(dst[a], dst[b], dst[c]))
+        )
+    if not turns:
+        return True
+    one_way = sum(t > 0 for t in turns)
+    return min(one_way, len(turns) - one_way) <= MISFOLDED * len(turns)

@@ -6,7 +6,8 @@ must hold now, written in one transaction.
 
 - **People are final after a bounded delay.** Every ``window`` seconds the observations held
   are grouped into people again (``peopleflow.people``: relinked over them, or the live
-  identities); a person last seen more than ``final_after`` seconds ago is final: the noise
+  identities); a person last seen more than ``final_after`` seconds ago (or held for
+  ``longest`` seconds, whatever happens) is final: the noise
   filter judges them, their track adds to the windows it crosses (``peopleflow.analytics``),
   and their observations are let go. So memory holds only the last few minutes, however long
   the run.
@@ -41,6 +42,10 @@ from peopleflow.track import LOOK_SIZE
 FINAL_AFTER = 120.0  # seconds unseen after which a person is final (relinking looks 2 min back)
 FLUSH_EVERY = 5.0  # seconds of camera time between writes: the database's lag behind cameras
 MIN_WALL = 1.0  # wall seconds between writes, at least
+# A person held this long is made final even if still seen: what is held (and relinked every
+# minute) stays bounded whoever never leaves (staff at a counter, identities that relinking
+# keeps joining). The cost: someone in view longer is counted again every LONGEST seconds.
+LONGEST = 1200.0
 KEEP_RATES = 500  # identities whose detection rate the noise filter remembers
 EPOCH_IDS = 1 << 40  # live identities of successive runs of the service never collide
 
@@ -56,6 +61,7 @@ class RecorderSettings:
     final_after: float = FINAL_AFTER
     flush_every: float = FLUSH_EVERY
     min_wall: float = MIN_WALL  # wall seconds between two batches, at least
+    longest: float = LONGEST  # seconds a person may be held before they are made final anyway
 
     @property
     def gap_after(self) -> float:
@@ -235,7 +241,11 @@ class Recorder:
         obs = h.obs
         if len(obs):
             people = people_of(_as_float32(obs), s.relinked, s.plan.doors)
-            final = [p for p in people if everyone or p.t[-1] < now - s.final_after]
+            final = [
+                p
+                for p in people
+                if everyone or p.t[-1] < now - s.final_after or p.t[0] < now - s.longest
+            ]
             if final:
                 judged = kept_tracks(final, s.step, s.coverage, prior_rates=h.rates)
                 h.rates = [*h.rates, *judged.verdict.rates][-KEEP_RATES:]

@@ -107,7 +107,7 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
     [
         (
             {"calibration": "[[0, 0, 0, 0], [1, 1, 1, 1], [2, 2, 2, 2], [0, 5, 0, 5]]"},
-            r"cameras\[0\]\.calibration: three",
+            r"cameras\[0\]\.calibration: no four of the 4 pairs",
         ),
         (
             {"calibration": "[[1, 2, 3]]"},
@@ -353,3 +353,39 @@ def test_a_live_source_drops_the_oldest_waiting_frame_when_the_pipeline_lags() -
         assert kept == sorted(kept) and kept[-1] == 49  # the newest frames are kept
         assert cam.stats.behind == 50 - len(kept) > 0  # every dropped frame counted
     assert len(rest) + 1 <= 2 * 2 + 2  # four waiting, plus what was in hand
+
+
+def test_a_calibration_on_floor_tiles_is_accepted_and_checked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Floor-tile corners always have three points on a line: fine, while four are not; a
+    mistyped pair is named with its error; pixels outside the frame are refused at start-up."""
+    import logging
+
+    from peopleflow.app import check_calibration_fits
+    from peopleflow.config import ConfigError, parse_config
+    from peopleflow.geometry import Homography, HomographyError
+
+    truth = Homography(np.array([[0.01, 0.002, -1.0], [0.0005, 0.015, -2.0], [0.0, 0.0004, 1.0]]))
+    floor = np.array([[x, y] for x in (1.0, 2.0, 3.0) for y in (1.0, 2.0, 3.0)])  # a tile grid
+    pixels = truth.to_image(floor)
+    fitted = Homography.fit(pixels, floor)
+    assert np.allclose(fitted.errors(pixels, floor), 0, atol=1e-6)
+    with pytest.raises(HomographyError, match="no four of the 4 pairs"):
+        Homography.fit(pixels[[0, 1, 2, 3]], floor[[0, 1, 2, 3]])  # three of four on a line
+    pairs = [[*p, *f] for p, f in zip(pixels.tolist(), floor.tolist(), strict=True)]
+    pairs[4][3] += 0.8  # one floor point mistyped
+    raw = {
+        "store": {"floor": {"width": 10, "height": 10}},
+        "zones": [{"name": "z", "polygon": [[0, 0], [5, 0], [5, 5]]}],
+        "cameras": [
+            {"name": "c", "source": "rtsp://127.0.0.1:1/c", "fps": 2, "calibration": pairs}
+        ],
+    }
+    with caplog.at_level(logging.WARNING, logger="peopleflow"):
+        cfg = parse_config(raw, Path("."))
+    assert any("calibration[4]" in r.getMessage() for r in caplog.records)
+    width, height = int(pixels[:, 0].max()) + 10, int(pixels[:, 1].max()) + 10
+    check_calibration_fits(cfg.cameras[0], width, height)
+    with pytest.raises(ConfigError, match="outside its .* frame: was the calibration made"):
+        check_calibration_fits(cfg.cameras[0], width // 2, height // 2)
