@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SYSTEM := $(VENV)/.system-stamp
 
-.PHONY: demo demo-real demo-transport test lint typecheck bench clean
+.PHONY: demo demo-real demo-transport test test-fast lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ $(SYSTEM): Makefile | $(BIN)/python
 test: $(STAMP) $(SYSTEM)
 	$(BIN)/python -m pytest
 
+# The edit-test loop: the unit tests alone (seconds; no servers, no browser, no models).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
@@ -61,6 +65,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_transport.py --frames 300 --json out/bench_transport.json
 	$(BIN)/python benchmarks/bench_pipeline.py --seconds 15 --json out/bench_pipeline.json
 	$(BIN)/python benchmarks/bench_chaos.py --seconds 60 --json out/bench_chaos.json
+	$(BIN)/python benchmarks/bench_web.py --json out/bench_web.json
+	$(BIN)/python benchmarks/bench_soak.py --minutes 60 --json out/bench_soak.json
 
 clean:
 	rm -rf $(VENV) out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
