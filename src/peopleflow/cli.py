@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     web = sub.add_parser("web", help="the store's page over a results database (no cameras)")
     web.add_argument("--db", required=True, help="sqlite:///PATH or postgresql://...")
     web.add_argument("--store", help="the store's name (when the database holds several)")
+    web.add_argument("--config", type=Path, help="the store's TOML file (for --calibrate)")
     _web_args(web)
 
     args = parser.parse_args(argv)
@@ -166,6 +167,11 @@ def _web_args(p: argparse.ArgumentParser) -> None:
         help="where the store's page listens (127.0.0.1:8080; another host needs a token)",
     )
     p.add_argument("--token", help="the page's token (default: $PEOPLEFLOW_TOKEN)")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="serve /calibrate: calibrate cameras by clicking (saving needs the token)",
+    )
 
 
 def _web_options(args: argparse.Namespace) -> WebOptions:
@@ -184,10 +190,13 @@ def web_command(args: argparse.Namespace) -> int:
     from peopleflow.web import WebServer, create_app
     from peopleflow.webapi import StoreData
 
+    options = _web_options(args)
+    if args.calibrate and args.config is None:
+        raise ConfigError("--calibrate needs --config: the store file the calibration goes in")
     db = ResultsDB.open(args.db)
-    page = WebServer(
-        create_app(StoreData(db, args.store or only_store(db)), None), _web_options(args)
-    )
+    data = StoreData(db, args.store or only_store(db))
+    calibration = args.config if args.calibrate else None
+    page = WebServer(create_app(data, options.token, calibration), options)
     try:
         print(f"the store's page: {page.start()} (Ctrl-C stops it)", flush=True)
         threading.Event().wait()
@@ -215,6 +224,7 @@ def serve_command(args: argparse.Namespace) -> int:
         window=args.window,
         watch=_watch(args),
         web=None if args.no_web else _web_options(args),
+        calibrate=args.calibrate,
     )
     summary = serve(args.config, options)
     how = "stopped" if summary.stopped else "cameras ended"

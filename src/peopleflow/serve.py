@@ -63,6 +63,7 @@ class ServeOptions:
     window: int = WINDOW_SECONDS
     watch: Sequence[Callable[[cv.Stats], Any]] = ()
     web: WebOptions | None = WebOptions()  # the store's page (None: no page)
+    calibrate: bool = False  # the page's /calibrate (cameras' frames sent to it; saving: token)
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,12 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
         stopped = False
         page = None
         if options.web is not None:
-            page = WebServer(
-                create_app(StoreData(db, cfg.name, live_view), options.web.token), options.web
+            app = create_app(
+                StoreData(db, cfg.name, live_view),
+                options.web.token,
+                Path(config) if options.calibrate else None,
             )
+            page = WebServer(app, options.web)
             print(f"peopleflow serve: the store's page is at {page.start()}", flush=True)
         with writer, _signals_interrupt(), _stopping(page):
             try:

@@ -62,8 +62,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(data: StoreData, token: str | None = None) -> Starlette:
-    """The page and its JSON for one store; with ``token``, every request must carry it."""
+def create_app(
+    data: StoreData, token: str | None = None, calibration: Path | None = None
+) -> Starlette:
+    """The page and its JSON for one store; with ``token``, every request must carry it.
+    ``calibration``: the store's TOML file, to calibrate its cameras by clicking
+    (``/calibrate``; saving always needs the token); without it there is no such page, and no
+    camera's frame is ever sent."""
 
     cache = _Answers(CACHE_SECONDS)
 
@@ -97,8 +102,76 @@ def create_app(data: StoreData, token: str | None = None) -> Starlette:
         Route("/api/pipeline", answer(lambda q: data.pipeline())),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    if calibration is not None:
+        routes[:0] = calibration_routes(calibration, token)
     middleware = [Middleware(_TokenCheck, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
+
+
+def calibration_routes(config: Path, token: str | None) -> list[Route]:
+    """``/calibrate`` and the JSON it asks (``peopleflow.calibrate``)."""
+    from peopleflow.calibrate import HomographyError, fit, save, snapshot
+    from peopleflow.config import ConfigError, load_config
+    from peopleflow.sources import SourceError
+
+    def camera(name: str) -> Any:
+        cfg = load_config(config, check_sources=False)
+        found = [c for c in cfg.cameras if c.name == name]
+        if not found:
+            raise ConfigError(f"no camera named {name!r} (cameras: "
+                              f"{', '.join(c.name for c in cfg.cameras)})")  # fmt: skip
+        return cfg, found[0]
+
+    async def page(_: Request) -> Response:
+        return FileResponse(STATIC / "calibrate.html")
+
+    async def cameras(_: Request) -> Response:
+        cfg = load_config(config, check_sources=False)
+        return JSONResponse(
+            {
+                "store": cfg.name,
+                **cfg.plan.to_json(),
+                "cameras": [{"name": c.name, "pairs": c.calibration.tolist()} for c in cfg.cameras],
+                "can_save": token is not None,
+            }
+        )
+
+    async def frame(request: Request) -> Response:
+        try:
+            _, cam = camera(request.query_params.get("camera", ""))
+            jpeg = await run_in_threadpool(snapshot, cam)
+        except (ConfigError, SourceError) as exc:
+            return JSONResponse({"error": str(exc)}, 404)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def fitted(request: Request) -> Response:
+        body = await request.json()
+        try:
+            cfg, _ = camera(str(body.get("camera", "")))
+            size = (int(body["frame"][0]), int(body["frame"][1]))
+            return JSONResponse(fit(body["pairs"], (cfg.plan.width, cfg.plan.height), size))
+        except (ConfigError, HomographyError, KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+
+    async def saved(request: Request) -> Response:
+        if token is None:
+            return JSONResponse(
+                {"error": "saving a calibration needs a token: start with --token"}, 403
+            )
+        body = await request.json()
+        try:
+            cfg = save(config, str(body.get("camera", "")), body["pairs"])
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({"saved": str(config), "cameras": len(cfg.cameras)})
+
+    return [
+        Route("/calibrate", page),
+        Route("/api/calibration", cameras),
+        Route("/api/calibration/frame", frame),
+        Route("/api/calibration/fit", fitted, methods=["POST"]),
+        Route("/api/calibration/save", saved, methods=["POST"]),
+    ]
 
 
 class _Answers:
