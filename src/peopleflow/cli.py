@@ -14,6 +14,7 @@ peopleflow web --db URL [--store NAME] [--web HOST:PORT] [--token T]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -400,14 +401,19 @@ def _demo_database(args: argparse.Namespace, local: RunSummary, cfg: StoreConfig
 def _demo_page(args: argparse.Namespace, url: str, cfg: StoreConfig) -> None:
     """The store's page over the demo's database, until Ctrl-C."""
     from peopleflow.database import ResultsDB
-    from peopleflow.web import WebServer, create_app
+    from peopleflow.web import WebError, WebServer, create_app
     from peopleflow.webapi import StoreData
 
     db = ResultsDB.open(url)
     options = _web_options(args)
-    page = WebServer(create_app(StoreData(db, cfg.name), options.token), options)
+    app = create_app(StoreData(db, cfg.name), options.token)
+    page = WebServer(app, options)
     try:
-        address = page.start()
+        try:
+            address = page.start()
+        except WebError:  # the port is taken (another demo?): any free one will do
+            page = WebServer(app, dataclasses.replace(options, port=0))
+            address = page.start()
         print(f"\nthe store's page: {address}?period=today  (Ctrl-C stops it)", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
