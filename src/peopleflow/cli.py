@@ -29,10 +29,13 @@ from peopleflow.detect import DetectorError
 from peopleflow.sources import SourceError
 
 if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
+    from starlette.applications import Starlette
+
     from conveyor import MetricsServer
     from peopleflow.analytics import Report
     from peopleflow.app import RunSummary
     from peopleflow.config import StoreConfig
+    from peopleflow.database import ResultsDB
     from peopleflow.web import WebOptions
 
 CACHE = Path(".cache") / "peopleflow"
@@ -188,7 +191,7 @@ def _web_options(args: argparse.Namespace) -> WebOptions:
 def web_command(args: argparse.Namespace) -> int:
     from peopleflow.database import ResultsDB
     from peopleflow.period import only_store
-    from peopleflow.web import WebServer, create_app
+    from peopleflow.web import create_app
     from peopleflow.webapi import StoreData
 
     options = _web_options(args)
@@ -197,16 +200,28 @@ def web_command(args: argparse.Namespace) -> int:
     db = ResultsDB.open(args.db)
     data = StoreData(db, args.store or only_store(db))
     calibration = args.config if args.calibrate else None
-    page = WebServer(create_app(data, options.token, calibration), options)
+    _page_until_ctrl_c(create_app(data, options.token, calibration), options, db, "")
+    return 0
+
+
+def _page_until_ctrl_c(app: Starlette, options: WebOptions, db: ResultsDB, query: str) -> None:
+    """Serve the page (on any free port if the one asked is taken) until Ctrl-C."""
+    from peopleflow.web import WebError, WebServer
+
+    page = WebServer(app, options)
     try:
-        print(f"the store's page: {page.start()} (Ctrl-C stops it)", flush=True)
+        try:
+            address = page.start()
+        except WebError:  # the port is taken (another demo?): any free one will do
+            page = WebServer(app, dataclasses.replace(options, port=0))
+            address = page.start()
+        print(f"\nthe store's page: {address}{query}  (Ctrl-C stops it)", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         page.stop()
         db.close()
-    return 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -401,26 +416,13 @@ def _demo_database(args: argparse.Namespace, local: RunSummary, cfg: StoreConfig
 def _demo_page(args: argparse.Namespace, url: str, cfg: StoreConfig) -> None:
     """The store's page over the demo's database, until Ctrl-C."""
     from peopleflow.database import ResultsDB
-    from peopleflow.web import WebError, WebServer, create_app
+    from peopleflow.web import create_app
     from peopleflow.webapi import StoreData
 
     db = ResultsDB.open(url)
     options = _web_options(args)
     app = create_app(StoreData(db, cfg.name), options.token)
-    page = WebServer(app, options)
-    try:
-        try:
-            address = page.start()
-        except WebError:  # the port is taken (another demo?): any free one will do
-            page = WebServer(app, dataclasses.replace(options, port=0))
-            address = page.start()
-        print(f"\nthe store's page: {address}?period=today  (Ctrl-C stops it)", flush=True)
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        page.stop()
-        db.close()
+    _page_until_ctrl_c(app, options, db, "?period=today")
 
 
 def _print_summary(summary: RunSummary, out: Path | None) -> None:
