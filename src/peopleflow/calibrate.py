@@ -79,7 +79,32 @@ def save(config: Path, camera: str, pairs: list[list[float]]) -> StoreConfig:
     for u, v, x, y in np.asarray(pairs, np.float64).reshape(-1, 4).round(3).tolist():
         rows.append([u, v, x, y])
     found[0]["calibration"] = rows
-    new = tomlkit.dumps(doc)
+    return _write(config, tomlkit.dumps(doc))
+
+
+def save_zones(config: Path, zones: list[dict[str, Any]]) -> StoreConfig:
+    """Write ``zones`` ({name, polygon: [[x, y], ...], door}) as the store's zones, validated
+    first (names unique, polygons on the floor plan)."""
+    import tomlkit
+
+    doc = tomlkit.parse(config.read_text())
+    tables = tomlkit.aot()
+    for zone in zones:
+        table = tomlkit.table()
+        table["name"] = str(zone["name"])
+        points = tomlkit.array()
+        for x, y in np.asarray(zone["polygon"], np.float64).reshape(-1, 2).round(3).tolist():
+            points.append([x, y])
+        table["polygon"] = points
+        if zone.get("door"):
+            table["door"] = True
+        tables.append(table)
+    doc["zones"] = tables
+    return _write(config, tomlkit.dumps(doc))
+
+
+def _write(config: Path, new: str) -> StoreConfig:
+    """Validate the new text as a store file, then replace the file with it (atomically)."""
     checked = parse_config(
         tomllib.loads(new), config.parent, check_sources=False, origin=str(config)
     )
@@ -103,4 +128,4 @@ def snapshot(cam: Camera) -> bytes:
     raise SourceError(f"camera {cam.name}: no frame to show")
 
 
-__all__ = ["HomographyError", "fit", "save", "snapshot"]
+__all__ = ["HomographyError", "fit", "save", "save_zones", "snapshot"]

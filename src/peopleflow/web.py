@@ -110,7 +110,7 @@ def create_app(
 
 def calibration_routes(config: Path, token: str | None) -> list[Route]:
     """``/calibrate`` and the JSON it asks (``peopleflow.calibrate``)."""
-    from peopleflow.calibrate import HomographyError, fit, save, snapshot
+    from peopleflow.calibrate import HomographyError, fit, save, save_zones, snapshot
     from peopleflow.config import ConfigError, load_config
     from peopleflow.sources import SourceError
 
@@ -160,10 +160,13 @@ def calibration_routes(config: Path, token: str | None) -> list[Route]:
             )
         body = await request.json()
         try:
-            cfg = save(config, str(body.get("camera", "")), body["pairs"])
+            if "zones" in body:
+                cfg = save_zones(config, list(body["zones"]))
+            else:
+                cfg = save(config, str(body.get("camera", "")), body["pairs"])
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse({"saved": str(config), "cameras": len(cfg.cameras)})
+        return JSONResponse({"saved": str(config), "zones": len(cfg.plan.zones)})
 
     return [
         Route("/calibrate", page),
@@ -171,6 +174,7 @@ def calibration_routes(config: Path, token: str | None) -> list[Route]:
         Route("/api/calibration/frame", frame),
         Route("/api/calibration/fit", fitted, methods=["POST"]),
         Route("/api/calibration/save", saved, methods=["POST"]),
+        Route("/api/calibration/zones", saved, methods=["POST"]),
     ]
 
 

@@ -100,3 +100,37 @@ def test_clicked_pairs_give_the_homography_the_saved_file_holds(
     assert np.allclose(saved.homography.matrix, shown / shown[2, 2], rtol=1e-6, atol=1e-9)
     assert saved.homography.error(truth.calibration[:, :2], truth.calibration[:, 2:]) < 0.1
     assert _errors(browser) == []
+
+
+def test_a_zone_drawn_on_the_plan_is_saved_with_the_others(
+    store: tuple[str, Path],
+    browser: Any,  # noqa: F811
+) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, config = store
+    before = load_config(config).plan
+    browser.get(f"{url}calibrate?token={TOKEN}")
+    wait = WebDriverWait(browser, 20)
+    wait.until(lambda b: b.execute_script("return document.body.dataset.frame") == "yes")
+    plan = browser.find_element("id", "plan")
+    browser.find_element("id", "zone-name").send_keys("queue")
+    browser.find_element("id", "zone-door").click()
+    browser.find_element("id", "zone-new").click()
+    corners = [(12.0, 1.0), (15.0, 1.0), (15.0, 2.5), (12.0, 2.5)]
+    for x, y in corners:
+        at = browser.execute_script(
+            "const s = arguments[0], m = s.getScreenCTM(), p = s.createSVGPoint();"
+            "p.x = arguments[1]; p.y = arguments[2]; const q = p.matrixTransform(m);"
+            "return [q.x, q.y];",
+            plan, x, before.height - y,
+        )  # fmt: skip
+        _click(browser, plan, tuple(at))
+    browser.find_element("id", "zone-close").click()
+    browser.find_element("id", "zones-save").click()
+    wait.until(lambda b: b.execute_script("return document.body.dataset.zonesSaved") == "yes")
+    after = load_config(config).plan
+    assert after.zone_names == [*before.zone_names, "queue"]  # the others kept, in order
+    queue = after.zones[-1]
+    assert queue.door and np.abs(queue.polygon - np.array(corners)).max() < 0.05
+    assert _errors(browser) == []

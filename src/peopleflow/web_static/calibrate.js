@@ -3,6 +3,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 let store = null, pairs = [], pending = null, fitted = null;
+let zones = [], drawing = null;  // the store's zones as edited; the polygon being clicked
 
 function el(name, attrs = {}, parent = null, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -26,9 +27,13 @@ function drawPlan() {
   const svg = document.getElementById("plan");
   svg.innerHTML = "";
   svg.setAttribute("viewBox", `0 0 ${store.width} ${store.height}`);
-  for (const z of store.zones) {
+  for (const z of zones) {
     el("polygon", { points: z.polygon.map(([x, y]) => `${x},${fy(y)}`).join(" "),
                     class: z.door ? "zone door" : "zone" }, svg);
+  }
+  if (drawing) {
+    el("polyline", { points: drawing.polygon.map(([x, y]) => `${x},${fy(y)}`).join(" "),
+                     class: "zone drawing" }, svg);
   }
   pairs.forEach(([, , x, y], i) => {
     el("circle", { cx: x, cy: fy(y), r: 0.2, class: "person" }, svg);
@@ -80,11 +85,23 @@ function frameClick(event) {
   drawFrame();
 }
 
+function drawZones() {
+  document.getElementById("zones").innerHTML = "<tr><th>zone</th><th>corners</th><th>door</th></tr>" +
+    zones.map((z) => `<tr><td>${z.name}</td><td>${z.polygon.length}</td><td>${z.door ? "yes" : ""}</td></tr>`).join("");
+}
+
 function planClick(event) {
-  if (!pending) { say("first click the point in the camera's frame"); return; }
   const svg = document.getElementById("plan");
   const p = svg.createSVGPoint(); p.x = event.clientX; p.y = event.clientY;
   const at = p.matrixTransform(svg.getScreenCTM().inverse());
+  if (drawing) {
+    const r = (v) => Math.round(v * 1000) / 1000;
+    drawing.polygon.push([r(at.x), r(store.height - at.y)]);
+    say(`${drawing.name}: ${drawing.polygon.length} corners`);
+    drawPlan();
+    return;
+  }
+  if (!pending) { say("first click the point in the camera's frame"); return; }
   // Rounded as the saved file keeps them (0.1 px, 1 mm): the fit shown is the fit saved.
   const r = (v, d) => Math.round(v * d) / d;
   pairs.push([r(pending[0], 10), r(pending[1], 10), r(at.x, 1000), r(store.height - at.y, 1000)]);
@@ -124,7 +141,26 @@ async function main() {
     say(ok ? `saved in ${answer.saved}: the service uses it when it next starts` : answer.error);
     document.body.dataset.saved = ok ? "yes" : "no";
   });
-  drawPlan();
+  zones = store.zones.map((z) => ({ name: z.name, polygon: z.polygon, door: z.door }));
+  document.getElementById("zone-new").addEventListener("click", () => {
+    const name = document.getElementById("zone-name").value.trim();
+    if (!name) { say("name the zone first"); return; }
+    drawing = { name, polygon: [], door: document.getElementById("zone-door").checked };
+    say(`${name}: click its corners on the floor plan, then "Close zone"`);
+  });
+  document.getElementById("zone-close").addEventListener("click", () => {
+    if (!drawing || drawing.polygon.length < 3) { say("a zone needs 3 corners or more"); return; }
+    zones = zones.filter((z) => z.name !== drawing.name).concat([drawing]);
+    drawing = null;
+    drawPlan(); drawZones();
+  });
+  document.getElementById("zones-save").addEventListener("click", async () => {
+    if (!store.can_save) { say("saving needs a token: start the service with --token"); return; }
+    const [ok, answer] = await post("api/calibration/zones", { zones });
+    say(ok ? `${answer.zones} zones saved in ${answer.saved}` : answer.error);
+    document.body.dataset.zonesSaved = ok ? "yes" : "no";
+  });
+  drawPlan(); drawZones();
   await showCamera();
 }
 
