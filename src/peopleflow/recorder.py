@@ -230,6 +230,10 @@ class Recorder:
         """A gap the service knows of (it was down, for a live camera)."""
         self._gaps.append(Gap(camera, start, end))
 
+    def checkpoint(self) -> Batch:
+        """What is pending, written now; the people held stay held (the service goes on)."""
+        return self._batch()
+
     def finish(self) -> Batch:
         """Everyone held is final now (the cameras ended, or the service stops)."""
         if self._held.position is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import queue
 import signal
 import threading
@@ -82,14 +83,46 @@ def default_db(config: str | Path) -> str:
     return f"sqlite:///{Path(config).resolve().with_suffix('.sqlite')}"
 
 
+class Reload(BaseException):
+    """SIGHUP, or a calibration saved on the page: the service reads its store file again."""
+
+
 def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSummary:
-    """Run the store until its cameras end or a signal comes; results go to the database."""
+    """Run the store until its cameras end or a signal comes; results go to the database.
+    SIGHUP (or a calibration saved on the page) reads the store file again and goes on: what
+    is held is written as on a kill, and the run starts again from it with the new file."""
+    url = options.db or default_db(config)
+    started = time.monotonic()
+    batches = people = reloads = 0
+    resumed: bool | None = None
+    while True:
+        outcome = _serve_once(config, url, options, reloads)
+        batches, people = batches + outcome.batches, people + outcome.people
+        resumed = outcome.resumed if resumed is None else resumed
+        if not outcome.reload:
+            break
+        reloads += 1
+        if options.progress:
+            print("peopleflow serve: reading the store file again", flush=True)
+    cfg = load_config(config, check_sources=False)
+    elapsed = time.monotonic() - started
+    return ServeSummary(url, cfg.name, batches, people, outcome.stopped, resumed, elapsed)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    batches: int
+    people: int
+    stopped: bool  # by SIGTERM or SIGINT
+    reload: bool  # by SIGHUP: go on with the store file read again
+    resumed: bool
+
+
+def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: int) -> _Outcome:
     from peopleflow import pipeline
 
     cfg = load_config(config)
-    url = options.db or default_db(config)
     db = ResultsDB.open(url)
-    started = time.monotonic()
     try:
         live = any(c.is_stream for c in cfg.cameras)
         step = 1.0 / max(c.fps for c in cfg.cameras)
@@ -129,19 +162,22 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
         expected = [c.name for c in cfg.cameras] if clock is not None else []
         live_view = LiveView()
         writer = Writer(db, cfg.name, recorder, origin, expected, live_view)
-        if options.progress:
+        if options.progress and not reloads:
             how = "resuming" if resume.position is not None else "starting"
             print(f"peopleflow serve: {how} {cfg.name!r}, results in {url}", flush=True)
-        stopped = False
+        stopped = reload = False
         page = None
         if options.web is not None:
             app = create_app(
                 StoreData(db, cfg.name, live_view),
                 options.web.token,
                 Path(config) if options.calibrate else None,
+                on_saved=_ask_reload,
             )
             page = WebServer(app, options.web)
-            print(f"peopleflow serve: the store's page is at {page.start()}", flush=True)
+            address = page.start()
+            if not reloads:
+                print(f"peopleflow serve: the store's page is at {address}", flush=True)
         with writer, _signals_interrupt(), _stopping(page):
             try:
                 cv.run(
@@ -156,15 +192,10 @@ def serve(config: str | Path, options: ServeOptions = ServeOptions()) -> ServeSu
                 stopped = True
                 if options.progress:
                     print("peopleflow serve: stopping: writing the last results", flush=True)
-        return ServeSummary(
-            url,
-            cfg.name,
-            writer.batches,
-            writer.people,
-            stopped,
-            resume.position is not None,
-            time.monotonic() - started,
-        )
+            except Reload:
+                reload = True
+                writer.everyone_final = False  # held, as on a kill: the next run goes on
+        return _Outcome(writer.batches, writer.people, stopped, reload, resume.position is not None)
     finally:
         db.close()
 
@@ -223,6 +254,7 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="peopleflow-writer", daemon=True)
         self.error: BaseException | None = None
         self.batches = self.people = 0
+        self.everyone_final = True  # at the end: False when the service goes on (a reload)
 
     def __enter__(self) -> Writer:
         self.thread.start()
@@ -246,7 +278,8 @@ class Writer:
         try:
             while (instant := self.queue.get()) is not None:
                 self._add(instant)
-            self._write(self.recorder.finish())
+            last = self.recorder.finish() if self.everyone_final else self.recorder.checkpoint()
+            self._write(last)
         except BaseException as exc:  # reported to the main thread by put() and __exit__
             self.error = exc
             log.error("peopleflow serve: writing results failed: %s", exc)
@@ -291,7 +324,8 @@ def _stopping(page: WebServer | None) -> Iterator[None]:
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM (what systemd and ``docker stop`` send) acts as Ctrl-C does, while serving."""
+    """SIGTERM (what systemd and ``docker stop`` send) acts as Ctrl-C does, and SIGHUP reads
+    the store file again, while serving."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -299,8 +333,18 @@ def _signals_interrupt() -> Iterator[None]:
     def interrupt(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    def reload(signum: int, _frame: FrameType | None) -> None:
+        raise Reload(f"signal {signum}")
+
     before = signal.signal(signal.SIGTERM, interrupt)
+    hup = signal.signal(signal.SIGHUP, reload)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGHUP, hup)
+
+
+def _ask_reload() -> None:
+    """A calibration or zones saved on the page: the service reads its store file again."""
+    os.kill(os.getpid(), signal.SIGHUP)

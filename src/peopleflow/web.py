@@ -63,12 +63,16 @@ def is_loopback(host: str) -> bool:
 
 
 def create_app(
-    data: StoreData, token: str | None = None, calibration: Path | None = None
+    data: StoreData,
+    token: str | None = None,
+    calibration: Path | None = None,
+    on_saved: Callable[[], None] | None = None,
 ) -> Starlette:
     """The page and its JSON for one store; with ``token``, every request must carry it.
     ``calibration``: the store's TOML file, to calibrate its cameras by clicking
     (``/calibrate``; saving always needs the token); without it there is no such page, and no
-    camera's frame is ever sent."""
+    camera's frame is ever sent. ``on_saved``: called after a calibration or zones are saved
+    (the service reads its store file again)."""
 
     cache = _Answers(CACHE_SECONDS)
 
@@ -103,12 +107,14 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     if calibration is not None:
-        routes[:0] = calibration_routes(calibration, token)
+        routes[:0] = calibration_routes(calibration, token, on_saved)
     middleware = [Middleware(_TokenCheck, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
 
 
-def calibration_routes(config: Path, token: str | None) -> list[Route]:
+def calibration_routes(
+    config: Path, token: str | None, on_saved: Callable[[], None] | None = None
+) -> list[Route]:
     """``/calibrate`` and the JSON it asks (``peopleflow.calibrate``)."""
     from peopleflow.calibrate import HomographyError, fit, save, save_zones, snapshot
     from peopleflow.config import ConfigError, load_config
@@ -166,7 +172,11 @@ def calibration_routes(config: Path, token: str | None) -> list[Route]:
                 cfg = save(config, str(body.get("camera", "")), body["pairs"])
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse({"saved": str(config), "zones": len(cfg.plan.zones)})
+        if on_saved is not None:
+            on_saved()
+        return JSONResponse(
+            {"saved": str(config), "zones": len(cfg.plan.zones), "applied": on_saved is not None}
+        )
 
     return [
         Route("/calibrate", page),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,3 +164,34 @@ def test_the_command_line_says_what_is_wrong(
     assert main(["serve", "--config", str(config)]) == 2
     assert "does not exist" in capsys.readouterr().err
     os.environ.pop("PEOPLEFLOW_RUN", None)
+
+
+def test_sighup_reads_the_store_file_again_and_goes_on(
+    store: Path, tmp_path: Path, service: list[subprocess.Popen[str]]
+) -> None:
+    """A zone added to the file while the service runs, then SIGHUP (what a calibration saved
+    on the page sends): the service goes on with the new file, losing and doubling nothing."""
+    copy = tmp_path / "store"
+    shutil.copytree(store.parent, copy)
+    config = copy / "store.toml"
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config), "--db", db]
+    service.append(
+        subprocess.Popen(
+            [*cmd, "--workers", "2", "--start", START, "--no-web"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+    _wait_for_batches(db, service[-1], at_least=4)
+    with config.open("a") as f:
+        f.write('\n[[zones]]\nname = "added"\npolygon = [[12, 1], [15, 1], [15, 2.5], [12, 2.5]]\n')
+    service[-1].send_signal(signal.SIGHUP)
+    out, _ = service[-1].communicate(timeout=120)
+    assert service[-1].returncode == 0, out
+    assert "reading the store file again" in out and "cameras ended" in out
+    report = _report(db, tmp_path / "r")
+    assert "added" in report["zone_dwell_s"]  # the new file's plan
+    frames = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
+    assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]

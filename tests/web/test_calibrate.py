@@ -86,6 +86,8 @@ def test_clicked_pairs_give_the_homography_the_saved_file_holds(
             plan, x, load_config(config).plan.height - y,
         )  # fmt: skip
         _click(browser, plan, tuple(at))
+    wanted = str(len(truth.calibration))
+    wait.until(lambda b: b.execute_script("return document.body.dataset.pairs") == wanted)
     wait.until(lambda b: b.execute_script("return document.body.dataset.fitted") == "yes")
     clicked = np.array(browser.execute_script("return pairs"))
     assert clicked.shape == truth.calibration.shape

@@ -65,6 +65,8 @@ function drawTable() {
 
 async function refit() {
   fitted = null;
+  document.body.dataset.fitted = "pending";  // until this fit's answer is in
+  document.body.dataset.pairs = String(pairs.length);
   if (pairs.length >= 4) {
     const [ok, answer] = await post("api/calibration/fit", {
       camera: camera(), pairs, frame: [image().naturalWidth, image().naturalHeight] });
