@@ -13,7 +13,6 @@ one hour of it (a dashboard's questions), for ``--seconds``. JSON keys: ``p99_ms
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import write_json  # noqa: E402
 from peopleflow.analytics import Tally  # noqa: E402
-from peopleflow.database import ResultsDB  # noqa: E402
+from peopleflow.database import ResultsDB, plan_json  # noqa: E402
 from peopleflow.recorder import Batch  # noqa: E402
 from peopleflow.simulate import default_plan  # noqa: E402
 from peopleflow.web import WebOptions, WebServer, create_app  # noqa: E402
@@ -43,7 +42,7 @@ def fill(db: ResultsDB, day: datetime) -> int:
     """A day of windows, one batch per 10 minutes; returns the rows written."""
     plan = default_plan()
     zones = plan.zone_names
-    db.resume(STORE, day.timestamp(), json.dumps({"plan": plan.to_json(), "min_visit": 5.0}))
+    db.resume(STORE, day.timestamp(), plan_json(plan, 5.0))
     rng = np.random.default_rng(0)
     rows = 0
     start = int(day.timestamp())

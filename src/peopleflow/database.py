@@ -14,6 +14,7 @@ its keys instead of doubling anything. A period's figures are sums over the wind
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from peopleflow.analytics import Tally
+from peopleflow.config import FloorPlan
 from peopleflow.recorder import Batch, Gap
 
 SCHEMA_VERSION = 1
@@ -133,6 +135,12 @@ class CameraCounts:
     reconnects: int
 
 
+def plan_json(plan: FloorPlan, min_visit: float) -> str:
+    """What ``stores.plan`` keeps: the floor plan and the visit rule, all a report needs to
+    draw the store from the database alone."""
+    return json.dumps({"plan": plan.to_json(), "min_visit": min_visit})
+
+
 class DatabaseError(RuntimeError):
     """The results database cannot be used; the message says which and why."""
 
@@ -203,14 +211,16 @@ class ResultsDB:
             con.execute(stores.update().where(stores.c.store == store).values(plan=plan))
         return Resume(row.origin, row.batch, row.position, row.state)
 
-    def plan(self, store: str) -> str:
-        """The store's plan (JSON), as its service last wrote it."""
+    def plan(self, store: str) -> tuple[FloorPlan, float]:
+        """The store's floor plan and visit rule (``plan_json``), as its service last wrote
+        them."""
         with self.engine.connect() as con:
             found = con.execute(sa.select(stores.c.plan).where(stores.c.store == store)).scalar()
         if found is None:
             known = ", ".join(self.store_names()) or "none"
             raise DatabaseError(f"no store {store!r} in the database (stores: {known})")
-        return str(found)
+        saved = json.loads(found)
+        return FloorPlan.from_json(saved["plan"]), float(saved["min_visit"])
 
     def write(self, store: str, batch: Batch) -> None:
         """One batch, whole or not at all; refused if it is not the next one."""
@@ -244,23 +254,20 @@ class ResultsDB:
     def tally(self, store: str, start: float | None = None, end: float | None = None) -> Tally:
         """The sums of every window that starts in [start, end)."""
         out = Tally()
-        with self.engine.connect() as con:
 
-            def summed(table: sa.Table, keys: list[str], value: str) -> list[Any]:
-                cols = [table.c.window_start, *(table.c[k] for k in keys)]
-                query = sa.select(*cols, sa.func.sum(table.c[value])).group_by(*cols)
-                return list(con.execute(_period(query, table, store, start, end)))
+        def per_window(table: str, keys: list[str], value: str) -> list[tuple[Any, ...]]:
+            return self.summed(table, ["window_start", *keys], value, store, start, end)
 
-            for win, zone, seconds in summed(zone_dwell, ["zone"], "seconds"):
-                out.dwell[(int(win), zone)] += float(seconds)
-            for win, r, c, seconds in summed(heat_cells, ["row", "col"], "seconds"):
-                out.heat[(int(win), int(r), int(c))] += float(seconds)
-            for win, zone, n in summed(zone_visits, ["zone"], "visits"):
-                out.visits[(int(win), zone)] += int(n)
-            for win, a, b, n in summed(transitions, ["from_zone", "to_zone"], "count"):
-                out.transitions[(int(win), a, b)] += int(n)
-            for win, n in summed(visitors, [], "count"):
-                out.visitors[int(win)] += int(n)
+        for win, zone, seconds in per_window("zone_dwell", ["zone"], "seconds"):
+            out.dwell[(int(win), zone)] += float(seconds)
+        for win, r, c, seconds in per_window("heat_cells", ["row", "col"], "seconds"):
+            out.heat[(int(win), int(r), int(c))] += float(seconds)
+        for win, zone, n in per_window("zone_visits", ["zone"], "visits"):
+            out.visits[(int(win), zone)] += int(n)
+        for win, a, b, n in per_window("transitions", ["from_zone", "to_zone"], "count"):
+            out.transitions[(int(win), a, b)] += int(n)
+        for win, n in per_window("visitors", [], "count"):
+            out.visitors[int(win)] += int(n)
         return out
 
     def summed(

@@ -8,7 +8,6 @@ zone and hour, visitors by hour, and each camera's frames by hour and its gaps.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,10 +40,9 @@ def read_period(
 ) -> Period:
     """The period's sums and report; ``store`` may be left out when the database has one."""
     store = store or only_store(db)
-    saved = json.loads(db.plan(store))
-    plan = FloorPlan.from_json(saved["plan"])
+    plan, min_visit = db.plan(store)
     tally = db.tally(store, start, end)
-    report = to_report(tally, plan, local_hour, min_visit=float(saved["min_visit"]))
+    report = to_report(tally, plan, local_hour, min_visit=min_visit)
     return Period(store, start, end, plan, tally, report)
 
 

@@ -20,7 +20,6 @@ start's clock, kept in the database); a live camera's by the wall clock.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from peopleflow.analytics import WINDOW_SECONDS
 from peopleflow.app import prepare
 from peopleflow.config import StoreConfig, load_config
 from peopleflow.coverage import Coverage
-from peopleflow.database import DatabaseError, ResultsDB
+from peopleflow.database import DatabaseError, ResultsDB, plan_json
 from peopleflow.live import LiveView
 from peopleflow.recorder import Recorder, RecorderSettings
 from peopleflow.web import WebOptions, WebServer, create_app
@@ -125,11 +124,10 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
     db = ResultsDB.open(url)
     try:
         live = any(c.is_stream for c in cfg.cameras)
-        step = 1.0 / max(c.fps for c in cfg.cameras)
         first = options.start
         if first is None:
             first = math.floor(time.time() / options.window) * options.window
-        plan = json.dumps({"plan": cfg.plan.to_json(), "min_visit": cfg.min_visit})
+        plan = plan_json(cfg.plan, cfg.min_visit)
         resume = db.resume(cfg.name, first, plan)
         start_seconds = 0.0
         if resume.position is not None and not live:
@@ -146,14 +144,7 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
             clock_origin=clock,
             retries=None,  # a live service waits for its cameras, however long they are away
         )
-        settings = RecorderSettings(
-            cfg.plan,
-            prepared.coverage,
-            step,
-            relinked=cfg.identities == "relinked",
-            min_visit=cfg.min_visit,
-            window=options.window,
-        )
+        settings = recorder_settings(cfg, prepared.coverage, options.window)
         recorder = Recorder.restore(settings, resume.state) if resume.state else Recorder(settings)
         origin = clock if clock is not None else resume.origin
         # Live cameras: one that comes later than the first has a gap from the first's first
@@ -200,6 +191,16 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
         db.close()
 
 
+def recorder_settings(cfg: StoreConfig, coverage: Coverage, window: int) -> RecorderSettings:
+    """The recorder of ``cfg``'s store: its plan, identities and visit rule, instants as often
+    as its fastest camera samples."""
+    step = 1.0 / max(c.fps for c in cfg.cameras)
+    relinked = cfg.identities == "relinked"
+    return RecorderSettings(
+        cfg.plan, coverage, step, relinked=relinked, min_visit=cfg.min_visit, window=window
+    )
+
+
 def record_run(
     instants: Sequence[Any],
     cfg: StoreConfig,
@@ -213,19 +214,11 @@ def record_run(
     the batches written. (The demo does this, to show its run on the store's page.)"""
     db = ResultsDB.open(url)
     try:
-        plan = json.dumps({"plan": cfg.plan.to_json(), "min_visit": cfg.min_visit})
+        plan = plan_json(cfg.plan, cfg.min_visit)
         resume = db.resume(cfg.name, origin, plan)
         if resume.batch:
             raise DatabaseError(f"{url} already holds results of {cfg.name!r}")
-        step = 1.0 / max(c.fps for c in cfg.cameras)
-        settings = RecorderSettings(
-            cfg.plan,
-            coverage,
-            step,
-            relinked=cfg.identities == "relinked",
-            min_visit=cfg.min_visit,
-            window=window,
-        )
+        settings = recorder_settings(cfg, coverage, window)
         writer = Writer(db, cfg.name, Recorder(settings), origin, [])
         with writer:
             for instant in sorted(instants, key=lambda i: float(i.ts)):

@@ -8,7 +8,6 @@ in the period). Every answer names its period in epoch seconds and local ISO tim
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from peopleflow.analytics import HEAT_CELL
-from peopleflow.config import FloorPlan
 from peopleflow.database import ResultsDB
 from peopleflow.live import LiveView
 from peopleflow.period import local_hour, parse_time
@@ -70,9 +68,7 @@ class StoreData:
 
     def __init__(self, db: ResultsDB, store: str, live: LiveView | None = None) -> None:
         self.db, self.store, self.live = db, store, live
-        saved = json.loads(db.plan(store))
-        self.plan = FloorPlan.from_json(saved["plan"])
-        self.min_visit = float(saved["min_visit"])
+        self.plan, self.min_visit = db.plan(store)
 
     def store_json(self) -> dict[str, Any]:
         return {"store": self.store, "min_visit_s": self.min_visit, **self.plan.to_json()}

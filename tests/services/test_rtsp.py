@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import subprocess
 import sys
@@ -73,20 +73,39 @@ def _until(what: Callable[[], bool], proc: subprocess.Popen[str], timeout: float
         time.sleep(0.25)
 
 
+@contextlib.contextmanager
+def _serving(config: Path, db: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """``peopleflow serve`` on the live store; killed at the end if a test left it running."""
+    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*cmd, "--db", db, "--workers", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, as systemd stops it: it must exit 0. Its output."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
 def test_a_cut_camera_reconnects_the_other_never_stalls_a_late_one_is_waited_for(
     cameras: tuple[Path, dict[str, RtspCamera]], tmp_path: Path
 ) -> None:
     config, streams = cameras
     streams["cam1"].on()  # cam2 is unreachable when the service starts
     db = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
-    proc = subprocess.Popen(
-        [*cmd, "--db", db, "--quiet", "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _serving(config, db, "--quiet") as proc:
         _until(lambda: _health(db)[0].get("cam1", 0) >= 6, proc, 60, "cam1 sent nothing")
         streams["cam2"].on()
         _until(lambda: _health(db)[0].get("cam2", 0) >= 6, proc, 60, "cam2 never joined")
@@ -100,13 +119,7 @@ def test_a_cut_camera_reconnects_the_other_never_stalls_a_late_one_is_waited_for
         got = during["cam1"]
         _until(lambda: _health(db)[0]["cam1"] >= got + 6, proc, 60, "cam1 did not come back")
         back_after = time.monotonic() - cut_at
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=30)
+        _stop(proc)
     frames, gaps = _health(db)
     cut = [g for g in gaps if g.camera == "cam1" and g.end - g.start >= CUT - 1]
     assert len(cut) == 1 and cut[0].end - cut[0].start <= back_after + 1, (gaps, back_after)
@@ -128,31 +141,15 @@ def test_a_killed_camera_source_goes_on_at_now(
     """The source's pipeline is SIGKILLed after 20 frames of live video: restarted, it opens
     the streams again and goes on at now, instead of pulling the 20 frames done again at the
     camera's pace (which would lose as many seconds of live video as were processed)."""
-    from conveyor.testing import ENV, Fault, inject
+    from conveyor.testing import Fault, inject
 
     config, streams = cameras
     for stream in streams.values():
         stream.on()
     db = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
-    with inject(Fault("Frames", item=40, mode="kill")):
-        env = {**os.environ, ENV: os.environ[ENV]}
-        proc = subprocess.Popen(
-            [*cmd, "--db", db, "--workers", "2"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        try:
-            _until(lambda: _health(db)[0].get("cam1", 0) >= 40, proc, 90, "no frames after")
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=60)
-            assert proc.returncode == 0, out
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=30)
+    with inject(Fault("Frames", item=40, mode="kill")), _serving(config, db) as proc:
+        _until(lambda: _health(db)[0].get("cam1", 0) >= 40, proc, 90, "no frames after")
+        out = _stop(proc)
     assert "restart" in out.lower(), out
     _, gaps = _health(db)
     down = [g.end - g.start for g in gaps if g.start > 0]

@@ -2,7 +2,6 @@
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
-const SVG = "http://www.w3.org/2000/svg";
 let plan = null;
 
 async function get(path, params = {}) {
@@ -13,13 +12,6 @@ async function get(path, params = {}) {
   return answer.json();
 }
 
-function el(name, attrs = {}, parent = null, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== null) node.textContent = text;
-  if (parent) parent.appendChild(node);
-  return node;
-}
 
 function fy(y) { return plan.height - y; }  // floor y points up, SVG y points down
 

@@ -1,17 +1,9 @@
 // Calibration by clicking: pairs of (pixel, floor point), the fit and its grid after each pair.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 let store = null, pairs = [], pending = null, fitted = null;
 let zones = [], drawing = null;  // the store's zones as edited; the polygon being clicked
 
-function el(name, attrs = {}, parent = null, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== null) node.textContent = text;
-  if (parent) parent.appendChild(node);
-  return node;
-}
 const fy = (y) => store.height - y;
 const camera = () => document.getElementById("camera").value;
 const image = () => document.getElementById("frame");
