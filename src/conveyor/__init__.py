@@ -1,60 +1,40 @@
 """conveyor: turn deep-learning inference code into a multi-process pipeline for live video.
 
-The public surface is exactly what ``__all__`` lists (a test checks it). Today that is: tasks and
-the graph they form (define), the planner (build; ``plan_cluster`` over Ray nodes), ``run`` and
-what it returns (statistics, and the observers that watch a run: ``Dashboard``,
-``MetricsServer``), the shared-memory transport, and the error tree.
+The public surface is exactly ``__all__`` (a test checks it): tasks and the graph they form
+(define), the planner (build; ``plan_cluster`` over Ray nodes), ``run`` and every type its
+result exposes (statistics, restarts, dead letters), the observers that watch a run
+(``Dashboard``, ``MetricsServer``), frames, and the errors a run raises. The shared-memory
+transport's low-level pieces (rings, the frame store, doorbells, the codec) and the errors only
+they raise are in ``conveyor.transport``; fault injection for tests is in ``conveyor.testing``.
 """
 
 from conveyor._errors import (
-    ChannelBroken,
-    ChannelClosed,
-    ChannelError,
     ConfigurationError,
     ConveyorError,
     ConveyorTimeout,
-    DecodeError,
-    EncodeError,
-    EndOfChannel,
-    FrameStoreError,
-    FrameStoreFull,
     PipelineCrashed,
     RemoteTraceback,
     RunStopped,
-    StaleFrameError,
     TaskFailed,
 )
-from conveyor.backends.base import RunResult, run
-from conveyor.backends.local import RestartPolicy
+from conveyor.api import Backend, run
+from conveyor.backends.base import RunResult
+from conveyor.backends.inline import measure_costs
 from conveyor.cluster_plan import ClusterPlan, NodeSpec, plan_cluster
 from conveyor.graph import Edge, Graph
 from conveyor.monitor.dashboard import Dashboard
 from conveyor.monitor.prometheus import MetricsServer
 from conveyor.monitor.stats import PipelineStats, Stats, TaskStats
-from conveyor.plan import Plan, make_plan, measure_costs
-from conveyor.runtime.checkpoint import Checkpoint
-from conveyor.runtime.deadletter import DeadLetter
+from conveyor.plan import PipelineSpec, PlacedUnit, Plan, make_plan
 from conveyor.runtime.frames import Frame, frame_store
-from conveyor.runtime.gather import Gather
+from conveyor.spec import CameraSpec, Checkpoint, DeadLetter, Gather, Restart, RestartPolicy
 from conveyor.task import TaskSpec, source, task
-from conveyor.transport import (
-    CameraSpec,
-    Doorbell,
-    FrameRef,
-    FrameStore,
-    Message,
-    Ring,
-    RingReader,
-    RingWriter,
-)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
     "CameraSpec",
-    "ChannelBroken",
-    "ChannelClosed",
-    "ChannelError",
     "Checkpoint",
     "ClusterPlan",
     "ConfigurationError",
@@ -62,36 +42,26 @@ __all__ = [
     "ConveyorTimeout",
     "Dashboard",
     "DeadLetter",
-    "DecodeError",
-    "Doorbell",
     "Edge",
-    "EncodeError",
-    "EndOfChannel",
     "Frame",
-    "FrameRef",
-    "FrameStore",
-    "FrameStoreError",
-    "FrameStoreFull",
     "Gather",
     "Graph",
-    "Message",
     "MetricsServer",
     "NodeSpec",
     "PipelineCrashed",
+    "PipelineSpec",
+    "PipelineStats",
+    "PlacedUnit",
     "Plan",
     "RemoteTraceback",
+    "Restart",
     "RestartPolicy",
-    "Ring",
-    "RingReader",
-    "RingWriter",
     "RunResult",
     "RunStopped",
     "Stats",
-    "TaskStats",
-    "PipelineStats",
-    "StaleFrameError",
     "TaskFailed",
     "TaskSpec",
+    "TaskStats",
     "__version__",
     "frame_store",
     "make_plan",

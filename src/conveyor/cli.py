@@ -60,7 +60,8 @@ def load_graph(ref: str) -> Any:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from conveyor.plan import detect_gpus, make_plan, measure_costs
+    from conveyor.backends.inline import measure_costs
+    from conveyor.plan import detect_gpus, make_plan
 
     graph = load_graph(args.graph)
     costs = measure_costs(graph, args.measure) if args.measure else None
@@ -80,8 +81,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from conveyor.backends.base import run
-    from conveyor.plan import detect_gpus, make_plan, measure_costs
+    from conveyor.api import run
+    from conveyor.backends.inline import measure_costs
+    from conveyor.plan import detect_gpus, make_plan
 
     graph = load_graph(args.graph)
     plan: Any = None

@@ -235,12 +235,11 @@ def _home(inputs: Iterable[Any], placement: Mapping[str, str], cost: Mapping[str
 
 
 def _holds_frames(tp: Any, seen: frozenset[Any] = frozenset()) -> bool:
-    """Whether messages of type ``tp`` can hold a ``Frame`` (by their annotations)."""
-    from conveyor.runtime.frames import Frame
-
+    """Whether messages of type ``tp`` can hold a ``Frame`` (by their annotations). The planner
+    sits below the runtime that defines ``Frame``, so it knows the class by its marker."""
     if tp in seen:
         return False
-    if isinstance(tp, type) and issubclass(tp, Frame):
+    if isinstance(tp, type) and getattr(tp, "__conveyor_frame__", False):
         return True
     if any(_holds_frames(a, seen) for a in typing.get_args(tp)):
         return True

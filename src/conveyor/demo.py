@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from conveyor import (
+from conveyor.transport import (
     CameraSpec,
     Doorbell,
     EndOfChannel,

@@ -1,6 +1,6 @@
 """Placement: which task runs in which pipeline process, and why. Pure functions, no processes.
 
-``make_plan(graph, workers=2, gpus=0, costs=measure_costs(graph))`` packs the graph's tasks
+``make_plan(graph, workers=2, gpus=0, costs=conveyor.measure_costs(graph))`` packs the graph's tasks
 into pipelines:
 
 1. **Cost** of each task, in seconds per item: a measured value (``costs``), else the task's
@@ -25,17 +25,27 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from conveyor._errors import ConfigurationError
 from conveyor.graph import Edge, Graph
+from conveyor.plan_drawing import draw_plan
 from conveyor.task import Resource
-from conveyor.transport.framestore import CameraSpec
 
-if TYPE_CHECKING:
-    from conveyor.monitor.stats import Stats
+
+class _TaskMeasure(Protocol):
+    busy: float
+    items_in: int
+
+
+class Measured(Protocol):
+    """What ``replan`` reads of a run's statistics (``conveyor.Stats``)."""
+
+    @property
+    def tasks(self) -> Mapping[str, _TaskMeasure]: ...
+
 
 DEFAULT_COST = 1e-3  # seconds per item assumed for a task with no measurement and no hint
 NEAR = 0.10  # "about as light": within 10% of the least loaded pipeline
@@ -43,7 +53,7 @@ REPLICA_GAIN = 0.15  # automatic replicas must lower the bottleneck by at least 
 
 
 @dataclass(frozen=True)
-class Unit:
+class PlacedUnit:
     """One placeable piece: a task, or one replica of it."""
 
     task: str
@@ -58,9 +68,11 @@ class Unit:
 
 @dataclass(frozen=True)
 class PipelineSpec:
+    """One planned pipeline (a process): its index, its resource kind and the units it runs."""
+
     index: int
     resource: Resource
-    units: tuple[Unit, ...]
+    units: tuple[PlacedUnit, ...]
     device: int | None = None  # GPU index for a GPU pipeline
 
     @property
@@ -87,7 +99,7 @@ class Plan:
     workers: int = 0  # the CPU pipelines it was allowed (0: as many as it has)
     gpus: int = 0
 
-    def replan(self, stats: Stats) -> Plan:
+    def replan(self, stats: Measured) -> Plan:
         """The plan again from what a run measured: each task's cost becomes its busy seconds
         per item in ``stats`` (a task that processed nothing keeps its hint), with the same
         workers and GPUs. Compare ``self.with_costs(...)`` and the result's bottlenecks."""
@@ -163,8 +175,6 @@ class Plan:
 
     def to_png(self, path: str) -> str:
         """Draw the plan as a PNG (matplotlib; see ``plan_drawing``); returns the path."""
-        from conveyor.plan_drawing import draw_plan
-
         return str(draw_plan(self, path))
 
     def to_dot(self) -> str:
@@ -270,7 +280,7 @@ def make_plan(
     return Plan(graph, tuple(pipelines), cost, reasons, workers, gpus)
 
 
-def measured_costs(stats: Stats, graph: Graph) -> dict[str, float]:
+def measured_costs(stats: Measured, graph: Graph) -> dict[str, float]:
     """Seconds per item of every task of ``graph`` that processed something in ``stats``."""
     return {
         n: t.busy / t.items_in for n, t in stats.tasks.items() if t.items_in and n in graph.tasks
@@ -284,7 +294,7 @@ def _place_cpu(
     workers: int,
     reasons: dict[str, str],
     auto: bool,
-) -> tuple[list[list[Unit]], dict[str, str]]:
+) -> tuple[list[list[PlacedUnit]], dict[str, str]]:
     share = sum(cost[n] for n in cpu_tasks) / workers
     count: dict[str, int] = {}
     # Heaviest first: when two neighbours both want replicas, the heavier one gets them.
@@ -317,28 +327,8 @@ def _place_cpu(
     return bins, reasons
 
 
-def measure_costs(
-    graph: Graph, items: int = 16, cameras: Sequence[CameraSpec] = ()
-) -> dict[str, float]:
-    """Run the graph inline on its sources' first ``items`` items; seconds per item per task.
-
-    The first call of a task (model loading, JIT warm-up) is part of the measurement, so keep
-    ``items`` large enough that it does not dominate; a task's ``cost`` hint is used when it
-    processed nothing. ``cameras``: the frame store the sources write to, as for ``run``.
-    """
-    from conveyor.runtime.frames import frame_store_for
-    from conveyor.runtime.loop import PipelineLoop
-
-    if items < 1:
-        raise ConfigurationError(f"items must be at least 1, got {items}")
-    with frame_store_for(cameras):
-        loop = PipelineLoop(graph, graph.order, max_source_items=items)
-        loop.run()
-        return loop.costs()
-
-
-def _unit(name: str, cost: Mapping[str, float], k: int, r: int = 0) -> Unit:
-    return Unit(name, r, k, cost[name] / k)
+def _unit(name: str, cost: Mapping[str, float], k: int, r: int = 0) -> PlacedUnit:
+    return PlacedUnit(name, r, k, cost[name] / k)
 
 
 def _replicas(
@@ -361,13 +351,13 @@ def _replicas(
     return k
 
 
-def _pack(units: list[Unit], bins: int, graph: Graph) -> list[list[Unit]]:
+def _pack(units: list[PlacedUnit], bins: int, graph: Graph) -> list[list[PlacedUnit]]:
     """Min-max packing: LPT, with ties (within NEAR) going to a pipeline holding a neighbour."""
     neighbours: dict[str, set[str]] = {n: set() for n in graph.tasks}
     for e in graph.edges:
         neighbours[e.producer].add(e.consumer)
         neighbours[e.consumer].add(e.producer)
-    out: list[list[Unit]] = [[] for _ in range(bins)]
+    out: list[list[PlacedUnit]] = [[] for _ in range(bins)]
     loads = [0.0] * bins
     # Longest first; graph order breaks ties so equal plans come out the same every time.
     rank = {n: i for i, n in enumerate(graph.order)}

@@ -8,8 +8,10 @@ shared-memory rings; arrows inside a column pass Python objects.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conveyor.plan import Plan
+if TYPE_CHECKING:  # the plan draws itself with this module: only its type is needed here
+    from conveyor.plan import Plan
 
 _COLORS = {"cpu": "#dbe9f6", "gpu": "#dff3e3"}
 _BOX_W, _BOX_H, _COL_W, _ROW_H = 2.6, 0.6, 3.6, 1.0

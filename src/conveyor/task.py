@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from conveyor._errors import ConfigurationError
-from conveyor.runtime.checkpoint import Checkpoint
-from conveyor.runtime.deadletter import ON_ERROR, OnError
-from conveyor.runtime.gather import Gather
+from conveyor.spec import ON_ERROR, Checkpoint, Gather, OnError
 
 Resource = Literal["cpu", "gpu"]
 Kind = Literal["source", "task", "sink"]
@@ -63,7 +61,7 @@ class TaskSpec:
     wire: dict[str, str] = field(default_factory=dict)  # parameter -> producer name
     join_on: tuple[str, ...] = ()  # a join matches inputs whose these attributes are equal
     gather: Gather | None = None  # takes list[T]: the messages of one group (one instant)
-    on_error: OnError = "dead_letter"  # when the code raises: see runtime.deadletter
+    on_error: OnError = "dead_letter"  # when the code raises: see conveyor.spec.DeadLetter
     retries: int = 2  # on_error="retry": calls again this many times before giving up
     checkpoint: Checkpoint | None = Checkpoint()  # stateful tasks: how often state is saved
     node: str | None = None  # Ray cluster: the node it must run on (a label; see cluster_plan)

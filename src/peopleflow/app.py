@@ -138,7 +138,7 @@ def prepare(
 def run_store(
     config: str | Path,
     out: str | Path | None = None,
-    backend: str = "local",
+    backend: cv.Backend = "local",
     workers: int | None = None,
     seconds: float | None = None,
     detector: str = "auto",

@@ -31,7 +31,7 @@ from peopleflow.sources import SourceError
 if TYPE_CHECKING:  # the app imports conveyor and OpenCV: loaded only by the commands that run
     from starlette.applications import Starlette
 
-    from conveyor import MetricsServer
+    from conveyor import Backend, MetricsServer
     from peopleflow.analytics import Report
     from peopleflow.app import RunSummary
     from peopleflow.config import StoreConfig
@@ -285,7 +285,7 @@ def generate(args: argparse.Namespace, out: Path | None) -> Path:
     return make_store(out, params)
 
 
-def _run_store(args: argparse.Namespace, config: Path, backend: str) -> RunSummary:
+def _run_store(args: argparse.Namespace, config: Path, backend: Backend) -> RunSummary:
     """``run_store`` with the options every running command takes (``_run_args``)."""
     from peopleflow.app import run_store
 

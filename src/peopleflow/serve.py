@@ -55,7 +55,7 @@ WARM_UP = 25.0
 @dataclass(frozen=True)
 class ServeOptions:
     db: str | None = None  # default: an SQLite file beside the store's configuration
-    backend: str = "local"
+    backend: cv.Backend = "local"
     workers: int | None = None
     detector: str = "auto"
     progress: bool = True

@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from conveyor import CameraSpec, Doorbell, EndOfChannel, FrameStore, Ring, RingReader, RingWriter
+from conveyor.transport import (
+    CameraSpec,
+    Doorbell,
+    EndOfChannel,
+    FrameStore,
+    Ring,
+    RingReader,
+    RingWriter,
+)
 
 
 def frame(i: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conveyor import (
+from conveyor import ConveyorTimeout
+from conveyor.transport import (
     CameraSpec,
     ChannelBroken,
-    ConveyorTimeout,
     Doorbell,
     EndOfChannel,
     FrameStore,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conveyor import DecodeError, EncodeError, FrameRef
+from conveyor.transport import DecodeError, EncodeError, FrameRef
 from conveyor.transport.codec import array_layout, decode, encode, write_array
 
 

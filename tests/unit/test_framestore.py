@@ -7,14 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from conveyor import (
-    CameraSpec,
-    ConfigurationError,
-    FrameStore,
-    FrameStoreFull,
-    Ring,
-    StaleFrameError,
-)
+from conveyor import ConfigurationError
+from conveyor.transport import CameraSpec, FrameStore, FrameStoreFull, Ring, StaleFrameError
 from conveyor.transport.framestore import resolve
 
 SHAPE = (6, 8, 3)

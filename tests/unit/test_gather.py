@@ -7,6 +7,7 @@ import pytest
 
 import conveyor as cv
 from conveyor.graph import Graph
+from conveyor.runtime.context import LoopContext
 from conveyor.runtime.gather import Pending, oldest_group
 from conveyor.runtime.loop import PipelineLoop
 
@@ -72,7 +73,7 @@ def instant(shots: list[Shot]) -> Instant:
 def test_gathering_task_groups_each_instant_across_cameras() -> None:
     out: list[Instant] = []
     graph = Graph([shots, instant])
-    PipelineLoop(graph, graph.order, collect={"instant": out.append}).run()
+    PipelineLoop(LoopContext(graph, graph.order, collect={"instant": out.append})).run()
     assert [i.index for i in out] == list(range(12))
     expected = [
         tuple(

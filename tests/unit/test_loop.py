@@ -7,6 +7,7 @@ import pytest
 
 import conveyor as cv
 from conveyor.graph import Graph
+from conveyor.runtime.context import LoopContext, LoopSettings
 from conveyor.runtime.loop import PipelineLoop
 
 
@@ -50,8 +51,10 @@ class RunningSum:
 
 def run(tasks: list, collect: str, queue_size: int = 64) -> list:
     out: list = []
+    graph = Graph(tasks)
+    settings = LoopSettings(queue_size=queue_size)
     loop = PipelineLoop(
-        Graph(tasks), Graph(tasks).order, collect={collect: out.append}, queue_size=queue_size
+        LoopContext(graph, graph.order, settings=settings, collect={collect: out.append})
     )
     loop.run()
     return out
@@ -77,12 +80,12 @@ def slow_sink(n: Num) -> None:
 
 def test_backpressure_bounds_every_queue() -> None:
     graph = Graph([numbers, slow_sink])
-    loop = PipelineLoop(graph, graph.order, queue_size=3)
+    loop = PipelineLoop(LoopContext(graph, graph.order, settings=LoopSettings(queue_size=3)))
     seen = []
     original = loop._run
 
     def spy(t):  # noqa: ANN001, ANN202
-        queues = [len(q) for x in loop.tasks.values() for q in x.queues.values()]
+        queues = [len(q) for x in loop.tasks.values() for q in x.inputs.queues.values()]
         seen.append(max(queues, default=0))
         return original(t)
 

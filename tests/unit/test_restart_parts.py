@@ -1,9 +1,9 @@
 """Pure parts of restarting a replicated stage: the split's numbering and the merge's catch-up."""
 
-from conveyor import Ring, RingReader, RingWriter
 from conveyor.runtime.heartbeat import Heartbeats
 from conveyor.runtime.merge import Merger
 from conveyor.runtime.numbering import SLOTS, SplitNumbers
+from conveyor.transport import Ring, RingReader, RingWriter
 
 
 def test_a_replacement_gives_replayed_origins_their_old_numbers() -> None:
@@ -48,7 +48,7 @@ def test_the_merge_moves_past_numbers_no_inlet_can_still_send() -> None:
         got = []
         while (item := merger.try_read()) is not None:
             got.append(item[0][1])
-            item[1].commit()
+            item[1].drop()
         assert got == [2, 3, 4, 5]
     finally:
         ring_a.close()

@@ -10,15 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from conveyor import (
-    ChannelClosed,
-    ConfigurationError,
-    ConveyorTimeout,
-    EndOfChannel,
-    Ring,
-    RingReader,
-    RingWriter,
-)
+from conveyor import ConfigurationError, ConveyorTimeout
+from conveyor.transport import ChannelClosed, EndOfChannel, Ring, RingReader, RingWriter
 from conveyor.transport.segment import leaked_segments
 
 
@@ -214,7 +207,7 @@ def test_a_sleeping_reader_is_rung(ring: Ring, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_one_wait_covers_every_input_of_a_process() -> None:
-    from conveyor import Doorbell
+    from conveyor.transport import Doorbell
     from conveyor.transport.ring import register_bell
 
     with Doorbell.create() as bell:

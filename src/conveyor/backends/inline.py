@@ -6,19 +6,19 @@ For debugging (breakpoints in task code work) and as the serial baseline. It run
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from conveyor.backends.base import Monitoring, RunResult
+from conveyor._errors import ConfigurationError
+from conveyor.backends.base import RunResult
+from conveyor.backends.scaffold import Monitoring, instruments_for, observed, trace_output
 from conveyor.graph import Graph
 from conveyor.monitor.counters import Counters
-from conveyor.monitor.live import Watcher
-from conveyor.monitor.stats import RunStats
-from conveyor.monitor.trace import TraceOutput, TraceRecorder
+from conveyor.runtime.context import LoopContext, LoopSettings
+from conveyor.runtime.faults import Fault
 from conveyor.runtime.frames import frame_store_for
 from conveyor.runtime.loop import PipelineLoop
-from conveyor.transport.framestore import CameraSpec
+from conveyor.spec import CameraSpec
 
 PIPELINE = "inline"  # the one pipeline's name in statistics and traces
 
@@ -30,42 +30,58 @@ def run_inline(
     stats: bool = True,
     monitor: Monitoring | None = None,
     on_output: Mapping[str, Callable[[Any], None]] | None = None,
+    faults: Sequence[Fault] = (),
 ) -> RunResult:
     monitor = monitor or Monitoring()
-    outputs: dict[str, list] = {name: [] for name in collect}
-    delivered = _delivery(outputs, on_output or {})
+    outputs: dict[str, list[Any]] = {name: [] for name in collect}
     counters = Counters.private(1, len(graph.order)) if stats else None
-    trace = TraceOutput(monitor.trace, [PIPELINE]) if monitor.trace is not None else None
+    trace = trace_output(monitor, [PIPELINE])
+    settings = LoopSettings(faults=tuple(faults))
     try:
         with frame_store_for(cameras):
+            prefix = trace.prefix if trace is not None else None
             loop = PipelineLoop(
-                graph,
-                graph.order,
-                collect=delivered,
-                counters=counters,
-                trace=TraceRecorder(trace.prefix, 0) if trace is not None else None,
+                LoopContext(
+                    graph,
+                    graph.order,
+                    settings=settings,
+                    collect=_delivery(outputs, on_output or {}),
+                    instruments=instruments_for(graph, 0, settings, counters, prefix),
+                )
             )
-            read = None
-            if counters is not None:
-                order = graph.order
-                read = RunStats(counters, order, [order], [PIPELINE], tuple(graph.sources()))
-            with Watcher(read, monitor.watch, monitor.every) as watcher:
-                start = time.monotonic()
+            with observed(graph, counters, [graph.order], [PIPELINE], monitor) as run:
                 loop.run()
-                elapsed = time.monotonic() - start
-                summary = read(elapsed) if read is not None else None
-                watcher.finish(summary)
+                run.finish()
     finally:
         if trace is not None:
             trace.close()
     return RunResult(
         "inline",
-        elapsed,
+        run.elapsed,
         outputs,
         dead_letters=loop.dead_letters,
-        stats=summary,
+        stats=run.stats,
         trace=trace.out if trace is not None else None,
     )
+
+
+def measure_costs(
+    graph: Graph, items: int = 16, cameras: Sequence[CameraSpec] = ()
+) -> dict[str, float]:
+    """Run the graph inline on its sources' first ``items`` items; seconds per item per task.
+
+    The first call of a task (model loading, JIT warm-up) is part of the measurement, so keep
+    ``items`` large enough that it does not dominate; a task's ``cost`` hint is used when it
+    processed nothing. ``cameras``: the frame store the sources write to, as for ``run``.
+    """
+    if items < 1:
+        raise ConfigurationError(f"items must be at least 1, got {items}")
+    with frame_store_for(cameras):
+        loop = PipelineLoop(
+            LoopContext(graph, graph.order, settings=LoopSettings(max_source_items=items))
+        )
+        loop.run()
+        return loop.costs()
 
 
 def _delivery(

@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import os
 import pickle
+import secrets
 import select
 import shutil
 import signal
@@ -41,7 +42,6 @@ from typing import Any
 from conveyor._errors import ConfigurationError, PipelineCrashed
 from conveyor.backends.local import WorkerConfig, worker_main
 from conveyor.plan import Plan
-from conveyor.runtime import faults
 
 START_TIMEOUT = 120.0  # seconds for an actor to start and report in (Ray may start a worker)
 # Environment variables not handed to actors: Ray's own and per-process ones.
@@ -114,6 +114,7 @@ class RayLauncher:
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(PipelineActor)
         self.env = driver_context()[0]
         self.serial = itertools.count()
+        self.run_id = secrets.token_hex(3)
         self.ready: list[tuple[Any, int]] = []  # started CPU actors and their pids
 
     def _options(self, name: str, pipelines: int, gpu: bool) -> dict[str, Any]:
@@ -123,7 +124,8 @@ class RayLauncher:
             "num_cpus": min(1.0, self.cpus / max(1, pipelines)),
             "num_gpus": 1 if gpu else 0,
             "scheduling_strategy": self.node,
-            "name": f"{name}-{os.getpid()}-{next(self.serial)}",  # unique in the cluster
+            # unique in the cluster, also while a killed actor of an earlier run keeps its name
+            "name": f"{name}-{os.getpid()}-{self.run_id}-{next(self.serial)}",
         }
 
     def default_workers(self) -> int:
@@ -219,7 +221,6 @@ def adopt_driver(env: dict[str, str], path: list[str], main_path: str | None) ->
     as a child process would inherit them. (Not a runtime_env: that would start a fresh worker
     process per run instead of taking one of Ray's ready ones.)"""
     os.environ.update(env)
-    faults.reload()
     for entry in reversed(path):
         if entry not in sys.path:
             sys.path.insert(0, entry)

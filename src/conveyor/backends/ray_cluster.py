@@ -36,11 +36,18 @@ from typing import Any
 from conveyor._errors import ConfigurationError, PipelineCrashed
 from conveyor.backends.base import RunResult
 from conveyor.backends.bridge import Bridge, Inbound, Outbound
-from conveyor.backends.ray_backend import START_TIMEOUT, adopt_driver, driver_context
+from conveyor.backends.local import run_local
+from conveyor.backends.ray_backend import (
+    START_TIMEOUT,
+    RayLauncher,
+    adopt_driver,
+    driver_context,
+)
 from conveyor.cluster_plan import ClusterPlan, Crossing, NodeSpec, plan_cluster
 from conveyor.graph import Graph
 from conveyor.monitor.stats import PipelineStats, Stats
-from conveyor.transport.framestore import CameraSpec
+from conveyor.runtime.faults import Fault
+from conveyor.spec import CameraSpec, Restart, RestartPolicy
 
 _NOT_LABELS = ("CPU", "GPU", "memory", "object_store_memory")
 STOP_TIMEOUT = 30.0  # seconds a called-off node run has to stop its pipelines and clean up
@@ -88,8 +95,9 @@ class NodeJob:
     forward: dict[str, list[str]]  # producer -> the names of the bridges it feeds
     namespace: str
     cameras: Sequence[CameraSpec]
-    restarts: Any
+    restarts: RestartPolicy | None
     stats: bool
+    faults: tuple[Fault, ...] = ()
 
 
 class NodeRun:
@@ -109,9 +117,6 @@ class NodeRun:
             adopt_driver(*context)
             import ray
 
-            from conveyor.backends.local import run_local
-            from conveyor.backends.ray_backend import RayLauncher
-
             job: NodeJob = pickle.loads(payload)
             forward = {
                 producer: Outbound(
@@ -129,6 +134,7 @@ class NodeRun:
                 launcher=RayLauncher(ray),
                 forward=forward,
                 stop=self.stopping,
+                faults=job.faults,
             )
             return ("ok", result)
         except BaseException as exc:  # noqa: BLE001 - the driver raises it as it was
@@ -141,20 +147,19 @@ def run_cluster(
     collect: list[str],
     plan: ClusterPlan,
     cameras: Sequence[CameraSpec] = (),
-    restarts: Any = None,
+    restarts: RestartPolicy | None = None,
     stats: bool = True,
+    faults: Sequence[Fault] = (),
 ) -> RunResult:
     """Run ``graph`` over the nodes of ``plan`` (see the module's docstring). When a node
     leaves the cluster mid-run, the graph is planned again over the nodes that remain and run
     again from its sources' start (at most ``restarts.limit`` times)."""
-    from conveyor.backends.local import Restart, RestartPolicy
-
     policy = restarts or RestartPolicy()
     replaced: list[Restart] = []
     start = time.monotonic()
     while True:
         try:
-            results = _attempt(ray, plan, collect, cameras, restarts, stats)
+            results = _attempt(ray, plan, collect, cameras, restarts, stats, tuple(faults))
             break
         except _NodeLost as lost:
             now = time.monotonic()
@@ -190,8 +195,9 @@ def _attempt(
     plan: ClusterPlan,
     collect: list[str],
     cameras: Sequence[CameraSpec],
-    restarts: Any,
+    restarts: RestartPolicy | None,
     stats: bool,
+    faults: tuple[Fault, ...],
 ) -> dict[str, RunResult]:
     """One run of ``plan``: every node's result, or ``_NodeLost`` when a node of it died."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -238,6 +244,7 @@ def _attempt(
                 cameras if sources else (),
                 restarts,
                 stats,
+                faults,
             )
             runs[node.id] = node_class.options(scheduling_strategy=on(node.id)).remote()
             refs[runs[node.id].run.remote(pickle.dumps(job), context)] = node.id

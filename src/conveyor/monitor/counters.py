@@ -16,8 +16,11 @@ O(1) update, and no samples kept.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from conveyor.runtime.instrument import Instrument, TaskInfo
 from conveyor.runtime.shared_words import SharedWords
 
 BUCKETS = 28
@@ -198,3 +201,46 @@ class PipelineCounters:
     def slept(self, seconds: float) -> None:
         self._ints[self._base + _SLEEPS] += 1
         self._floats[self._base + _SLEPT] += seconds
+
+
+CPU_PUBLISH = 0.5  # seconds between CPU-time updates of a busy pipeline
+
+
+class CounterHook(Instrument):
+    """Writes one pipeline's rows of the run's statistics table from its loop's events."""
+
+    def __init__(self, table: Counters, pipeline: int, tasks: int) -> None:
+        self.row = table.pipeline_row(pipeline)
+        self.tasks = [table.task_row(pipeline, order) for order in range(tasks)]
+        self.cpu_due = 0.0
+
+    def loop_started(self, tasks: Sequence[TaskInfo]) -> None:
+        self.row.started(time.monotonic(), time.process_time())
+
+    def loop_ended(self) -> None:
+        self.row.cpu(time.process_time())
+
+    def tick(self, now: float) -> None:
+        if now >= self.cpu_due:  # a pipeline that never sleeps shows its CPU time too
+            self.row.cpu(time.process_time())
+            self.cpu_due = now + CPU_PUBLISH
+
+    def sleeping(self) -> None:  # asleep: the moment to publish this process's CPU time
+        self.row.cpu(time.process_time())
+
+    def woke(self, slept: float) -> None:
+        self.row.slept(slept)
+
+    def queued(self, task: TaskInfo, depth: int, capacity: int) -> None:
+        self.tasks[task.order].queue(depth, capacity)
+
+    def call_ended(
+        self, task: TaskInfo, started: float, spent: float, items: int, first: int | None
+    ) -> None:
+        self.tasks[task.order].call(items, spent)
+
+    def emitted(self, task: TaskInfo, items: int) -> None:
+        self.tasks[task.order].emitted(items)
+
+    def dead(self, task: TaskInfo) -> None:
+        self.tasks[task.order].dead()

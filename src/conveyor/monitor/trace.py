@@ -18,13 +18,16 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from conveyor.runtime.instrument import Instrument, TaskInfo
 
 FLUSH = 4096  # events kept in memory before a part file is appended to
 
 
-class TraceRecorder:
+class TraceRecorder(Instrument):
     """One pipeline process's events. Appending a tuple per call is all tracing costs there."""
 
     def __init__(self, prefix: str, pipeline: int) -> None:
@@ -41,6 +44,17 @@ class TraceRecorder:
         if self._depths.get(task) != depth:  # a counter track needs only the changes
             self._depths[task] = depth
             self.events.append(("C", task, now, depth))
+
+    def call_ended(
+        self, task: TaskInfo, started: float, spent: float, items: int, first: int | None
+    ) -> None:
+        self.call(task.name, started, spent, items, first)
+
+    def queued(self, task: TaskInfo, depth: int, capacity: int) -> None:
+        self.queue(task.name, time.perf_counter(), depth)
+
+    def loop_ended(self) -> None:
+        self.flush()
 
     def flush(self) -> None:
         if not self.events:

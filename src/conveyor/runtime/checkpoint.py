@@ -20,34 +20,20 @@ removes them if the whole run dies; written to a temporary name and renamed (ato
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor._errors import ConfigurationError, TaskFailed
+from conveyor._errors import TaskFailed
+from conveyor.runtime.lease import Lease
+from conveyor.spec import Checkpoint
 from conveyor.transport.segment import PREFIX, SHM_DIR
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """How often a stateful task's state is saved: every ``items`` items or ``seconds``
-    seconds, whichever comes first. ``@conveyor.task(checkpoint=False)`` turns it off (a
-    replacement then starts with fresh instances)."""
-
-    items: int = 32
-    seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.items, int) or self.items < 1:
-            raise ConfigurationError(f"Checkpoint.items must be a positive int, got {self.items!r}")
-        if not isinstance(self.seconds, (int, float)) or self.seconds <= 0:
-            raise ConfigurationError(
-                f"Checkpoint.seconds must be a positive number, got {self.seconds!r}"
-            )
 
 
 def new_checkpoint_prefix() -> str:
@@ -121,3 +107,47 @@ def _has_state_methods(cls: Any) -> bool:
 
 def _state_of(instance: Any) -> Any:
     return instance.state() if _has_state_methods(type(instance)) else instance
+
+
+class Saver:
+    """The checkpoints of one stateful task while it runs: the inputs it holds for replay,
+    the outputs it produced since its last checkpoint, and when the next one is due."""
+
+    def __init__(self, file: CheckpointFile, every: Checkpoint) -> None:
+        self.file, self.every = file, every
+        self.held: list[Lease] = []  # inputs held until the next checkpoint
+        self.recent: dict[int, Any] = {}  # origin -> output, not committed yet
+        self.replay: dict[int, Any] = {}  # restored: outputs to re-emit instead of calling
+        self.saved_at = time.monotonic()
+
+    def restore(self, make: Any) -> dict[Any, Any]:
+        """The instances of the last checkpoint (none if there is none)."""
+        saved = self.file.load(make)
+        if saved is None:
+            return {}
+        self.replay = saved.outputs
+        return saved.states
+
+    def hold(self, origin: int, value: Any, lease: Lease) -> None:
+        """Until the next checkpoint, hold the input (it is replayed after a crash) and
+        remember its output (a replay re-emits it instead of calling the task)."""
+        self.recent[origin] = value
+        lease.on_release.append(functools.partial(self.recent.pop, origin, None))
+        lease.add(1)
+        self.held.append(lease)
+
+    def due(self) -> bool:
+        if not self.held:
+            return False
+        return (
+            len(self.held) >= self.every.items
+            or time.monotonic() - self.saved_at >= self.every.seconds
+        )
+
+    def save(self, instances: dict[Any, Any]) -> None:
+        """Save the state, then let go of the inputs held for replay."""
+        self.file.save(instances, {**self.replay, **self.recent})
+        self.saved_at = time.monotonic()
+        held, self.held = self.held, []
+        for lease in held:
+            lease.drop()

@@ -1,31 +1,35 @@
-"""Injected faults (see ``conveyor.testing``): read from the environment once per process."""
+"""Injected faults (see ``conveyor.testing``): set around a run by ``inject``, carried in the
+run's context to each pipeline, fired there by a ``FaultInjector`` (one of the loop's
+instruments)."""
 
 from __future__ import annotations
 
 import contextlib
 import faulthandler
-import json
 import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 from conveyor._errors import ConfigurationError
+from conveyor.runtime.instrument import Instrument, TaskInfo
 
-ENV = "CONVEYOR_FAULTS"
-MODES = ("raise", "exit", "kill", "segfault", "hang", "sleep")
+Mode = Literal["raise", "exit", "kill", "segfault", "hang", "sleep"]
+At = Literal["call", "start"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 @dataclass(frozen=True)
 class Fault:
     task: str
     item: int
-    mode: str = "raise"
+    mode: Mode = "raise"
     once: bool = True
     seconds: float = 0.0  # for mode="sleep"
-    at: str = "call"  # "call": before the item-th call; "start": as the pipeline starts
+    at: At = "call"  # "call": before the item-th call; "start": as the pipeline starts
     marker: str = ""  # set by inject(): the file that records that a once-fault fired
 
     def __post_init__(self) -> None:
@@ -37,47 +41,31 @@ class Fault:
             raise ConfigurationError(f"fault point must be 'call' or 'start', got {self.at!r}")
 
 
-def _load() -> dict[str, list[Fault]]:
-    raw = os.environ.get(ENV)
-    if not raw:
-        return {}
-    out: dict[str, list[Fault]] = {}
-    for spec in json.loads(raw):
-        fault = Fault(**spec)
-        out.setdefault(fault.task, []).append(fault)
-    return out
+# The test's side only: ``inject`` arms faults here and ``conveyor.run`` reads them once as it
+# starts (threads included: a test often starts its run in a thread); from there they travel
+# in the run's context to each pipeline, never through the environment.
+_ARMED: list[Fault] = []
 
 
-ACTIVE = _load()
-
-
-def reload() -> None:
-    """Read the faults again: for a process whose environment was set after its import (a
-    Ray actor receives the driver's environment with its work)."""
-    global ACTIVE
-    ACTIVE = _load()
+def armed() -> tuple[Fault, ...]:
+    """The faults armed by ``inject`` blocks open now in this process."""
+    return tuple(_ARMED)
 
 
 @contextlib.contextmanager
 def inject(*faults: Fault) -> Iterator[list[Fault]]:
-    """Set ``faults`` for the runs started inside the block (and this process)."""
-    global ACTIVE
+    """Set ``faults`` for the runs started inside the block."""
     folder = tempfile.mkdtemp(prefix="conveyor-faults-")
     armed = [
         Fault(f.task, f.item, f.mode, f.once, f.seconds, f.at, os.path.join(folder, f"f{i}"))
         for i, f in enumerate(faults)
     ]
-    before = os.environ.get(ENV)
-    os.environ[ENV] = json.dumps([asdict(f) for f in armed])
-    ACTIVE = _load()
+    _ARMED.extend(armed)
     try:
         yield armed
     finally:
-        if before is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = before
-        ACTIVE = _load()
+        for f in armed:
+            _ARMED.remove(f)
         for f in armed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f.marker)
@@ -89,18 +77,32 @@ def fired(fault: Fault) -> bool:
     return bool(fault.marker) and os.path.exists(fault.marker)
 
 
-def maybe_fail(task: str, call: int, at: str = "call") -> None:
-    """Called by the loop before each call of ``task`` (and once as its pipeline starts, with
-    ``at="start"``) when faults are active."""
-    for fault in ACTIVE.get(task, ()):
-        if fault.at != at or (at == "call" and fault.item != call):
-            continue
-        if fault.once:
-            try:  # O_EXCL: exactly one process fires it
-                os.close(os.open(fault.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
+class FaultInjector(Instrument):
+    """Fires the run's injected faults as its pipeline starts and before each call."""
+
+    def __init__(self, faults: Sequence[Fault]) -> None:
+        self.by_task: dict[str, list[Fault]] = {}
+        for fault in faults:
+            self.by_task.setdefault(fault.task, []).append(fault)
+
+    def loop_started(self, tasks: Sequence[TaskInfo]) -> None:
+        for task in tasks:
+            self._maybe_fail(task.name, 0, at="start")
+
+    def call_started(self, task: TaskInfo, call: int, origins: Sequence[int]) -> None:
+        if task.name in self.by_task:
+            self._maybe_fail(task.name, call, at="call")
+
+    def _maybe_fail(self, task: str, call: int, at: At) -> None:
+        for fault in self.by_task.get(task, ()):
+            if fault.at != at or (at == "call" and fault.item != call):
                 continue
-        _fire(fault)
+            if fault.once:
+                try:  # O_EXCL: exactly one process fires it
+                    os.close(os.open(fault.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
+            _fire(fault)
 
 
 def _fire(fault: Fault) -> None:

@@ -26,8 +26,9 @@ from typing import Any, Self
 import numpy as np
 
 from conveyor._errors import ConfigurationError, FrameStoreFull
+from conveyor.spec import CameraSpec
 from conveyor.transport.frameref import FrameRef
-from conveyor.transport.framestore import CameraSpec, FrameStore, resolve
+from conveyor.transport.framestore import FrameStore, resolve
 
 _current: FrameStore | None = None
 # Called when a write finds every slot of its camera held, before it waits for one: the loop
@@ -38,6 +39,8 @@ _pressure: list[Callable[[], None]] = []
 @dataclass
 class Frame:
     """One camera frame in the run's frame store (a message type; subclass it to add fields)."""
+
+    __conveyor_frame__ = True  # how the planner (below this layer) knows a frame type
 
     camera: str
     index: int

@@ -21,40 +21,9 @@ The decision is a pure function over the queued messages, tested without process
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from conveyor._errors import ConfigurationError
-
-
-@dataclass(frozen=True)
-class Gather:
-    """How a gathering task groups its input (see the module docstring)."""
-
-    by: str
-    member: str
-    window: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("by", "member"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.isidentifier():
-                raise ConfigurationError(
-                    f"Gather({name}=...) must name an attribute of the message, got {value!r}"
-                )
-        if self.window is not None and not self.window > 0:
-            raise ConfigurationError(
-                f"Gather(window=...) must be a positive number of seconds, got {self.window!r}"
-            )
-
-    def key_of(self, value: Any) -> Hashable:
-        raw = _attr(value, self.by)
-        return math.floor(raw / self.window) if self.window else raw
-
-    def member_of(self, value: Any) -> Hashable:
-        return _attr(value, self.member)
 
 
 @dataclass(frozen=True)
@@ -95,13 +64,3 @@ def oldest_group(
     if moved_on and all(m in have or k > key for m, k in latest.items()):
         return positions, None
     return None, due - now
-
-
-def _attr(value: Any, name: str) -> Any:
-    try:
-        return getattr(value, name)
-    except AttributeError:
-        raise ConfigurationError(
-            f"a gathering task groups by {name!r}, but a {type(value).__name__} message has "
-            "no such attribute"
-        ) from None

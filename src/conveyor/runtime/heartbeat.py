@@ -13,8 +13,11 @@ Times are ``time.monotonic()``, which is one system-wide clock on Linux (CLOCK_M
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from conveyor.runtime.instrument import Instrument, TaskInfo
 from conveyor.runtime.shared_words import SharedWords
 
 MAX_ORIGINS = 64  # items of one call remembered (a bigger batch records its first 64)
@@ -90,7 +93,9 @@ class HeartbeatSlot:
     def __init__(self, beats: Heartbeats, base: int) -> None:
         self._ints, self._floats, self._base = beats._ints, beats._floats, base
 
-    def start(self, task: int, started: float, timeout: float | None, origins: list[int]) -> None:
+    def start(
+        self, task: int, started: float, timeout: float | None, origins: Sequence[int]
+    ) -> None:
         ints, base = self._ints, self._base
         at = base + _ORIGINS
         for origin in origins[:MAX_ORIGINS]:
@@ -105,3 +110,18 @@ class HeartbeatSlot:
 
     def stop(self) -> None:
         self._ints[self._base + _BUSY] = 0
+
+
+class HeartbeatHook(Instrument):
+    """Tells the supervisor's monitor which call runs, since when and on which items."""
+
+    def __init__(self, slot: HeartbeatSlot) -> None:
+        self.slot = slot
+
+    def call_started(self, task: TaskInfo, call: int, origins: Sequence[int]) -> None:
+        self.slot.start(task.order, time.monotonic(), task.timeout, origins)
+
+    def call_ended(
+        self, task: TaskInfo, started: float, spent: float, items: int, first: int | None
+    ) -> None:
+        self.slot.stop()

@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any
 
 from conveyor._errors import ConveyorError, EndOfChannel
+from conveyor.runtime.lease import Lease
 from conveyor.transport.ring import Message, RingReader
 
 
@@ -28,15 +29,15 @@ class Merger:
 
     ``try_read()`` returns ``(record, token)`` for the next record in seq order, or None if it
     has not arrived yet; a record is ``(origin, seq, value)``, ``value`` None for a skip marker.
-    ``token`` is the ring ``Message`` (commit it when done) or what was pushed with a local
-    one. Raises ``EndOfChannel`` when every inlet has ended and everything was delivered.
+    ``token`` is a ``Lease`` (dropping it commits the ring message) or what was pushed with a
+    local one. Raises ``EndOfChannel`` when every inlet has ended and everything was delivered.
     """
 
     def __init__(self, readers: list[RingReader], local_inlets: int = 0) -> None:
         self.readers = list(readers)
         self._heads: list[Message | None] = [None] * len(self.readers)
         self._open = [True] * len(self.readers)
-        self._local: deque[tuple[tuple[int, int, Any], Any]] = deque()
+        self._local: deque[tuple[tuple[int, int, Any], Lease | None]] = deque()
         self._local_open = local_inlets
         self.next = 0
 
@@ -48,7 +49,7 @@ class Merger:
     def add_local(self) -> None:
         self._local_open += 1
 
-    def push(self, record: tuple[int, int, Any], token: Any) -> None:
+    def push(self, record: tuple[int, int, Any], token: Lease | None) -> None:
         """A record from a replica in this process (its seqs arrive in increasing order)."""
         self._local.append((record, token))
 
@@ -82,7 +83,7 @@ class Merger:
         self.next = min(heads)
         return True
 
-    def try_read(self) -> tuple[tuple[int, int, Any], Any] | None:
+    def try_read(self) -> tuple[tuple[int, int, Any], Lease | None] | None:
         if self._local and self._local[0][0][1] == self.next:
             self.next += 1
             return self._local.popleft()
@@ -96,7 +97,7 @@ class Merger:
             if head is not None and head.value[1] == self.next:
                 self._heads[i] = None
                 self.next += 1
-                return head.value, head
+                return head.value, Lease([head.commit])
         if self._caught_up():
             return self.try_read()
         if self._local_open or any(self._open):

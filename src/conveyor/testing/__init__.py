@@ -7,8 +7,10 @@
     assert result.restarts            # the pipeline was killed and restarted ...
     # ... and its outputs equal an inline run's: nothing lost, nothing doubled.
 
-Faults travel to the pipeline processes in the environment (``CONVEYOR_FAULTS``), so set them
-before the run starts. ``item`` counts the calls of the task in one process, from 0. A fault
+Faults are set for the runs started while the ``with`` block is open (in any thread of this
+process): each run carries them to its pipelines in its run context.
+
+``item`` counts the calls of the task in one process, from 0. A fault
 fires once per run by default (a marker file makes sure a restarted pipeline does not crash
 again at the same item); ``once=False`` fires in every process. ``at="start"`` fires while
 the pipeline that runs the task starts, before it runs anything.
@@ -21,7 +23,7 @@ Modes: ``raise`` (a ``RuntimeError`` in the task), ``exit`` (``os._exit(13)``), 
 for a graph spread over nodes (``backend="ray"``).
 """
 
-from conveyor.runtime.faults import ENV, Fault, inject
+from conveyor.runtime.faults import Fault, inject
 from conveyor.testing.cluster import simulated_cluster
 
-__all__ = ["ENV", "Fault", "inject", "simulated_cluster"]
+__all__ = ["Fault", "inject", "simulated_cluster"]

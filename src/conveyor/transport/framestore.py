@@ -33,7 +33,6 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from conveyor._errors import (
     FrameStoreFull,
     StaleFrameError,
 )
+from conveyor.spec import CameraSpec
 from conveyor.transport.doorbell import full_fence
 from conveyor.transport.frameref import FrameRef
 from conveyor.transport.procs import pid_alive
@@ -58,38 +58,6 @@ __all__ = ["CameraSpec", "FrameRef", "FrameSlot", "FrameStore", "resolve"]
 
 def _page(n: int) -> int:
     return -(-n // _PAGE) * _PAGE
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """One camera's frames: name, frame shape (e.g. (1080, 1920, 3)), dtype, number of slots."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "uint8"
-    slots: int = 8
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ConfigurationError("camera name must not be empty")
-        if not self.shape or any(int(d) <= 0 for d in self.shape):
-            raise ConfigurationError(
-                f"camera {self.name!r}: expected a shape of positive sizes, got {self.shape}"
-            )
-        if self.slots < 2:
-            raise ConfigurationError(
-                f"camera {self.name!r}: expected at least 2 slots, got {self.slots}"
-            )
-        try:
-            np.dtype(self.dtype)
-        except TypeError:
-            raise ConfigurationError(
-                f"camera {self.name!r}: {self.dtype!r} is not a numpy dtype"
-            ) from None
-
-    @property
-    def frame_bytes(self) -> int:
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 class FrameSlot:

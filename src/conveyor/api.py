@@ -1,0 +1,119 @@
+"""The one entry point that runs a graph: it checks the options, then hands the run to the
+backend asked for (inline, local, or Ray on one node or several)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from conveyor._errors import ConfigurationError
+from conveyor.backends.base import RunResult
+from conveyor.backends.inline import run_inline
+from conveyor.backends.local import CallbackSink, Launcher, ProcessLauncher, run_local
+from conveyor.backends.ray_backend import RayLauncher, ensure_ray
+from conveyor.backends.ray_cluster import check_cluster_options, run_cluster, spread
+from conveyor.backends.scaffold import Monitoring
+from conveyor.cluster_plan import ClusterPlan
+from conveyor.graph import Graph
+from conveyor.monitor.live import Observer
+from conveyor.plan import Plan
+from conveyor.runtime.faults import armed
+from conveyor.spec import CameraSpec, RestartPolicy
+
+Backend = Literal["inline", "local", "ray"]
+BACKENDS: tuple[str, ...] = ("inline", "local", "ray")
+
+
+def run(
+    graph: Graph,
+    backend: Backend = "local",
+    plan: Plan | ClusterPlan | None = None,
+    workers: int | None = None,
+    collect: Iterable[str] = (),
+    cameras: Sequence[CameraSpec] = (),
+    restarts: RestartPolicy | None = None,
+    stats: bool = True,
+    watch: Sequence[Observer] = (),
+    watch_every: float = 1.0,
+    trace: str | os.PathLike[str] | None = None,
+    ray_init: Mapping[str, Any] | None = None,
+    on_output: Mapping[str, Callable[[Any], None]] | None = None,
+) -> RunResult:
+    """Run ``graph`` to completion (its sources end) and return what it produced.
+
+    ``collect`` names tasks whose outputs come back to this process in ``RunResult.outputs``
+    (in production, sinks write results themselves; collecting is for tests and notebooks).
+    ``cameras`` creates the run's frame store (``conveyor.frame_store()``, ``conveyor.Frame``);
+    its frames live as long as the run, so collected ``Frame`` messages cannot be read after.
+    ``restarts``: a ``RestartPolicy`` for crashed pipelines (local backend; default: up to 5
+    restarts a minute, each resuming without loss or duplicates).
+    ``stats``: count what every task and pipeline does (``RunResult.stats``; costs < 1%).
+    ``watch``: callables given a ``Stats`` snapshot every ``watch_every`` seconds while the run
+    goes on and the final one at its end (``Dashboard``, ``MetricsServer``, your own).
+    ``trace``: write a Chrome/Perfetto timeline of every task call to this JSON file
+    (``conveyor report`` draws it).
+    ``on_output``: per task name, a function called here with each of its outputs, in order,
+    as they come while the run goes on (a sink in this process: a database writer). It runs
+    on the thread that supervises the run: hand slow work to a thread of your own.
+    ``backend``: ``"local"`` (processes on this machine), ``"inline"`` (serially, in this
+    process: for debugging) or ``"ray"`` (pipelines as Ray actors; ``ray_init`` goes to
+    ``ray.init``, e.g. ``{"address": "auto"}``; on a cluster of several nodes the graph is
+    spread over them: ``plan`` may then be a ``ClusterPlan``, see ``backends.ray_cluster``).
+    """
+    names = list(collect)
+    missing = [n for n in names if n not in graph.tasks]
+    if missing:
+        raise ConfigurationError(f"collect names tasks not in the graph: {missing}")
+    sinks = [n for n in names if graph.tasks[n].output is None]
+    if sinks:
+        raise ConfigurationError(f"collect names sinks, which produce nothing: {sinks}")
+    if ray_init is not None and backend != "ray":
+        raise ConfigurationError(f"ray_init is for backend='ray', not {backend!r}")
+    if watch and not stats:
+        raise ConfigurationError("watch needs statistics: leave stats=True")
+    on_output = dict(on_output or {})
+    unknown = [n for n in on_output if n not in graph.tasks or graph.tasks[n].output is None]
+    if unknown:
+        raise ConfigurationError(
+            f"on_output names tasks that are not in the graph or produce nothing: {unknown}"
+        )
+    monitor = Monitoring(list(watch), watch_every, Path(trace) if trace is not None else None)
+    faults = armed()  # set around this call by conveyor.testing.inject
+    if backend == "inline":
+        return run_inline(
+            graph, names, cameras, stats=stats, monitor=monitor, on_output=on_output, faults=faults
+        )
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(plan, ClusterPlan) and backend != "ray":
+        raise ConfigurationError("a ClusterPlan runs on backend='ray'")
+    # Ray runs the local backend's machinery too: only what starts a pipeline differs.
+    launcher: Launcher
+    if backend == "ray":
+        ray = ensure_ray(ray_init)
+        cluster = spread(ray, graph, plan, workers)
+        if cluster is not None:
+            check_cluster_options(watch, trace)
+            if on_output:
+                raise ConfigurationError("on_output is not supported over several Ray nodes yet")
+            return run_cluster(ray, graph, names, cluster, cameras, restarts, stats, faults)
+        launcher = RayLauncher(ray)
+    else:
+        launcher = ProcessLauncher()
+    if isinstance(plan, ClusterPlan):  # every task on the driver's node: a plan of its own
+        plan = plan.node_plan(plan.used[0].id, graph)
+    return run_local(
+        graph,
+        names,
+        plan=plan,
+        workers=workers,
+        cameras=cameras,
+        restarts=restarts,
+        stats=stats,
+        monitor=monitor,
+        launcher=launcher,
+        forward={name: CallbackSink(give) for name, give in on_output.items()},
+        faults=faults,
+    )
