@@ -226,23 +226,6 @@ def test_one_wait_covers_every_input_of_a_process() -> None:
             assert rb.read(timeout=1).value == "on b"
 
 
-def test_a_second_live_producer_is_refused(ring: Ring) -> None:
-    import multiprocessing as mp
-
-    from tests.integration import children
-
-    ring.writer()
-    ctx = mp.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
-    p = ctx.Process(target=children.try_second_writer, args=(ring.name, child_end))
-    p.start()
-    try:
-        assert parent_end.poll(30)
-        assert "already has a live producer" in parent_end.recv()
-    finally:
-        p.join(10)
-
-
 def test_a_replacement_writer_drops_writes_whose_origin_was_published() -> None:
     with Ring(capacity=16 * 1024, max_items=64) as ring:
         first = ring.writer()

@@ -49,8 +49,23 @@ def test_rows_written_in_one_table_are_read_back_through_another_attached_by_nam
         table.close()
 
 
-@pytest.mark.parametrize("backend", ["inline", "local"])
-def test_counters_equal_the_known_item_counts_of_a_deterministic_graph(backend: str) -> None:
+def test_a_bottleneck_is_one_pipeline_clearly_busier_than_the_rest() -> None:
+    def stats(*busy: float) -> cv.Stats:
+        pipes = tuple(
+            cv.PipelineStats(i, f"p{i}-cpu", (), b, b, 0, 0.0, 0) for i, b in enumerate(busy)
+        )
+        return cv.Stats(10.0, {}, pipes)
+
+    assert stats(0.95, 0.4).bottleneck is not None and stats(0.95, 0.4).bottleneck.index == 0
+    assert stats(0.95, 0.9).bottleneck is None and stats(0.95, 0.9).saturated  # all busy
+    assert stats(0.5, 0.4).bottleneck is None and not stats(0.5, 0.4).saturated
+    assert stats(0.9).bottleneck is not None  # one pipeline (inline) holds itself up
+
+
+def test_counters_equal_the_known_item_counts_of_a_deterministic_graph(
+    backend: str = "inline",
+) -> None:
+    """Inline here; ``tests/integration/test_basics_in_processes.py`` runs it on processes."""
     graph = cv.Graph([frames, measure, fails_at_17])
     result = cv.run(graph, backend=backend, workers=2, collect=["fails_at_17"])
     stats = result.stats
@@ -75,17 +90,3 @@ def test_counters_equal_the_known_item_counts_of_a_deterministic_graph(backend: 
 def test_statistics_can_be_switched_off() -> None:
     graph = cv.Graph([frames, measure])
     assert cv.run(graph, backend="inline", stats=False).stats is None
-    assert cv.run(graph, backend="local", workers=2, stats=False).stats is None
-
-
-def test_a_bottleneck_is_one_pipeline_clearly_busier_than_the_rest() -> None:
-    def stats(*busy: float) -> cv.Stats:
-        pipes = tuple(
-            cv.PipelineStats(i, f"p{i}-cpu", (), b, b, 0, 0.0, 0) for i, b in enumerate(busy)
-        )
-        return cv.Stats(10.0, {}, pipes)
-
-    assert stats(0.95, 0.4).bottleneck is not None and stats(0.95, 0.4).bottleneck.index == 0
-    assert stats(0.95, 0.9).bottleneck is None and stats(0.95, 0.9).saturated  # all busy
-    assert stats(0.5, 0.4).bottleneck is None and not stats(0.5, 0.4).saturated
-    assert stats(0.9).bottleneck is not None  # one pipeline (inline) holds itself up
