@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conveyor.testing import from_environment
 from peopleflow.config import ConfigError
 from peopleflow.database import DatabaseError
 from peopleflow.detect import DetectorError
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     _web_args(web)
 
     args = parser.parse_args(argv)
+    with from_environment():  # faults a test injected around this program (conveyor.testing)
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve":
             return serve_command(args)

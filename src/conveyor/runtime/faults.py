@@ -5,7 +5,9 @@ instruments)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
+import json
 import os
 import signal
 import tempfile
@@ -45,6 +47,9 @@ class Fault:
 # starts (threads included: a test often starts its run in a thread); from there they travel
 # in the run's context to each pipeline, never through the environment.
 _ARMED: list[Fault] = []
+# A program that a test starts inside ``inject`` (a CLI in a subprocess) gets the faults here
+# and arms them at its edge with ``from_environment``.
+ENV = "CONVEYOR_FAULTS"
 
 
 def armed() -> tuple[Fault, ...]:
@@ -61,15 +66,35 @@ def inject(*faults: Fault) -> Iterator[list[Fault]]:
         for i, f in enumerate(faults)
     ]
     _ARMED.extend(armed)
+    before = os.environ.get(ENV)
+    os.environ[ENV] = json.dumps([dataclasses.asdict(f) for f in _ARMED])
     try:
         yield armed
     finally:
         for f in armed:
             _ARMED.remove(f)
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
         for f in armed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f.marker)
         os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def from_environment() -> Iterator[None]:
+    """At a program's edge (its ``main``): arm the faults that a test's ``inject`` handed to
+    it in the environment, for the runs it starts. Without them, nothing happens."""
+    raw = os.environ.get(ENV)
+    faults = [Fault(**spec) for spec in json.loads(raw)] if raw else []
+    _ARMED.extend(faults)
+    try:
+        yield
+    finally:
+        for f in faults:
+            _ARMED.remove(f)
 
 
 def fired(fault: Fault) -> bool:

@@ -8,7 +8,9 @@
     # ... and its outputs equal an inline run's: nothing lost, nothing doubled.
 
 Faults are set for the runs started while the ``with`` block is open (in any thread of this
-process): each run carries them to its pipelines in its run context.
+process): each run carries them to its pipelines in its run context. A program started inside
+the block gets them in its environment and arms them with ``from_environment()`` at its edge
+(``peopleflow``'s and ``conveyor``'s CLIs do).
 
 ``item`` counts the calls of the task in one process, from 0. A fault
 fires once per run by default (a marker file makes sure a restarted pipeline does not crash
@@ -23,7 +25,7 @@ Modes: ``raise`` (a ``RuntimeError`` in the task), ``exit`` (``os._exit(13)``), 
 for a graph spread over nodes (``backend="ray"``).
 """
 
-from conveyor.runtime.faults import Fault, inject
+from conveyor.runtime.faults import Fault, from_environment, inject
 from conveyor.testing.cluster import simulated_cluster
 
-__all__ = ["Fault", "inject", "simulated_cluster"]
+__all__ = ["Fault", "from_environment", "inject", "simulated_cluster"]
