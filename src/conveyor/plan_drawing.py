@@ -7,17 +7,50 @@ shared-memory rings; arrows inside a column pass Python objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # the plan draws itself with this module: only its type is needed here
-    from conveyor.plan import Plan
+from conveyor.graph import Graph
+
+# What a drawing reads of a plan (``conveyor.plan.Plan`` draws itself with this module, so
+# this module does not import it back).
+
+
+class _Unit(Protocol):
+    @property
+    def task(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def cost(self) -> float: ...
+
+
+class _Pipeline(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
+    @property
+    def load(self) -> float: ...
+    @property
+    def units(self) -> Sequence[_Unit]: ...
+
+
+class Drawable(Protocol):
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def pipelines(self) -> Sequence[_Pipeline]: ...
+    @property
+    def bottleneck(self) -> _Pipeline: ...
+
 
 _COLORS = {"cpu": "#dbe9f6", "gpu": "#dff3e3"}
 _BOX_W, _BOX_H, _COL_W, _ROW_H = 2.6, 0.6, 3.6, 1.0
 
 
-def draw_plan(plan: Plan, path: str | Path) -> Path:
+def draw_plan(plan: Drawable, path: str | Path) -> Path:
     """Write ``plan`` as a PNG to ``path``; returns the path."""
     import matplotlib
 

@@ -84,7 +84,7 @@ class Inputs:
         parent = entries[0].origin if len(entries) == 1 else tuple(e.origin for e in entries)
         return [Unit(entries, holding(entries), derive(parent, tid), entries[0].seq)]
 
-    def stuck(self) -> str | None:
+    def stuck(self) -> str:
         """Why this task can never run again, when its inputs ended with items left."""
         left = {p: len(q) for p, q in self.queues.items()}
         return (

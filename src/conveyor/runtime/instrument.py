@@ -88,10 +88,6 @@ class Instruments(Instrument):
             else:
                 setattr(self, event, _fan_out(mine))
 
-    @property
-    def active(self) -> bool:
-        return bool(self.hooks)
-
 
 def _fan_out(methods: list[object]) -> object:
     def call_all(*args: object) -> None:

@@ -144,7 +144,7 @@ class PipelineLoop:
                     continue  # it can still run: it waits for room in its output
                 # Inputs are closed, items remain, and none can ever run (a join whose inputs
                 # can never be completed): say so instead of hanging.
-                raise TaskFailed(t.inputs.stuck() or "", task=t.name)
+                raise TaskFailed(t.inputs.stuck(), task=t.name)
             self._close(t)
             return True  # its consumers may be runnable now: let the policy look again
         return False
