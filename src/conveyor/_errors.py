@@ -25,6 +25,8 @@ catches TimeoutError keeps working.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConveyorError(Exception):
     """Base class of every error conveyor raises."""
@@ -65,7 +67,7 @@ class TaskFailed(ConveyorError):
         self.item = item
         self.remote_traceback = remote_traceback
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.args[0], self.task, self.item, self.remote_traceback))
 
 

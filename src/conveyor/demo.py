@@ -15,6 +15,7 @@ import multiprocessing as mp
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -81,7 +82,7 @@ def camera_process(store_name: str, ring_name: str, camera: int, seconds: float)
     ring.close()
 
 
-def queue_process(queue: mp.Queue, frames: int) -> None:
+def queue_process(queue: mp.Queue[Any], frames: int) -> None:
     base = gradient()
     for index in range(frames):
         frame = np.empty(SHAPE, np.uint8)
@@ -171,7 +172,7 @@ def _table(counts: list[int], bad: int, elapsed: float, reads: list[float]) -> T
 
 def run_queue(frames: int) -> dict[str, float]:
     ctx = mp.get_context("spawn")
-    queue: mp.Queue = ctx.Queue(maxsize=4)
+    queue: mp.Queue[Any] = ctx.Queue(maxsize=4)
     proc = ctx.Process(target=queue_process, args=(queue, frames))
     proc.start()
     bad, gets, n = 0, [], 0

@@ -93,10 +93,12 @@ class Gather:
 
     def key_of(self, value: Any) -> Hashable:
         raw = _attr(value, self.by)
-        return math.floor(raw / self.window) if self.window else raw
+        key: Hashable = math.floor(raw / self.window) if self.window else raw
+        return key
 
     def member_of(self, value: Any) -> Hashable:
-        return _attr(value, self.member)
+        member: Hashable = _attr(value, self.member)
+        return member
 
 
 def _attr(value: Any, name: str) -> Any:

@@ -31,7 +31,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 from conveyor._errors import ConfigurationError
 from conveyor.spec import ON_ERROR, Checkpoint, Gather, OnError
@@ -317,11 +317,11 @@ def _check_gather(
 
 def _entry_point(target: Any, kind: Kind) -> Callable[..., Any]:
     if not inspect.isclass(target):
-        return target
+        return cast(Callable[..., Any], target)
     method = "__iter__" if kind == "source" else "__call__"
     if method not in vars(target) and not any(method in vars(b) for b in target.__mro__[1:-1]):
         raise ConfigurationError(f"class {target.__name__!r} used as a {kind} must define {method}")
-    return getattr(target, method)
+    return cast(Callable[..., Any], getattr(target, method))
 
 
 def _hints(call: Callable[..., Any], name: str) -> dict[str, Any]:

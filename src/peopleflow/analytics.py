@@ -95,7 +95,7 @@ def dwell_weights(t: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     steps = np.diff(t)
     typical = float(np.median(steps)) if len(steps) else 0.1
-    return np.minimum(np.append(steps, typical), MAX_STEP)
+    return np.asarray(np.minimum(np.append(steps, typical), MAX_STEP))
 
 
 def analyse(

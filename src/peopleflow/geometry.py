@@ -89,7 +89,7 @@ class Homography:
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
     h = np.c_[p, np.ones(len(p))] @ m.T
-    return h[:, :2] / h[:, 2:3]
+    return np.asarray(h[:, :2] / h[:, 2:3])
 
 
 def _normaliser(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,4 +142,4 @@ def _same_orientation(src: np.ndarray, dst: np.ndarray) -> bool:
     if not turns:
         return True
     one_way = sum(t > 0 for t in turns)
-    return min(one_way, len(turns) - one_way) <= MISFOLDED * len(turns)
+    return bool(min(one_way, len(turns) - one_way) <= MISFOLDED * len(turns))

@@ -14,13 +14,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Polygon  # noqa: E402
 
 from peopleflow.analytics import Report  # noqa: E402
 from peopleflow.config import FloorPlan  # noqa: E402
 
 
-def _floor(plan: FloorPlan, title: str) -> tuple[plt.Figure, plt.Axes]:
+def _floor(plan: FloorPlan, title: str) -> tuple[Figure, Axes]:
     fig, ax = plt.subplots(figsize=(10, 10 * plan.height / plan.width + 0.8), dpi=110)
     ax.set_xlim(0, plan.width)
     ax.set_ylim(0, plan.height)
@@ -30,7 +32,7 @@ def _floor(plan: FloorPlan, title: str) -> tuple[plt.Figure, plt.Axes]:
     return fig, ax
 
 
-def _zones(ax: plt.Axes, plan: FloorPlan, fill: bool = False) -> None:
+def _zones(ax: Axes, plan: FloorPlan, fill: bool = False) -> None:
     for zone in plan.zones:
         ax.add_patch(
             Polygon(

@@ -72,7 +72,7 @@ class PinholeCamera:
         fwd, right, down = self.axes
         w, h = self.size
         u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        return (
+        return np.asarray(
             fwd[None, None] * self.focal
             + right[None, None] * (u - w / 2)[..., None]
             + down[None, None] * (v - h / 2)[..., None]
@@ -116,7 +116,7 @@ class PinholeCamera:
         for target in targets[:pairs]:
             order = np.argsort(np.linalg.norm(uv - target, axis=1))
             chosen.append(int(next(i for i in order if i not in chosen)))
-        return np.c_[np.round(uv[chosen], 2), floor[chosen, :2]]
+        return np.asarray(np.c_[np.round(uv[chosen], 2), floor[chosen, :2]])
 
 
 def default_cameras(plan: FloorPlan, count: int = 8) -> list[PinholeCamera]:

@@ -94,7 +94,7 @@ def _inside(zone: Zone, rng: np.random.Generator) -> np.ndarray:
     while True:
         p = rng.uniform(lo + margin, hi - margin)
         if zone.contains(p)[0]:
-            return p
+            return np.asarray(p)
 
 
 def _walk(

@@ -213,7 +213,7 @@ class PipelineActor:
         report.close()
         import ray
 
-        ray.actor.exit_actor()  # the pipeline is done: its process ends, as a child's would
+        ray.actor.exit_actor()  # type: ignore[no-untyped-call]  # the pipeline is done: its process ends, as a child's would
 
 
 def adopt_driver(env: dict[str, str], path: list[str], main_path: str | None) -> None:

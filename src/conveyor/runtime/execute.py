@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from conveyor._errors import TaskFailed
 from conveyor.runtime.instrument import Instrument
@@ -91,7 +91,7 @@ class Executor:
         instance = t.instances.get(key)
         if instance is None:
             instance = t.instances[key] = spec.target()
-        return instance
+        return cast(Callable[..., Any], instance)
 
     def _give_up(self, t: TaskRun, unit: Unit, error: TaskFailed, attempts: int) -> None:
         unit.result = DROPPED

@@ -33,4 +33,4 @@ def simulated_cluster(*labels: str, cpus: int = 1) -> Iterator[Any]:
         yield sim
     finally:
         ray.shutdown()
-        sim.shutdown()
+        sim.shutdown()  # type: ignore[no-untyped-call]

@@ -104,7 +104,7 @@ def _info_for(cls: type) -> _DataclassInfo | None:
     return info
 
 
-def _field_values(obj: object, info: _DataclassInfo) -> tuple | None:
+def _field_values(obj: object, info: _DataclassInfo) -> tuple[Any, ...] | None:
     """The field values, or None when the instance carries state beyond its fields."""
     if info.slots:
         try:
@@ -117,7 +117,7 @@ def _field_values(obj: object, info: _DataclassInfo) -> tuple | None:
     return tuple(state.values())
 
 
-def _build(cls: type, info: _DataclassInfo, values: tuple) -> Any:
+def _build(cls: type, info: _DataclassInfo, values: tuple[Any, ...]) -> Any:
     obj: Any = object.__new__(cls)
     if info.slots:
         for name, value in zip(info.names, values, strict=True):
@@ -127,7 +127,7 @@ def _build(cls: type, info: _DataclassInfo, values: tuple) -> Any:
     return obj
 
 
-def _rebuild_dataclass(cls: type, values: tuple) -> Any:
+def _rebuild_dataclass(cls: type, values: tuple[Any, ...]) -> Any:
     """Called by pickle.loads for a nested dataclass sent on the fast path."""
     info = _fast_info.get(cls) or _info_for(cls)
     if info is None:

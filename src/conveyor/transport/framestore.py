@@ -342,7 +342,7 @@ class FrameStore:
             0 <= ref.camera < len(self.cameras) and 0 <= ref.slot < self.cameras[ref.camera].slots
         ):
             raise ConfigurationError(f"{ref} names no slot of store {self.name!r}")
-        return self._first[ref.camera] + ref.slot
+        return int(self._first[ref.camera]) + ref.slot
 
     def _stale_text(self, ref: FrameRef, idx: int) -> str:
         now = int(self._meta["generation"][idx])
