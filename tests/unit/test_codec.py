@@ -203,6 +203,56 @@ def test_frame_refs_are_listed() -> None:
     assert out["frame"] == ref and out["other"] == other and refs == [ref, other]
 
 
+# -- flat messages: top-level arrays by layout ---------------------------------------------------
+
+
+@dataclass
+class Flat:
+    camera: str
+    frame: Any
+    boxes: Any
+    index: int
+    extra: Any = None
+
+
+@dataclass(slots=True)
+class FlatSlots:
+    frame: np.ndarray
+    ref: FrameRef
+    tags: list[Any]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(maybe_strided(), maybe_strided(), trees)
+def test_flat_dataclasses_roundtrip(frame: np.ndarray, boxes: np.ndarray, extra: object) -> None:
+    msg = Flat("cam-1", frame, boxes, 7, extra)
+    out, refs, ro = roundtrip(msg)
+    assert type(out) is Flat and out.camera == "cam-1" and out.index == 7 and refs == []
+    assert_same(frame, out.frame)
+    assert_same(boxes, out.boxes)
+    assert_same(extra, out.extra)
+    assert list(vars(out)) == ["camera", "frame", "boxes", "index", "extra"]  # field order kept
+    if out.frame.nbytes and frame.dtype.names is None:
+        assert np.shares_memory(out.frame, np.frombuffer(ro, np.uint8)), "decode copied"
+
+
+def test_flat_frame_refs_and_nested_arrays_take_their_places() -> None:
+    ref = FrameRef("conveyor-1-frames-x", 1, 3, 9)
+    inner = FrameRef("conveyor-1-frames-x", 0, 2, 4)
+    msg = FlatSlots(np.arange(12.0).reshape(3, 4).T, ref, [np.arange(3), inner, "x"])
+    out, refs, _ = roundtrip(msg)
+    assert type(out) is FlatSlots and out.ref == ref and out.tags[1] == inner
+    assert refs == [ref, inner]  # every reference is held while the message is in flight
+    np.testing.assert_array_equal(out.frame, msg.frame)
+    np.testing.assert_array_equal(out.tags[0], np.arange(3))
+
+
+def test_one_array_in_two_fields_stays_one_array() -> None:
+    arr = np.arange(6)
+    out, _, _ = roundtrip(Flat("c", arr, arr, 1))
+    assert out.frame is out.boxes
+
+
 # -- refusals name the field -------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -246,3 +247,34 @@ def test_a_replacement_writer_drops_writes_whose_origin_was_published() -> None:
         assert got == ["m11", "m12", "m13", "unnumbered", "m14", "unnumbered"]
         reader.close()
         second.close()
+
+
+@dataclass
+class FrameMsg:
+    camera: str
+    index: int
+    frame: np.ndarray
+    boxes: np.ndarray
+
+
+def test_arrays_read_again_at_one_position_show_the_new_message() -> None:
+    """The reader keeps the array views it built per position: a later message at the same
+    position must show its own pixels, in arrays of its own (reshaping one changes no other)."""
+    with Ring(capacity=8 * 1024, max_items=16) as ring:
+        w, r = ring.writer(), ring.reader()
+        seen: dict[int, np.ndarray] = {}
+        for i in range(40):  # ~3 records per lap: every position is used many times
+            w.write(FrameMsg("cam", i, np.full((20, 30), i, np.uint8), np.full((5, 4), -i, "<f4")))
+            msg = r.read(timeout=1)
+            v = msg.value
+            assert v.index == i and int(v.frame[7, 9]) == i and float(v.boxes[4, 3]) == -i
+            assert not v.frame.flags.writeable and v.frame.shape == (20, 30)
+            where = r._cursor % ring.capacity  # records have one size: the end names the place
+            before = seen.get(where)
+            if before is not None:
+                assert before is not v.frame and before.shape == (30, 20)
+                assert int(before[0, 0]) == i, "the same memory, seen through the old array"
+            v.frame.shape = (30, 20)  # a caller's reshape stays in its own array
+            seen[where] = v.frame
+            msg.commit()
+        assert len(seen) < 40, "positions were never reused: the test tests nothing"

@@ -10,6 +10,14 @@ the tree with each array as a read-only numpy view over its buffer: no copy on r
 Decoding is one C call, ``pickle.loads(stream, buffers=...)``: the arrays' buffers are handed
 over out of band, so no Python-level unpickler runs per message.
 
+**Flat messages.** A plain dataclass whose top-level fields hold arrays (a frame, its boxes and
+scores) is sent *flat*: the header names a *layout* (its class, and each top-level array's field,
+dtype, shape and order) and the pickle stream holds only the other fields. A ``Decoder`` (one
+per ring reader) keeps the array views it built for each ring position and layout, so reading
+the next message at a position already seen builds no array over a buffer: it hands out cheap
+views of the views built then (fresh objects, so a caller reshaping one changes nothing else).
+That is most of a read's cost: a nested message reads in a few microseconds.
+
 Frame references (``FrameRef``) are also listed in the header, so that the channel can hold the
 frame for as long as the message is in flight (see ``framestore.py``).
 
@@ -54,6 +62,9 @@ class Encoded:
 _HEAD = struct.Struct("<BHH")
 _REF = struct.Struct("<IIQ")  # camera, slot, generation (after a u8-length store name)
 _F_ROOT_DATACLASS = 1  # the stream is the root dataclass's field values
+_F_FLAT = 2  # a layout names the root class and its top-level arrays (the first buffers)
+TABLE_ENTRY = struct.Struct("<QQ")  # where a buffer lies in a record: offset, nbytes
+_MAX_CACHED = 512  # layouts and view sets kept; past that the cache starts again
 
 
 def _rebuild_array(buf: Any, dtype: Any, shape: tuple[int, ...], order: Any) -> np.ndarray:
@@ -188,7 +199,7 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: object) -> Any:
         if _is_plain_array(obj):
             arr: np.ndarray = obj  # type: ignore[assignment]
-            order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+            order = _order(arr)
             self.arrays.append(arr)
             self.own_buffers += 1
             dt = arr.dtype
@@ -226,13 +237,22 @@ def _pack_refs(refs: list[FrameRef]) -> bytes:
     return b"".join(out)
 
 
+_store_names: dict[bytes, str] = {}  # a run has a handful of stores: names decoded once
+_new_ref = tuple.__new__  # FrameRef's own __new__ is Python code; its fields are known here
+
+
 def _unpack_refs(raw: bytes | memoryview) -> list[FrameRef]:
     refs, pos = [], 0
     while pos < len(raw):
         n = raw[pos]
-        store = bytes(raw[pos + 1 : pos + 1 + n]).decode()
+        name = bytes(raw[pos + 1 : pos + 1 + n])
+        store = _store_names.get(name)
+        if store is None:
+            if len(_store_names) >= _MAX_CACHED:
+                _store_names.clear()
+            store = _store_names[name] = name.decode()
         camera, slot, gen = _REF.unpack_from(raw, pos + 1 + n)
-        refs.append(FrameRef(store, camera, slot, gen))
+        refs.append(_new_ref(FrameRef, (store, camera, slot, gen)))
         pos += 1 + n + _REF.size
     return refs
 
@@ -243,11 +263,19 @@ def encode(value: object) -> Encoded:
     pickler.reset()
     flags, root = 0, b""
     payload: object = value
-    info = _info_for(type(value))
+    flat: list[np.ndarray] = []
+    cls = type(value)
+    info = _info_for(cls)
     if info is not None:
         values = _field_values(value, info)
         if values is not None:
-            payload, flags, root = values, _F_ROOT_DATACLASS, info.key.encode()
+            laid_out = _flat_layout(cls, info, values)
+            if laid_out is None:
+                payload, flags, root = values, _F_ROOT_DATACLASS, info.key.encode()
+            else:
+                root, flat, flat_refs, payload = laid_out
+                flags = _F_FLAT
+                pickler.frame_refs.extend(flat_refs)  # first: the layout's fields take them
     try:
         pickler.dump(payload)
     except Exception as exc:
@@ -256,7 +284,201 @@ def encode(value: object) -> Encoded:
         pickler.clear_memo()  # the memo would keep the caller's objects alive
     refs = _pack_refs(pickler.frame_refs) if pickler.frame_refs else b""
     header = _HEAD.pack(flags, len(root), len(refs)) + root + refs + pickler.file.getvalue()
-    return Encoded(header, pickler.arrays, pickler.frame_refs)
+    arrays = flat + pickler.arrays if flat else pickler.arrays
+    return Encoded(header, arrays, pickler.frame_refs)
+
+
+# -- flat messages: top-level arrays by layout -------------------------------------------------
+
+
+def _order(arr: np.ndarray) -> str:
+    return "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+
+
+_layout_bytes: dict[tuple[Any, ...], bytes] = {}
+
+
+def _flat_layout(
+    cls: type, info: _DataclassInfo, values: tuple[Any, ...]
+) -> tuple[bytes, list[np.ndarray], list[FrameRef], tuple[Any, ...]] | None:
+    """(layout, top-level arrays, top-level frame references, the other fields with None in
+    their places), or None when the message is not flat."""
+    specs: list[tuple[int, str, tuple[int, ...], str]] = []
+    arrays: list[np.ndarray] = []
+    ref_fields: list[int] = []
+    refs: list[FrameRef] = []
+    for i, v in enumerate(values):
+        kind = type(v)
+        if kind is np.ndarray:
+            dt = v.dtype
+            if dt.hasobject or dt.names is not None or dt.subdtype is not None:
+                return None  # pickled whole, as before
+            specs.append((i, dt.str, v.shape, _order(v)))
+            arrays.append(v)
+        elif kind is FrameRef:
+            ref_fields.append(i)
+            refs.append(v)
+    if not arrays or len({id(a) for a in arrays}) != len(arrays):
+        return None  # no array to lay out, or one array twice (pickle keeps it shared)
+    key = (cls, *specs, *ref_fields)
+    layout = _layout_bytes.get(key)
+    if layout is None:
+        if len(_layout_bytes) >= _MAX_CACHED:
+            _layout_bytes.clear()
+        raw = (info.key, tuple(specs), tuple(ref_fields))
+        layout = _layout_bytes[key] = pickle.dumps(raw, protocol=5)
+    rest = list(values)
+    for spec in specs:
+        rest[spec[0]] = None
+    for i in ref_fields:
+        rest[i] = None
+    return layout, arrays, refs, tuple(rest)
+
+
+class _Layout:
+    """A layout read back: the class, and how to view each top-level array."""
+
+    __slots__ = ("cls", "names", "array_names", "ref_names", "views", "slots", "info")
+
+    def __init__(self, raw: bytes) -> None:
+        key, specs, ref_fields = pickle.loads(raw)
+        self.cls, self.info = _root_class(key.encode())
+        self.names = self.info.names
+        self.slots = self.info.slots
+        self.array_names = tuple(self.names[spec[0]] for spec in specs)
+        self.ref_names = tuple(self.names[i] for i in ref_fields)
+        self.views = [(_dtype(dt), tuple(shape), order) for _, dt, shape, order in specs]
+
+    def arrays(self, buffers: Sequence[memoryview]) -> list[np.ndarray]:
+        return [
+            np.ndarray(shape, dtype=dt, buffer=buf, order=order)
+            for (dt, shape, order), buf in zip(self.views, buffers, strict=True)
+        ]
+
+    def placed(self, table: bytes) -> list[tuple[Any, ...]]:
+        """Each array's (shape, dtype, offset in its record, order), from the record's table."""
+        return [
+            (shape, dt, TABLE_ENTRY.unpack_from(table, k * TABLE_ENTRY.size)[0], order)
+            for k, (dt, shape, order) in enumerate(self.views)
+        ]
+
+    def build(
+        self, stream: memoryview | bytes, arrays: list[np.ndarray], refs: list[FrameRef], rest: Any
+    ) -> Any:
+        # The other fields' stream has None where each array or reference goes: filled in
+        # place, so the field order is the class's (and the value goes flat again if forwarded).
+        state = dict(zip(self.names, pickle.loads(stream, buffers=rest), strict=True))
+        state.update(zip(self.array_names, arrays, strict=True))
+        if self.ref_names:
+            state.update(zip(self.ref_names, refs, strict=False))  # theirs come first
+        obj: Any = object.__new__(self.cls)
+        if self.slots:
+            for name, value in state.items():
+                object.__setattr__(obj, name, value)
+        else:
+            obj.__dict__ = state
+        return obj
+
+
+def _dtype(spec: str) -> np.dtype[Any]:
+    return _dtypes.get(spec) or _dtypes.setdefault(spec, np.dtype(spec))
+
+
+_layouts: dict[bytes, _Layout] = {}
+
+
+def _layout(raw: bytes) -> _Layout:
+    hit = _layouts.get(raw)
+    if hit is None:
+        if len(_layouts) >= _MAX_CACHED:
+            _layouts.clear()
+        hit = _layouts[raw] = _Layout(raw)
+    return hit
+
+
+def table_buffers(buf: memoryview, start: int, table_at: int, count: int) -> list[memoryview]:
+    """The buffers a record's table lists: ``count`` entries from ``table_at``."""
+    out = []
+    for k in range(count):
+        off, nbytes = TABLE_ENTRY.unpack_from(buf, table_at + k * TABLE_ENTRY.size)
+        out.append(buf[start + off : start + off + nbytes])
+    return out
+
+
+class Decoder:
+    """Decodes one reader's records, keeping what it learnt of each layout and position.
+
+    Two caches, both keyed by a record's buffer table and header prefix (which fix every
+    top-level array's type, shape and offset in the record): where the arrays lie in a record
+    of that shape (so a new position costs one ``np.ndarray`` per array and no parsing), and the
+    arrays already built at each ring position (so a position seen before costs a ``view()``).
+    """
+
+    def __init__(self) -> None:
+        self._shapes: dict[bytes, tuple[_Layout, list[tuple[Any, ...]]]] = {}
+        self._kept: dict[tuple[int, bytes], tuple[_Layout, list[np.ndarray]]] = {}
+
+    def decode_at(
+        self, buf: memoryview, start: int, table_at: int, count: int, header: memoryview
+    ) -> tuple[Any, list[FrameRef]]:
+        """Decode the record at ``start`` whose buffer table (``count`` entries) is at
+        ``table_at``. Its arrays are read-only views of ``buf``, valid while the record is."""
+        try:
+            flags, layout_len, refs_len = _HEAD.unpack_from(header, 0)
+            if not flags & _F_FLAT:
+                return decode(header, table_buffers(buf, start, table_at, count))
+            pos = _HEAD.size + layout_len
+            shape_key = bytes(buf[table_at : table_at + count * TABLE_ENTRY.size + pos])
+            kept = self._kept.get((start, shape_key))
+            if kept is None:
+                kept = self._keep(start, shape_key, buf, table_at + count * TABLE_ENTRY.size)
+            layout, protos = kept
+            n = len(protos)
+            rest = (
+                table_buffers(buf, start, table_at + n * TABLE_ENTRY.size, count - n)
+                if count > n
+                else ()
+            )
+            refs = _unpack_refs(header[pos : pos + refs_len]) if refs_len else []
+            arrays = [p.view() for p in protos]
+            value = layout.build(header[pos + refs_len :], arrays, refs, rest)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"cannot decode message: {exc!r}") from exc
+        return value, refs
+
+    def _keep(
+        self, start: int, shape_key: bytes, buf: memoryview, head_at: int
+    ) -> tuple[_Layout, list[np.ndarray]]:
+        shaped = self._shapes.get(shape_key)
+        if shaped is None:
+            shaped = self._learn(shape_key, buf, head_at)
+        layout, placed = shaped
+        protos = [
+            np.ndarray(shape, dtype=dt, buffer=buf, offset=start + off, order=order)
+            for shape, dt, off, order in placed
+        ]
+        if len(self._kept) >= _MAX_CACHED:
+            self._kept.clear()
+        kept = self._kept[start, shape_key] = (layout, protos)
+        return kept
+
+    def _learn(
+        self, shape_key: bytes, buf: memoryview, head_at: int
+    ) -> tuple[_Layout, list[tuple[Any, ...]]]:
+        _flags, layout_len, _refs = _HEAD.unpack_from(buf, head_at)
+        layout = _layout(bytes(buf[head_at + _HEAD.size : head_at + _HEAD.size + layout_len]))
+        table_len = len(shape_key) - _HEAD.size - layout_len
+        shaped = (layout, layout.placed(shape_key[:table_len]))
+        if len(self._shapes) >= _MAX_CACHED:
+            self._shapes.clear()
+        self._shapes[shape_key] = shaped
+        return shaped
+
+    def clear(self) -> None:
+        """Drop the kept views (before the buffer they view is unmapped)."""
+        self._kept.clear()
 
 
 def decode(header: bytes | memoryview, buffers: Sequence[memoryview]) -> tuple[Any, list[FrameRef]]:
@@ -265,6 +487,11 @@ def decode(header: bytes | memoryview, buffers: Sequence[memoryview]) -> tuple[A
         flags, root_len, refs_len = _HEAD.unpack_from(header, 0)
         pos = _HEAD.size + root_len
         refs = _unpack_refs(header[pos : pos + refs_len]) if refs_len else []
+        if flags & _F_FLAT:
+            layout = _layout(bytes(header[_HEAD.size : pos]))
+            n = len(layout.views)
+            arrays = layout.arrays(buffers[:n])
+            return layout.build(header[pos + refs_len :], arrays, refs, buffers[n:]), refs
         value = pickle.loads(header[pos + refs_len :], buffers=buffers)
         if flags & _F_ROOT_DATACLASS:
             cls, info = _root_class(bytes(header[_HEAD.size : _HEAD.size + root_len]))
@@ -291,7 +518,7 @@ def write_array(dst: memoryview, arr: np.ndarray) -> None:
     """Copy ``arr`` into ``dst`` in the layout ``decode`` expects: the one copy on write."""
     if arr.nbytes == 0:
         return
-    order: Any = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    order: Any = _order(arr)
     target = np.ndarray(arr.shape, dtype=arr.dtype, buffer=dst, order=order)
     np.copyto(target, arr, casting="no")
 

@@ -107,6 +107,7 @@ class FrameStore:
         self._first = meta["first_slot"]
         nslots = sum(c.slots for c in self.cameras)
         self._meta = np.frombuffer(buf, dtype=_META, count=nslots, offset=meta["meta_offset"])
+        self._generation = self._meta["generation"]  # a column view: taken once, read per frame
         self._lane_pids = np.frombuffer(buf, "<u8", self.lanes, offset=meta["lanes_offset"])
         self._holds = np.frombuffer(
             buf, "<i4", 2 * self.lanes * nslots, offset=meta["holds_offset"]
@@ -244,7 +245,7 @@ class FrameStore:
     def _try_claim(self, cam: int) -> tuple[int, int] | None:
         spec = self.cameras[cam]
         base = self._first[cam]
-        gens = self._meta["generation"]
+        gens = self._generation
         for step in range(spec.slots):
             slot = (self._cursor[cam] + step) % spec.slots
             idx = base + slot
@@ -266,7 +267,7 @@ class FrameStore:
         meta["ts"] = time.time() if ts is None else ts
         meta["index"] = index
         self._my_holds[idx] += 1
-        self._meta["generation"][idx] = gen
+        self._generation[idx] = gen
         return FrameRef(self.name, cam, slot, gen)
 
     def write(
@@ -298,7 +299,7 @@ class FrameStore:
     def view(self, ref: FrameRef) -> np.ndarray:
         """The frame's pixels as a read-only view, valid while a hold on ``ref`` is kept."""
         idx = self._slot_index(ref)
-        if int(self._meta["generation"][idx]) != ref.generation:
+        if int(self._generation[idx]) != ref.generation:
             raise StaleFrameError(self._stale_text(ref, idx))
         return self._readonly[ref.camera][ref.slot]
 
@@ -314,7 +315,7 @@ class FrameStore:
         row = self._message_holds if message else self._my_holds
         row[idx] += 1
         full_fence()
-        if int(self._meta["generation"][idx]) != ref.generation:
+        if int(self._generation[idx]) != ref.generation:
             row[idx] -= 1
             raise StaleFrameError(self._stale_text(ref, idx))
 
@@ -345,7 +346,7 @@ class FrameStore:
         return int(self._first[ref.camera]) + ref.slot
 
     def _stale_text(self, ref: FrameRef, idx: int) -> str:
-        now = int(self._meta["generation"][idx])
+        now = int(self._generation[idx])
         return (
             f"frame reference is stale: camera {self.cameras[ref.camera].name!r} slot "
             f"{ref.slot} was generation {ref.generation} and is now {now} (the frame was "
@@ -362,6 +363,7 @@ class FrameStore:
             self._lane_pids[self.lane] = 0  # counts stay; the next process may take the lane
         self._writable = self._readonly = []
         self._meta = self._holds = self._my_holds = self._lane_pids = None  # type: ignore
+        self._generation = None  # type: ignore
         self._message_holds = None
         self.segment.close()
 

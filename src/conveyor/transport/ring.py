@@ -60,7 +60,7 @@ LEDGER_SIZE = 4096  # origins of the last records written, kept for deduplicatio
 _DATA_OFFSET = _LEDGER_OFFSET + 8 * LEDGER_SIZE
 _NAME_BYTES = 64
 _REC = struct.Struct("<IIQQQ")  # kind, nbuf, total, seq, header_len
-_BUF = struct.Struct("<QQ")  # offset, nbytes
+_BUF = codec.TABLE_ENTRY  # offset, nbytes
 _DATA, _PAD, _OVERFLOW = 1, 2, 3
 _ALIGN = codec.ALIGN
 DEFAULT_SPIN = 50e-6  # seconds a blocked reader busy-checks before it sleeps
@@ -478,6 +478,7 @@ class RingReader(_Endpoint):
         self._cursor = int(self._cons[_RPOS])  # private: where the next read starts
         self._ro = self._seg.readonly()[_DATA_OFFSET : _DATA_OFFSET + self.capacity]
         self._pending: deque[Message] = deque()
+        self._decoder = codec.Decoder()  # keeps array views per ring position
 
     def has_data(self) -> bool:
         return self._prod[_WPOS] > self._cursor
@@ -554,7 +555,10 @@ class RingReader(_Endpoint):
         kind, nbuf, total, seq, header_len = _REC.unpack_from(ro, start)
         overflow = None
         if kind == _DATA:
-            value, refs = _decode_record(ro, start, nbuf, header_len)
+            table_at = start + _REC.size
+            head_at = table_at + _BUF.size * nbuf
+            header = ro[head_at : head_at + header_len]
+            value, refs = self._decoder.decode_at(ro, start, table_at, nbuf, header)
         elif kind == _PAD:
             self._cursor = cursor + total
             return None
@@ -608,6 +612,7 @@ class RingReader(_Endpoint):
         self._closed = True
         self._cons[_RCLOSED] = 1
         self.producer_bell.ring()
+        self._decoder.clear()
         self._ro.release()
         self._release_views()
 
@@ -615,13 +620,11 @@ class RingReader(_Endpoint):
 def _decode_record(
     buf: memoryview, start: int, nbuf: int, header_len: int
 ) -> tuple[Any, list[framestore.FrameRef]]:
-    pos = start + _REC.size
-    buffers = []
-    for _ in range(nbuf):
-        off, nbytes = _BUF.unpack_from(buf, pos)
-        buffers.append(buf[start + off : start + off + nbytes])
-        pos += _BUF.size
-    return codec.decode(buf[pos : pos + header_len], buffers)
+    """A record outside the ring (an overflow segment, unlinked on commit): no views kept."""
+    table_at = start + _REC.size
+    head_at = table_at + _BUF.size * nbuf
+    buffers = codec.table_buffers(buf, start, table_at, nbuf)
+    return codec.decode(buf[head_at : head_at + header_len], buffers)
 
 
 __all__ = ["Message", "Ring", "RingReader", "RingWriter"]
