@@ -28,7 +28,7 @@ from conveyor.monitor.stats import PipelineStats, Stats, TaskStats
 from conveyor.plan import PipelineSpec, PlacedUnit, Plan, make_plan
 from conveyor.runtime.frames import Frame, frame_store
 from conveyor.spec import CameraSpec, Checkpoint, DeadLetter, Gather, Restart, RestartPolicy
-from conveyor.task import TaskSpec, source, task
+from conveyor.task import TaskSpec, bind, source, task
 
 __version__ = "0.1.0"
 
@@ -63,6 +63,7 @@ __all__ = [
     "TaskSpec",
     "TaskStats",
     "__version__",
+    "bind",
     "frame_store",
     "make_plan",
     "measure_costs",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor._errors import ConfigurationError
-from conveyor.task import TaskSpec, spec_of
+from conveyor.task import TaskSpec, spec_of, unbound_arguments
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ class Graph:
                     "@conveyor.task(name=...)"
                 )
             self.tasks[spec.name] = spec
+            missing = unbound_arguments(spec)
+            if missing:
+                raise ConfigurationError(
+                    f"{spec.kind} {spec.name!r} needs arguments {missing} to be built; give "
+                    f"them with {spec.name}.bind(...) in the graph"
+                )
         if not any(s.kind == "source" for s in specs):
             raise ConfigurationError("the graph has no source: add a @conveyor.source")
         self.edges: list[Edge] = [e for spec in specs for e in self._wire(spec)]

@@ -11,6 +11,13 @@
     @conveyor.source
     def camera() -> Iterator[Frame]: ...
 
+Tasks and sources take **arguments** with ``.bind``: ``Graph([Cameras.bind(cfg), detect.bind(
+model="yolo.onnx"), Track, Associate.bind(window=60)])``. A class's arguments go to its
+``__init__``; a function's are its keyword-only parameters (after ``*``: its messages come
+before). They are checked and pickled when bound, and each instance is built in its worker from
+a fresh copy of them (after a restart too), so no setting travels in a global or the
+environment.
+
 The decorator leaves the function or class usable as before and attaches a ``TaskSpec`` (as
 ``.spec``) that records what the graph and the planner need: input and output *message types*
 (the graph is wired by them), resource kind, batching, partitioning key, timeout, replicas and a
@@ -26,7 +33,9 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import inspect
+import pickle
 import types
 import typing
 from collections.abc import Callable
@@ -65,10 +74,37 @@ class TaskSpec:
     retries: int = 2  # on_error="retry": calls again this many times before giving up
     checkpoint: Checkpoint | None = Checkpoint()  # stateful tasks: how often state is saved
     node: str | None = None  # Ray cluster: the node it must run on (a label; see cluster_plan)
+    arguments: bytes | None = None  # pickled (args, kwargs) given with .bind(...)
 
     @property
     def stateful(self) -> bool:
         return inspect.isclass(self.target)
+
+    def bound_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments given with ``.bind``, as a fresh copy (every instance its own)."""
+        if self.arguments is None:
+            return (), {}
+        args, kwargs = pickle.loads(self.arguments)
+        return args, kwargs
+
+    def construct(self) -> Any:
+        """A class target's instance (or a source function's generator), built with its
+        arguments: in the process that runs it."""
+        args, kwargs = self.bound_arguments()
+        return self.target(*args, **kwargs)
+
+    def function(self) -> Callable[..., Any]:
+        """A function task's callable, its keyword arguments applied."""
+        if self.arguments is None:
+            return self.target
+        _, kwargs = self.bound_arguments()
+        return functools.partial(self.target, **kwargs)
+
+    def named(self, name: str) -> TaskSpec:
+        """This task under another name (two bindings of one task in a graph need two)."""
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a task's name must be a non-empty string, got {name!r}")
+        return dataclasses.replace(self, name=name)
 
     @property
     def batched(self) -> bool:
@@ -148,6 +184,78 @@ def source(fn: Any = None, /, **options: Any) -> Any:
     return lambda f: _declare(f, "source", options)
 
 
+def bind(target: Any, /, *args: Any, **kwargs: Any) -> TaskSpec:
+    """``target`` (a decorated class or function) with the arguments its instances are built
+    with: ``Track.bind(store)`` is the same as ``conveyor.bind(Track, store)``.
+
+    Checked now against the signature, and pickled now (what cannot cross processes is refused
+    here, naming the argument); rebuilt from the pickle in every worker, after every restart.
+    """
+    spec = spec_of(target)
+    name = spec.name
+    if spec.stateful or spec.kind == "source":
+        where = spec.target.__init__ if spec.stateful else spec.target
+        try:
+            inspect.signature(spec.target).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{spec.kind} {name!r}: cannot bind these arguments: {exc} "
+                f"(the signature is {name}{inspect.signature(where)})"
+            ) from None
+    else:
+        if args:
+            raise ConfigurationError(
+                f"task {name!r} is a function: its arguments are keyword-only parameters "
+                f"(after '*'), given by name; got {len(args)} positional argument(s)"
+            )
+        settings = _keyword_only(spec.target)
+        unknown = sorted(set(kwargs) - set(settings))
+        if unknown:
+            raise ConfigurationError(
+                f"task {name!r} has no keyword-only parameter {unknown}; it has {settings} "
+                f"(a function task's arguments come after '*' in its signature)"
+            )
+    named = [(f"argument {i}", v) for i, v in enumerate(args)]
+    named += [(f"{k}=", v) for k, v in kwargs.items()]
+    for label, value in named:
+        try:
+            pickle.dumps(value, protocol=5)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"{spec.kind} {name!r}: {label} ({type(value).__qualname__}) cannot cross "
+                f"processes ({exc}); pass something that pickles (a path, numbers, a "
+                "dataclass of them), and open files or models inside the task"
+            ) from None
+    return dataclasses.replace(spec, arguments=pickle.dumps((args, kwargs), protocol=5))
+
+
+def _keyword_only(fn: Callable[..., Any]) -> list[str]:
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def unbound_arguments(spec: TaskSpec) -> list[str]:
+    """The arguments ``spec`` still needs (none when it can be built as it is)."""
+    if spec.arguments is not None:
+        return []
+    try:
+        sig = inspect.signature(spec.target)
+    except (TypeError, ValueError):  # a builtin or an object without a signature: nothing known
+        return []
+    if spec.stateful or spec.kind == "source":
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.default is inspect.Parameter.empty and p.kind not in kinds
+        ]
+    return [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+
+
 def spec_of(obj: Any) -> TaskSpec:
     """The TaskSpec of a decorated function or class (or a TaskSpec itself)."""
     if isinstance(obj, TaskSpec):
@@ -170,14 +278,20 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
     _check_options(name, options)
     call = _entry_point(target, kind)
     hints = _hints(call, name)
-    params = [p for p in inspect.signature(call).parameters.values() if p.name != "self"]
+    # Keyword-only parameters are settings given with .bind(...), not messages.
+    params = [
+        p
+        for p in inspect.signature(call).parameters.values()
+        if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY
+    ]
     batch = options.get("batch", 1)
 
     if kind == "source":
         if params:
             raise ConfigurationError(
-                f"source {name!r} takes parameters {[p.name for p in params]}; a source takes "
-                "none (configure it with functools.partial or a class's __init__)"
+                f"source {name!r} takes parameters {[p.name for p in params]}; a source's "
+                "settings are keyword-only parameters (after '*') or a class's __init__ "
+                f"arguments, given with {name}.bind(...)"
             )
         yielded = _yielded_type(hints.get("return"), name)
         spec = TaskSpec(name, target, "source", (), yielded, **options)
@@ -235,6 +349,8 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
         )
     try:
         target.spec = spec
+        if not hasattr(target, "bind"):  # a class of the user's may have its own: cv.bind then
+            target.bind = functools.partial(bind, target)
     except (AttributeError, TypeError):
         raise ConfigurationError(f"cannot attach a task spec to {target!r}") from None
     return target

@@ -15,9 +15,7 @@ cameras and writes, under ``out``::
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +84,7 @@ class Prepared:
     failed: dict[str, str]  # the cameras that did not, and why
     coverage: Coverage
     watch: list[Callable[[cv.Stats], Any]]
+    graph: cv.Graph  # the pipeline, its tasks bound to this run's settings
 
 
 def prepare(
@@ -116,23 +115,19 @@ def prepare(
         dashboard = cv.Dashboard(cameras=len(specs), title="peopleflow", log_every=15.0)
         watch.append(dashboard)
         lines = not dashboard.console.is_terminal
-    os.environ[pipeline.ENV] = json.dumps(
-        {
-            "config": str(Path(config).resolve()),
-            "detector": detector,
-            "seconds": seconds,
-            "progress": lines,
-            "total_seconds": total,
-            "skip": sorted(failed),
-            "reid_window": reid_window(coverage.share_seen()),
-            "start_seconds": start_seconds,
-            "clock_origin": clock_origin,
-            "retries": retries,
-        }
+    settings = pipeline.RunSettings(
+        cfg,
+        detector=detector,
+        seconds=seconds,
+        progress=lines,
+        total_seconds=total or 0.0,
+        skip=tuple(sorted(failed)),
+        reid_window=reid_window(coverage.share_seen()),
+        start_seconds=start_seconds,
+        clock_origin=clock_origin,
+        retries=retries,
     )
-    for cache in (pipeline.settings, pipeline.store, pipeline.detector):
-        cache.cache_clear()
-    return Prepared(cfg, specs, failed, coverage, watch)
+    return Prepared(cfg, specs, failed, coverage, watch, pipeline.graph_for(settings))
 
 
 def run_store(
@@ -151,8 +146,6 @@ def run_store(
     ``progress``: conveyor's dashboard (redrawn in a terminal, else a line every 15 s with the
     pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``.
     """
-    from peopleflow import pipeline
-
     run = prepare(config, seconds, detector, progress, watch)
     cfg, specs, failed, coverage = run.cfg, run.specs, run.failed, run.coverage
     if progress:
@@ -163,7 +156,7 @@ def run_store(
         )
     started = time.perf_counter()
     result = cv.run(
-        pipeline.graph,
+        run.graph,
         backend=backend,
         workers=workers,
         cameras=specs,

@@ -11,30 +11,77 @@
 - ``Associate`` gives each person one identity over all cameras (``FloorTracker``).
 
 Tasks are module-level (the workers import this module). What a run is about (the store
-configuration, the detector, how many seconds to read) reaches the workers in the environment
-variable ``PEOPLEFLOW_RUN`` (JSON), set by ``run_store`` before the workers start.
+configuration, the detector, how many seconds to read) is a ``RunSettings``, bound to the tasks
+that need it by ``graph_for(settings)``: conveyor pickles it once and rebuilds it in every
+worker, so two stores can run in one process and nothing is read from the environment.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
 import conveyor as cv
-from peopleflow.config import StoreConfig, load_config
+from peopleflow.config import StoreConfig
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import REID_WINDOW, CameraTracker, FloorTracker, Placed, appearance
 
-ENV = "PEOPLEFLOW_RUN"
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run of a store is about: given to the tasks that need it, with ``.bind``."""
+
+    store: StoreConfig
+    detector: str = "auto"  # "auto", "yolo", "hog" (see peopleflow.detect)
+    seconds: float | None = None  # read only the first seconds of each file camera
+    progress: bool = False  # the Associate task prints a line every report_every s of video
+    total_seconds: float = 0.0  # the video's length, for the progress lines
+    skip: tuple[str, ...] = ()  # cameras that did not open
+    reid_window: float = REID_WINDOW
+    start_seconds: float = 0.0  # file cameras begin here (a resumed service)
+    clock_origin: float | None = None  # live cameras time their frames from this epoch time
+    retries: int | None = 5  # reconnections in a row before a live camera is given up
+    report_every: float = 15.0
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    """Which detector, with what input size and score threshold (the store's [detector])."""
+
+    kind: str = "auto"
+    options: tuple[tuple[str, object], ...] = field(default=())
+
+    @classmethod
+    def of(cls, settings: RunSettings) -> DetectorChoice:
+        if settings.detector == "hog":
+            return cls("hog")
+        chosen = settings.store.detector
+        options = (("input_size", chosen.input), ("score", chosen.score), ("threads", 1))
+        return cls(settings.detector, options)
+
+
+@functools.lru_cache(maxsize=4)
+def detector_for(choice: DetectorChoice) -> Detector:
+    """One model per process and choice: loading it costs seconds, a call milliseconds."""
+    return make_detector(choice.kind, **dict(choice.options))
+
+
+def graph_for(settings: RunSettings) -> cv.Graph:
+    """The pipeline of one store's run."""
+    return cv.Graph(
+        [
+            cv.bind(Frames, settings),
+            cv.bind(detect, detector=DetectorChoice.of(settings)),
+            cv.bind(Track, settings.store),
+            cv.bind(Associate, settings),
+        ]
+    )
 
 
 @dataclass
@@ -85,29 +132,6 @@ class FloorPeople:
     captured: float = 0.0  # wall clock when its first frame was read
 
 
-@functools.cache
-def settings() -> dict[str, Any]:
-    raw = os.environ.get(ENV)
-    if not raw:
-        raise RuntimeError(f"{ENV} is not set: run the pipeline through peopleflow.run_store()")
-    return dict(json.loads(raw))
-
-
-@functools.cache
-def store() -> StoreConfig:
-    return load_config(settings()["config"], check_sources=False)
-
-
-@functools.cache
-def detector() -> Detector:
-    kind = settings().get("detector", "auto")
-    options: dict[str, object] = {}
-    if kind != "hog":
-        chosen = store().detector  # the store's [detector] table
-        options = {"input_size": chosen.input, "score": chosen.score, "threads": 1}
-    return make_detector(kind, **options)
-
-
 # Cost hints (seconds per item on one CPU core, measured on the synthetic store) let the
 # planner split detection over processes without a measuring run first.
 @cv.source(cost=0.003)
@@ -120,20 +144,20 @@ class Frames:
     gap. Without ``resume``, conveyor would pull the n items again from a fresh reader, at the
     camera's pace for a live stream."""
 
-    def __init__(self) -> None:
-        s = settings()
+    def __init__(self, settings: RunSettings) -> None:
+        s = settings
         self.readers = [
             CameraReader(
                 c.name,
                 c.source,
                 c.fps,
-                max_seconds=s.get("seconds"),
-                start_seconds=float(s.get("start_seconds", 0.0)),
-                clock_origin=s.get("clock_origin"),
-                retries=s.get("retries", 5),
+                max_seconds=s.seconds,
+                start_seconds=s.start_seconds,
+                clock_origin=s.clock_origin,
+                retries=s.retries,
             )
-            for c in store().cameras
-            if c.name not in s.get("skip", ())
+            for c in s.store.cameras
+            if c.name not in s.skip
         ]
         self.first = 0  # the camera whose frame comes first (a resumed round goes on)
 
@@ -170,10 +194,10 @@ def interleaved_counts(lengths: list[int], done: int) -> tuple[list[int], int]:
 
 
 @cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto", cost=0.18)
-def detect(batch: list[cv.Frame]) -> list[Detections]:
+def detect(batch: list[cv.Frame], *, detector: DetectorChoice) -> list[Detections]:
     """People in a batch of frames (any cameras), with their colours."""
     images = [f.pixels for f in batch]
-    found = detector()(images)
+    found = detector_for(detector)(images)
     return [
         Detections(
             f.camera,
@@ -194,12 +218,13 @@ def detect(batch: list[cv.Frame]) -> list[Detections]:
 class Track:
     """One camera's ByteTrack, and its people placed on the floor plan."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: StoreConfig) -> None:
+        self.store = store
         self.tracker: CameraTracker | None = None
 
     def __call__(self, d: Detections) -> CameraPeople:
         if self.tracker is None:
-            self.tracker = camera_tracker(store(), d.camera, d.size)
+            self.tracker = camera_tracker(self.store, d.camera, d.size)
         p = self.tracker.update(d.boxes, d.scores, d.looks)
         return CameraPeople(
             d.camera,
@@ -218,8 +243,11 @@ class Track:
 class Associate:
     """Every camera's people at one instant -> one identity per person on the floor."""
 
-    def __init__(self) -> None:
-        self.floor = FloorTracker(reid_window=float(settings().get("reid_window", REID_WINDOW)))
+    def __init__(self, settings: RunSettings) -> None:
+        self.progress = settings.progress
+        self.total = settings.total_seconds
+        self.every = settings.report_every
+        self.floor = FloorTracker(reid_window=settings.reid_window)
         self.next_report = 0.0
 
     def __call__(self, group: list[CameraPeople]) -> FloorPeople:
@@ -228,15 +256,15 @@ class Associate:
         people = associate(self.floor, group[0].index, t, placed)
         people.health = {g.camera: (int(g.health[0]), int(g.health[1])) for g in group}
         people.captured = min(float(g.captured) for g in group)
-        if settings().get("progress") and t >= self.next_report:
-            total = settings().get("total_seconds") or 0
+        if self.progress and t >= self.next_report:
+            total = self.total
             print(
                 f"  video {t:5.0f} s{f' of {total:.0f}' if total else ''}: {len(people.ids):2d} "
                 f"people in view, {self.floor.identities} identities so far",
                 file=sys.stderr,
                 flush=True,
             )
-            self.next_report = t + float(settings().get("report_every", 15))
+            self.next_report = t + self.every
         return people
 
 
@@ -254,6 +282,3 @@ def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -
     xy = np.array([s[1:] for s in seen], np.float64).reshape(-1, 2)
     names = sorted(p.camera for p in placed)
     return FloorPeople(index, t, ids, xy, len(placed), floor.last_looks, names, {})
-
-
-graph = cv.Graph([Frames, detect, Track, Associate])

@@ -118,8 +118,6 @@ class _Outcome:
 
 
 def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: int) -> _Outcome:
-    from peopleflow import pipeline
-
     cfg = load_config(config)
     db = ResultsDB.open(url)
     try:
@@ -172,7 +170,7 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
         with writer, _signals_interrupt(), _stopping(page):
             try:
                 cv.run(
-                    pipeline.graph,
+                    prepared.graph,
                     backend=options.backend,
                     workers=options.workers,
                     cameras=prepared.specs,

@@ -176,3 +176,22 @@ def _still_runs(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_bound_arguments_reach_the_workers_and_their_replacements() -> None:
+    from conveyor.testing import Fault, inject
+    from tests.unit.bind_fixtures import Count, Sensors, scale
+
+    graph = cv.Graph(
+        [Sensors.bind(["a", "b", "c"], 40, start=5.0), scale.bind(factor=-1.0), Count.bind([])]
+    )
+    want = cv.run(graph, backend="inline", collect=["Count"]).outputs["Count"]
+    with inject(Fault("scale", item=30, mode="kill")):
+        result = cv.run(graph, backend="local", workers=2, collect=["Count"])
+    assert len(result.restarts) == 1
+
+    def rows(out: list) -> list:
+        return sorted((s.sensor, s.index, s.value, s.seen) for s in out)
+
+    assert rows(result.outputs["Count"]) == rows(want)
+    assert rows(want)[0] == ("a", 0, -5.0, 0)

@@ -4,7 +4,6 @@ again, stopped by a signal, read by ``peopleflow report``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -163,7 +162,6 @@ def test_the_command_line_says_what_is_wrong(
     config = tmp_path / "none.toml"
     assert main(["serve", "--config", str(config)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    os.environ.pop("PEOPLEFLOW_RUN", None)
 
 
 def test_sighup_reads_the_store_file_again_and_goes_on(

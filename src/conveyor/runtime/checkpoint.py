@@ -26,6 +26,7 @@ import pickle
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,9 @@ class CheckpointFile:
             f.write(blob)
         os.replace(tmp, self.path)  # atomic: a crash leaves the old checkpoint or the new one
 
-    def load(self, make: Any) -> Saved | None:
-        """The last checkpoint, its states turned back into instances (``make()`` builds one)."""
+    def load(self, cls: Any, make: Callable[[], Any]) -> Saved | None:
+        """The last checkpoint, its states turned back into instances of ``cls`` (``make()``
+        builds one with the task's arguments)."""
         try:
             with open(self.path, "rb") as f:
                 saved: Saved = pickle.load(f)
@@ -92,7 +94,7 @@ class CheckpointFile:
             return None
         instances = {}
         for key, state in saved.states.items():
-            if _has_state_methods(make):
+            if _has_state_methods(cls):
                 inst = make()
                 inst.restore(state)
             else:
@@ -120,9 +122,9 @@ class Saver:
         self.replay: dict[int, Any] = {}  # restored: outputs to re-emit instead of calling
         self.saved_at = time.monotonic()
 
-    def restore(self, make: Any) -> dict[Any, Any]:
+    def restore(self, cls: Any, make: Callable[[], Any]) -> dict[Any, Any]:
         """The instances of the last checkpoint (none if there is none)."""
-        saved = self.file.load(make)
+        saved = self.file.load(cls, make)
         if saved is None:
             return {}
         self.replay = saved.outputs

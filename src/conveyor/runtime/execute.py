@@ -86,11 +86,11 @@ class Executor:
     def _target(self, t: TaskRun, units: list[Unit]) -> Callable[..., Any]:
         spec = t.spec
         if not spec.stateful:
-            return spec.target
+            return t.function
         key = getattr(units[0].entries[0].value, spec.key) if spec.key else None
         instance = t.instances.get(key)
         if instance is None:
-            instance = t.instances[key] = spec.target()
+            instance = t.instances[key] = spec.construct()
         return cast(Callable[..., Any], instance)
 
     def _give_up(self, t: TaskRun, unit: Unit, error: TaskFailed, attempts: int) -> None:

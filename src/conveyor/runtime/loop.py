@@ -228,7 +228,7 @@ class PipelineLoop:
             if not t.spec.stateful or every is None:
                 continue
             t.saver = Saver(CheckpointFile(prefix, t.name, self.ctx.index), every)
-            t.instances = t.saver.restore(t.spec.target)
+            t.instances = t.saver.restore(t.spec.target, t.spec.construct)
 
     def _save_all(self) -> None:
         for t in self.tasks.values():

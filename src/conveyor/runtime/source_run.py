@@ -67,7 +67,7 @@ class SourceRun:
         return Unit([], lease, derive(n, t.tid), None, item)
 
     def _start(self) -> None:
-        made: Any = self.t.spec.target()  # a generator, or an instance with __iter__
+        made: Any = self.t.spec.construct()  # a generator, or an instance with __iter__
         self.items = iter(made)
         self.acknowledge = getattr(made, "acknowledge", None)
         if self.progress is not None:

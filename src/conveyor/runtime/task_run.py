@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +27,13 @@ class TaskRun:
     instances: dict[Any, Any] = field(default_factory=dict)  # a stateful task's, by key
     saver: Saver | None = None  # checkpoints, in a run that can restart this pipeline
     tid: int = field(init=False)  # a stable number for the name (origins derive from it)
+    # A function task's callable, its bound arguments applied once in this process.
+    function: Callable[..., Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tid = zlib.crc32(self.spec.name.encode())
+        stateless = not self.spec.stateful and self.spec.kind != "source"
+        self.function = self.spec.function() if stateless else self.spec.target
 
     @property
     def name(self) -> str:

@@ -1,0 +1,67 @@
+"""Tasks and sources that take arguments (module level: worker processes import them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import conveyor as cv
+
+
+@dataclass
+class Reading:
+    sensor: str
+    index: int
+    value: float
+
+
+@dataclass
+class Value:
+    sensor: str
+    index: int
+    value: float
+
+
+@dataclass
+class Scaled:
+    sensor: str
+    index: int
+    value: float
+    seen: int  # items this instance saw before this one
+
+
+@cv.source
+class Sensors:
+    """``count`` readings from each of ``names``."""
+
+    def __init__(self, names: list[str], count: int, start: float = 0.0) -> None:
+        self.names, self.count, self.start = names, count, start
+
+    def __iter__(self) -> Iterator[Reading]:
+        for i in range(self.count):
+            for name in self.names:
+                yield Reading(name, i, self.start + i)
+
+
+@cv.source
+def ramp(*, count: int, sensor: str = "ramp") -> Iterator[Reading]:
+    for i in range(count):
+        yield Reading(sensor, i, float(i))
+
+
+@cv.task
+def scale(r: Reading, *, factor: float, offset: float = 0.0) -> Value:
+    return Value(r.sensor, r.index, r.value * factor + offset)
+
+
+@cv.task(key="sensor")
+class Count:
+    """One per sensor; ``history`` is a mutable argument: every instance must get its own."""
+
+    def __init__(self, history: list[int]) -> None:
+        self.history = history
+
+    def __call__(self, r: Value) -> Scaled:
+        seen = len(self.history)
+        self.history.append(r.index)
+        return Scaled(r.sensor, r.index, r.value, seen)
