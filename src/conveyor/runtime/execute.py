@@ -27,6 +27,23 @@ class Executor:
         self.instruments = instruments
         self.on_dead_letter = on_dead_letter
 
+    def compute_new(
+        self, t: TaskRun, units: list[Unit], quarantine: frozenset[tuple[str, int]]
+    ) -> None:
+        """Compute the units that need it: not a quarantined item's (the supervisor recorded
+        it as a dead letter), not one the restored checkpoint covers (its output is kept)."""
+        replay = t.saver.replay if t.saver is not None else {}
+        todo = []
+        for unit in units:
+            if quarantine and any((t.name, e.origin) in quarantine for e in unit.entries):
+                unit.result = DROPPED
+            elif unit.origin in replay:
+                unit.result = replay.pop(unit.origin)
+            else:
+                todo.append(unit)
+        if todo:
+            self.compute(t, todo)
+
     def compute(self, t: TaskRun, units: list[Unit]) -> None:
         """Set each unit's result, applying the task's ``on_error`` policy to what it raises.
         A batch that raised is run again item by item, to find the items at fault."""
@@ -122,3 +139,14 @@ def failed(spec: TaskSpec, item: Any, exc: BaseException) -> TaskFailed:
 def describe(value: Any, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_may_skip(spec: TaskSpec) -> None:
+    """A task returned None: refused unless it is declared to return ``T | None`` (or a sink)."""
+    if not (spec.optional_output or spec.kind == "sink"):
+        raise TaskFailed(
+            f"task {spec.name!r} returned None but is declared to return "
+            f"{spec.output.__name__ if spec.output else '?'}; annotate it "
+            "'-> T | None' if it may produce nothing",
+            task=spec.name,
+        )

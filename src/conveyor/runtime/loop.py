@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import time
 
-from conveyor._errors import EndOfChannel, TaskFailed
-from conveyor.runtime.checkpoint import CheckpointFile, Saver
+from conveyor._errors import TaskFailed
 from conveyor.runtime.context import LoopContext
-from conveyor.runtime.execute import Executor
+from conveyor.runtime.execute import Executor, check_may_skip
 from conveyor.runtime.frames import on_frame_pressure
 from conveyor.runtime.instrument import Instruments
 from conveyor.runtime.lease import DROPPED, Unit
-from conveyor.runtime.policy import TaskState, choose
+from conveyor.runtime.policy import choose
 from conveyor.runtime.source_run import SourceRun
 from conveyor.runtime.task_run import TaskRun
 from conveyor.runtime.wiring import build_tasks, wire
@@ -50,7 +49,8 @@ class PipelineLoop:
         }
         self.blocked: set[RingWriter] = set()  # full output rings: wake when one has room
         if ctx.checkpoints is not None:
-            self._restore(ctx.checkpoints)
+            for t in self.tasks.values():
+                t.restore(ctx.checkpoints, ctx.index)
         self.instruments.loop_started([t.info for t in self.tasks.values()])
 
     def costs(self) -> dict[str, float]:
@@ -75,7 +75,7 @@ class PipelineLoop:
             self._pull()
             now = time.monotonic()
             self.instruments.tick(now)
-            decision = choose([self._state(t, now) for t in tasks], now)
+            decision = choose([t.state(now, self.blocked) for t in tasks], now)
             if decision.task is not None:
                 self._run(self.tasks[decision.task])
             elif not self._finish_idle_task():
@@ -102,37 +102,7 @@ class PipelineLoop:
 
     def _pull(self) -> None:
         """Move items that arrived from other processes into input queues, while they fit."""
-        for feed in list(self.feeds):
-            queue = feed.inputs.queues[feed.param]
-            while len(queue) < feed.inputs.capacity:
-                try:
-                    entry = feed.inlet.read()
-                except EndOfChannel:
-                    self.feeds.remove(feed)
-                    feed.inputs.open[feed.param] -= 1
-                    break
-                if entry is None:
-                    break
-                queue.append(entry)
-
-    def _state(self, t: TaskRun, now: float) -> TaskState:
-        full = any([o.full(self.blocked) for o in t.outlets])
-        if t.spec.kind == "source":
-            return TaskState(
-                t.name, t.info.order, 0, 1, outputs_full=full, is_source=True, exhausted=t.done
-            )
-        ready = t.inputs.ready(now)
-        return TaskState(
-            name=t.name,
-            order=t.info.order,
-            queued=ready.queued,
-            capacity=ready.capacity,
-            batch=ready.batch,
-            max_wait=ready.max_wait,
-            oldest=ready.oldest,
-            outputs_full=full,
-            upstream_done=t.inputs.upstream_done,
-        )
+        self.feeds = [feed for feed in self.feeds if feed.pull()]
 
     def _finish_idle_task(self) -> bool:
         """Close one task whose inputs are all closed and drained; True if one was."""
@@ -150,8 +120,7 @@ class PipelineLoop:
         return False
 
     def _close(self, t: TaskRun) -> None:
-        if t.saver is not None and t.saver.held:
-            t.saver.save(t.instances)
+        t.save()
         t.done = True
         for outlet in t.outlets:
             outlet.close()
@@ -170,18 +139,7 @@ class PipelineLoop:
         now = time.monotonic()
         self.instruments.queued(t.info, t.inputs.depth, t.inputs.capacity * len(t.inputs.queues))
         units = t.inputs.units(t.inputs.take(now), t.tid)
-        replay = t.saver.replay if t.saver is not None else {}
-        quarantine = self.ctx.settings.quarantine
-        todo = []
-        for unit in units:
-            if quarantine and any((t.name, e.origin) in quarantine for e in unit.entries):
-                unit.result = DROPPED  # the supervisor recorded it as a dead letter
-            elif unit.origin in replay:  # covered by the restored checkpoint: not again
-                unit.result = replay.pop(unit.origin)
-            else:
-                todo.append(unit)
-        if todo:
-            self.executor.compute(t, todo)
+        self.executor.compute_new(t, units, self.ctx.settings.quarantine)
         self._emit(t, units)
 
     def _emit(self, t: TaskRun, units: list[Unit]) -> None:
@@ -192,7 +150,7 @@ class PipelineLoop:
                 saver.hold(unit.origin, value, lease)
             if value is None or value is DROPPED:
                 if value is None:
-                    self._check_may_skip(t)
+                    check_may_skip(t.spec)
                 if unit.seq is not None:  # the merge downstream waits for every seq
                     for outlet in t.outlets:
                         outlet.skip(unit.origin, unit.seq)
@@ -205,32 +163,13 @@ class PipelineLoop:
         if emitted:
             self.instruments.emitted(t.info, emitted)
         if saver is not None and saver.due():
-            saver.save(t.instances)
-
-    def _check_may_skip(self, t: TaskRun) -> None:
-        spec = t.spec
-        if not (spec.optional_output or spec.kind == "sink"):
-            raise TaskFailed(
-                f"task {spec.name!r} returned None but is declared to return "
-                f"{spec.output.__name__ if spec.output else '?'}; annotate it "
-                "'-> T | None' if it may produce nothing",
-                task=spec.name,
-            )
+            t.save()
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.dead_letters.append(letter)
         if self.ctx.on_dead_letter is not None:
             self.ctx.on_dead_letter(letter)
 
-    def _restore(self, prefix: str) -> None:
-        for t in self.tasks.values():
-            every = t.spec.checkpoint
-            if not t.spec.stateful or every is None:
-                continue
-            t.saver = Saver(CheckpointFile(prefix, t.name, self.ctx.index), every)
-            t.instances = t.saver.restore(t.spec.target, t.spec.construct)
-
     def _save_all(self) -> None:
         for t in self.tasks.values():
-            if t.saver is not None and t.saver.held:
-                t.saver.save(t.instances)
+            t.save()

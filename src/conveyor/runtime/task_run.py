@@ -7,11 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.runtime.checkpoint import Saver
+from conveyor.runtime.checkpoint import CheckpointFile, Saver
 from conveyor.runtime.inputs import Inputs
 from conveyor.runtime.instrument import TaskInfo
 from conveyor.runtime.outputs import Outlet
+from conveyor.runtime.policy import TaskState
 from conveyor.task import TaskSpec
+from conveyor.transport.ring import RingWriter
 
 
 @dataclass(eq=False)
@@ -38,3 +40,41 @@ class TaskRun:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
+        """What the scheduling policy needs to know of this task now."""
+        full = any([o.full(blocked) for o in self.outlets])
+        if self.spec.kind == "source":
+            return TaskState(
+                self.name,
+                self.info.order,
+                0,
+                1,
+                outputs_full=full,
+                is_source=True,
+                exhausted=self.done,
+            )
+        ready = self.inputs.ready(now)
+        return TaskState(
+            name=self.name,
+            order=self.info.order,
+            queued=ready.queued,
+            capacity=ready.capacity,
+            batch=ready.batch,
+            max_wait=ready.max_wait,
+            oldest=ready.oldest,
+            outputs_full=full,
+            upstream_done=self.inputs.upstream_done,
+        )
+
+    def restore(self, prefix: str, pipeline: int) -> None:
+        """A stateful task with checkpoints: its saver, and the last checkpoint's instances."""
+        every = self.spec.checkpoint
+        if self.spec.stateful and every is not None:
+            self.saver = Saver(CheckpointFile(prefix, self.name, pipeline), every)
+            self.instances = self.saver.restore(self.spec.target, self.spec.construct)
+
+    def save(self) -> None:
+        """Save a checkpoint now if inputs are held for one (their frames go free)."""
+        if self.saver is not None and self.saver.held:
+            self.saver.save(self.instances)

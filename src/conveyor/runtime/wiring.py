@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from conveyor._errors import EndOfChannel
 from conveyor.runtime.context import LoopContext
 from conveyor.runtime.inlets import Inlet, MergeInlet, RingInlet
 from conveyor.runtime.inputs import (
@@ -41,6 +42,20 @@ class Feed:
     inlet: Inlet
     inputs: Inputs
     param: str
+
+    def pull(self) -> bool:
+        """Move what arrived into the input queue while it fits; False once the inlet ended."""
+        queue = self.inputs.queues[self.param]
+        while len(queue) < self.inputs.capacity:
+            try:
+                entry = self.inlet.read()
+            except EndOfChannel:
+                self.inputs.open[self.param] -= 1
+                return False
+            if entry is None:
+                break
+            queue.append(entry)
+        return True
 
 
 @dataclass
