@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 import conveyor as cv
 
@@ -65,3 +68,29 @@ class Count:
         seen = len(self.history)
         self.history.append(r.index)
         return Scaled(r.sensor, r.index, r.value, seen)
+
+
+# -- two runs at once in one process: each sees its own frame store ---------------------------
+
+BOTH_RUNNING = threading.Barrier(2, timeout=20)
+
+
+@dataclass
+class Seen:
+    camera: str
+    index: int
+    shape: tuple[int, ...]
+    first_pixel: int
+
+
+@cv.source
+def painted(*, camera: str, shape: tuple[int, int, int], count: int) -> Iterator[cv.Frame]:
+    for i in range(count):
+        yield cv.Frame.write(camera, np.full(shape, i % 250, np.uint8), i)
+        if i == 0:
+            BOTH_RUNNING.wait()  # the other run has its store by now: the two overlap
+
+
+@cv.task
+def look(f: cv.Frame) -> Seen:
+    return Seen(f.camera, f.index, f.pixels.shape, int(f.pixels[0, 0, 0]))

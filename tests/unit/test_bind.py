@@ -67,3 +67,26 @@ def test_a_graph_refuses_a_task_that_needs_arguments() -> None:
         cv.Graph([Sensors, scale.bind(factor=1.0)])
     with pytest.raises(cv.ConfigurationError, match=r"scale.bind\(\.\.\.\)"):
         cv.Graph([ramp.bind(count=1), scale])
+
+
+def test_two_runs_in_two_threads_each_have_their_own_frame_store() -> None:
+    """Settings and the frame store are the run's, not the process's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.unit.bind_fixtures import look, painted
+
+    def one(camera: str, shape: tuple[int, int, int]) -> list:
+        graph = cv.Graph([painted.bind(camera=camera, shape=shape, count=30), look])
+        cameras = [cv.CameraSpec(camera, shape, slots=4)]
+        return cv.run(graph, backend="inline", cameras=cameras, collect=["look"]).outputs["look"]
+
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(one, "left", (24, 32, 3))
+        b = pool.submit(one, "right", (48, 16, 3))
+        left, right = a.result(timeout=60), b.result(timeout=60)
+    assert [(s.camera, s.shape, s.first_pixel) for s in left] == [
+        ("left", (24, 32, 3), i) for i in range(30)
+    ]
+    assert [(s.camera, s.shape, s.first_pixel) for s in right] == [
+        ("right", (48, 16, 3), i) for i in range(30)
+    ]

@@ -12,11 +12,16 @@ source's pipeline that received the message is done with it; ring messages that 
 hold it on their own until their consumer commits. So a slot is reused only when no message
 naming it is in flight, and a source that runs ahead of the pipeline waits for a free slot
 (backpressure) instead of overwriting frames still in use.
+
+Which store is "the run's" is context state (a ``ContextVar``), set by the run where its loop
+runs: two inline runs in two threads each see their own. A thread that the run's own code
+starts sees the store the process's last run set (a worker process runs one run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,10 +35,15 @@ from conveyor.spec import CameraSpec
 from conveyor.transport.frameref import FrameRef
 from conveyor.transport.framestore import FrameStore, resolve
 
-_current: FrameStore | None = None
+_current: contextvars.ContextVar[FrameStore | None] = contextvars.ContextVar(
+    "conveyor_frame_store", default=None
+)
+_process_store: FrameStore | None = None  # for threads the run's code starts (no context)
 # Called when a write finds every slot of its camera held, before it waits for one: the loop
 # saves due checkpoints there, which lets go of inputs (and their frames) held for replay.
-_pressure: list[Callable[[], None]] = []
+_pressure: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "conveyor_frame_pressure", default=None
+)
 
 
 @dataclass
@@ -60,7 +70,8 @@ class Frame:
         try:
             ref = store.write(camera, pixels, ts=ts, index=index, timeout=0)
         except FrameStoreFull:
-            for relieve in _pressure:
+            relieve = _pressure.get()
+            if relieve is not None:
                 relieve()
             ref = store.write(camera, pixels, ts=ts, index=index)
         return cls(camera, index, ts, ref)
@@ -68,25 +79,29 @@ class Frame:
 
 def frame_store() -> FrameStore:
     """The frame store of the run this process belongs to."""
-    if _current is None:
+    store = _current.get() or _process_store
+    if store is None:
         raise ConfigurationError(
             "this run has no frame store: pass cameras=[conveyor.CameraSpec(name, shape), ...] "
             "to conveyor.run() (or to measure_costs) to have one"
         )
-    return _current
+    return store
 
 
 def on_frame_pressure(callback: Callable[[], None] | None) -> None:
     """Set (or with None, clear) what runs when a frame write must wait for a slot."""
-    _pressure.clear()
-    if callback is not None:
-        _pressure.append(callback)
+    _pressure.set(callback)
 
 
 def use_frame_store(store: FrameStore | None) -> None:
-    """Make ``store`` the current run's store in this process (None: no store)."""
-    global _current
-    _current = store
+    """Make ``store`` the current run's store here (None: no store)."""
+    global _process_store
+    previous = _current.get()
+    _current.set(store)
+    if store is not None:
+        _process_store = store
+    elif _process_store is previous:
+        _process_store = None
 
 
 @contextlib.contextmanager

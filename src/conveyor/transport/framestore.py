@@ -397,6 +397,8 @@ class _segment_lock:
 
 # -- process-wide registry: resolve a reference from any message -------------------------------
 
+# Attached stores by segment name: a cache of mappings, not run state (each run's store has its
+# own name, and a FrameRef names its store, so any message resolves in any process).
 _stores: dict[str, FrameStore] = {}
 
 

@@ -74,6 +74,8 @@ def _align(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
+# Attached doorbells by name: a cache of OS handles, not run state (a name is one run's bell;
+# two runs in one process have two names, so they never share an entry).
 _bells: dict[str, Doorbell] = {}
 
 
