@@ -10,6 +10,11 @@ Build-time errors say what is wrong and how to fix it:
 * an input two tasks produce (name the one you mean: ``@task(wire={"det": "detect_a"})``);
 * a cycle (with the path);
 * two tasks with one name.
+
+**Sources per camera.** Several bindings of one source (``[cv.bind(Camera, url).named(name)
+for ...]``) may all feed the tasks that take their type: their items merge, each source's in
+its own order. Each is a task of its own, so the planner spreads them over pipelines by their
+measured cost, and a source that fails or restarts touches no other.
 """
 
 from __future__ import annotations
@@ -89,6 +94,10 @@ class Graph:
                     f"{param!r}; add a task that returns {tp.__name__} or a source that yields "
                     "it (and include it in the graph)"
                 )
+            if len(producers) > 1 and _one_source(producers):
+                for p in producers:  # bindings of one source, one per camera: they merge
+                    yield Edge(p.name, spec.name, param, tp)
+                continue
             if len(producers) > 1:
                 names = sorted(p.name for p in producers)
                 raise ConfigurationError(
@@ -149,6 +158,14 @@ class Graph:
     def inputs_of(self, name: str) -> list[Edge]:
         return [e for e in self.edges if e.consumer == name]
 
+    def streams_into(self, name: str) -> list[str]:
+        """The sources whose items merge into ``name`` (several bindings of one source), in
+        graph order; empty when its inputs are not such a merge."""
+        edges = self.inputs_of(name)
+        if len({e.param for e in edges}) != 1 or len(edges) < 2:
+            return []
+        return [e.producer for e in edges]
+
     def outputs_of(self, name: str) -> list[Edge]:
         return [e for e in self.edges if e.producer == name]
 
@@ -163,6 +180,12 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {' -> '.join(self.order)}>"
+
+
+def _one_source(producers: list[TaskSpec]) -> bool:
+    """Several bindings of one source (the same class or function)."""
+    first = producers[0]
+    return all(p.kind == "source" and p.target is first.target for p in producers)
 
 
 def _name(tp: type | None) -> str:

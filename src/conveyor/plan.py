@@ -346,6 +346,9 @@ def _replicas(
     if not spec.replicable or spec.kind == "sink" or cost <= share:
         return 1
     k = min(workers, math.ceil(cost / share))
+    streams = len(graph.streams_into(name))
+    if streams:  # fed by sources per camera: each replica takes whole streams
+        k = min(k, streams)
     if k > 1:
         reasons[name] += f"; {k} replicas (alone it would exceed a pipeline's share)"
     return k

@@ -195,3 +195,28 @@ def test_bound_arguments_reach_the_workers_and_their_replacements() -> None:
 
     assert rows(result.outputs["Count"]) == rows(want)
     assert rows(want)[0] == ("a", 0, -5.0, 0)
+
+
+def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
+    """Six camera sources spread over two pipelines with a task partitioned by stream: every
+    camera's items arrive once each and in order; a killed camera's pipeline restarts and no
+    other camera loses or repeats an item."""
+    from conveyor.testing import Fault, inject
+    from tests.unit.bind_fixtures import Count, per_camera, split_scale
+
+    graph = cv.Graph([*per_camera(6, 60), split_scale, Count.bind([])])
+    want = cv.run(graph, backend="inline", collect=["Count"]).outputs["Count"]
+    plan = cv.make_plan(graph, workers=2, costs={"split_scale": 0.01, "Count": 0.001})
+    sources = {p.index for p in plan.pipelines for u in p.units if u.task.startswith("ramp")}
+    assert len(sources) == 2, plan.describe()  # the cameras decode on both cores
+    with inject(Fault("ramp[cam3]", item=20, mode="kill")):
+        result = cv.run(graph, backend="local", plan=plan, collect=["Count", "split_scale"])
+    assert len(result.restarts) == 1
+
+    def rows(out: list) -> list:
+        return sorted((s.sensor, s.index, s.value, s.seen) for s in out)
+
+    assert rows(result.outputs["Count"]) == rows(want)
+    assert len(want) == 360 and all(s.seen == s.index for s in want)
+    got = result.outputs["split_scale"]  # collected from both replicas by the driver
+    assert sorted((v.sensor, v.index) for v in got) == sorted((s.sensor, s.index) for s in want)

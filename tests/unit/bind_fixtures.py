@@ -94,3 +94,18 @@ def painted(*, camera: str, shape: tuple[int, int, int], count: int) -> Iterator
 @cv.task
 def look(f: cv.Frame) -> Seen:
     return Seen(f.camera, f.index, f.pixels.shape, int(f.pixels[0, 0, 0]))
+
+
+# -- one source per camera ---------------------------------------------------------------------
+
+
+@cv.task(replicas=2)
+def split_scale(r: Reading) -> Value:
+    """Declared with two replicas: fed by sources per camera, each replica takes whole ones."""
+    return Value(r.sensor, r.index, r.value * 2.0)
+
+
+def per_camera(cameras: int, count: int) -> list[cv.TaskSpec]:
+    return [
+        cv.bind(ramp, count=count, sensor=f"cam{i}").named(f"ramp[cam{i}]") for i in range(cameras)
+    ]

@@ -13,6 +13,11 @@ link otherwise (a shared-memory ring, named by the backend). Replicas change wha
 
 A replicated task takes one input and feeds no other replicated task directly (the planner
 and the task decorator refuse the rest), so one merge restores the order of every stream.
+
+A replicated task fed by *several sources* (one per camera, ``Graph.streams_into``) is
+partitioned by stream instead: source i feeds only replica ``i % replicas``, whole, so each
+replica sees each of its cameras in order, and its outputs need no merge (every camera's items
+leave one replica, in order). A source that restarts touches only its own stream.
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
     for e in graph.edges:
         producers = plan.replicas_of(e.producer)
         consumers = plan.replicas_of(e.consumer)
+        streams = graph.streams_into(e.consumer) if len(consumers) > 1 else []
+        if streams:  # partitioned by stream: this source feeds one replica, whole
+            j = streams.index(e.producer) % len(consumers)
+            links.append(Link(e.producer, e.consumer, e.param, producers[0], consumers[j], j))
+            continue
         key = graph.tasks[e.consumer].key
         for src in producers:
             for j, dst in enumerate(consumers):
@@ -73,14 +83,20 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
                         dst,
                         replica=j,
                         replicas=len(consumers),
-                        merged=len(producers) > 1,
+                        merged=merges(plan, e.producer),
                         key=key if len(consumers) > 1 else None,
                     )
                 )
     for name in collect or []:
         producers = plan.replicas_of(name)
-        links += [Link(name, None, "", src, PARENT, merged=len(producers) > 1) for src in producers]
+        links += [Link(name, None, "", src, PARENT, merged=merges(plan, name)) for src in producers]
     return links
+
+
+def merges(plan: Plan, task: str) -> bool:
+    """Whether ``task``'s outputs are merged back into order: it is replicated, and not
+    partitioned by stream (whose replicas each keep their whole streams in order)."""
+    return len(plan.replicas_of(task)) > 1 and not plan.graph.streams_into(task)
 
 
 def inline_links(graph: Graph) -> list[Link]:

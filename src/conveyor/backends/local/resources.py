@@ -20,7 +20,7 @@ from conveyor.runtime.checkpoint import new_checkpoint_prefix, remove_checkpoint
 from conveyor.runtime.context import LoopSettings
 from conveyor.runtime.frames import create_frame_store, use_frame_store
 from conveyor.runtime.heartbeat import Heartbeats
-from conveyor.runtime.inlets import Inlet, MergeInlet, RingInlet
+from conveyor.runtime.inlets import FanInInlet, Inlet, MergeInlet, RingInlet
 from conveyor.runtime.links import PARENT, Link, plan_links
 from conveyor.runtime.merge import Merger
 from conveyor.runtime.numbering import SplitNumbers
@@ -121,7 +121,11 @@ def _readers(links: list[Link]) -> dict[str, Inlet]:
             if link.merged:
                 merged.add(link.producer)
     return {
-        name: MergeInlet(Merger(readers)) if name in merged else RingInlet(readers[0])
+        name: MergeInlet(Merger(readers))
+        if name in merged
+        else RingInlet(readers[0])
+        if len(readers) == 1
+        else FanInInlet([RingInlet(r) for r in readers])
         for name, readers in rings.items()
     }
 

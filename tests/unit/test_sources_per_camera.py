@@ -1,0 +1,47 @@
+"""One source per camera: several bindings of one source merge into the tasks that take their
+type; a replicated consumer is partitioned by stream (each replica takes whole cameras)."""
+
+from __future__ import annotations
+
+import pytest
+
+import conveyor as cv
+from conveyor.runtime.links import plan_links
+from tests.unit.bind_fixtures import Count, Sensors, per_camera, ramp, scale, split_scale
+
+
+def rows(out: list) -> list:
+    return sorted((s.sensor, s.index, s.value, s.seen) for s in out)
+
+
+def test_bindings_of_one_source_merge_into_their_consumer() -> None:
+    graph = cv.Graph([*per_camera(3, 5), scale.bind(factor=1.0), Count.bind([])])
+    assert graph.streams_into("scale") == ["ramp[cam0]", "ramp[cam1]", "ramp[cam2]"]
+    assert graph.streams_into("Count") == []
+    out = cv.run(graph, backend="inline", collect=["Count"]).outputs["Count"]
+    # Every camera's items, once each and in order: a keyed instance saw index items before.
+    assert rows(out) == [(f"cam{c}", i, float(i), i) for c in range(3) for i in range(5)]
+
+
+def test_two_different_sources_of_one_type_still_need_wire() -> None:
+    with pytest.raises(cv.ConfigurationError, match="say which with"):
+        cv.Graph([ramp.bind(count=1), Sensors.bind(["a"], 1), scale.bind(factor=1.0)])
+
+
+def test_a_replicated_consumer_takes_whole_streams() -> None:
+    graph = cv.Graph([*per_camera(5, 3), split_scale, Count.bind([])])
+    plan = cv.make_plan(graph, workers=2, costs={"split_scale": 0.01})
+    assert len(plan.replicas_of("split_scale")) == 2
+    links = plan_links(plan)
+    into = [k for k in links if k.consumer == "split_scale"]
+    # One link per camera, each to one replica, round-robin; no numbering, no merge after.
+    assert [(k.producer, k.replica) for k in into] == [(f"ramp[cam{i}]", i % 2) for i in range(5)]
+    assert all(k.replicas == 1 and not k.merged for k in into)
+    out_of = [k for k in links if k.producer == "split_scale"]
+    assert out_of and not any(k.merged for k in out_of)
+
+
+def test_replicas_are_capped_by_the_cameras() -> None:
+    graph = cv.Graph([*per_camera(2, 3), scale.bind(factor=1.0)])
+    plan = cv.make_plan(graph, workers=4, costs={"scale": 1.0})
+    assert len(plan.replicas_of("scale")) == 2
