@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -109,3 +110,11 @@ def per_camera(cameras: int, count: int) -> list[cv.TaskSpec]:
     return [
         cv.bind(ramp, count=count, sensor=f"cam{i}").named(f"ramp[cam{i}]") for i in range(cameras)
     ]
+
+
+@cv.source
+def ticking(*, sensor: str, count: int, pause: float) -> Iterator[Reading]:
+    """A camera that waits ``pause`` seconds for each frame."""
+    for i in range(count):
+        time.sleep(pause)
+        yield Reading(sensor, i, float(i))

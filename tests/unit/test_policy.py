@@ -39,3 +39,14 @@ def test_sources_run_only_when_nothing_else_can() -> None:
     assert choose([src, st("t")], 0.0).task == "src"
     assert choose([st("src", is_source=True, exhausted=True)], 0.0).task is None
     assert choose([st("src", is_source=True, outputs_full=True)], 0.0).task is None
+
+
+def test_the_source_whose_item_waited_longest_goes_first_and_a_waiting_one_not_at_all() -> None:
+    from conveyor.runtime.policy import TaskState, choose
+
+    a = TaskState("a", 0, 0, 1, is_source=True, oldest=5.0)
+    b = TaskState("b", 1, 0, 1, is_source=True, oldest=3.0)
+    c = TaskState("c", 2, 0, 1, is_source=True, waiting=True)
+    assert choose([a, b, c], 10.0).task == "b"
+    assert choose([a, c], 10.0).task == "a"
+    assert choose([c], 10.0).task is None

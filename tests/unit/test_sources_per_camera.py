@@ -45,3 +45,26 @@ def test_replicas_are_capped_by_the_cameras() -> None:
     graph = cv.Graph([*per_camera(2, 3), scale.bind(factor=1.0)])
     plan = cv.make_plan(graph, workers=4, costs={"scale": 1.0})
     assert len(plan.replicas_of("scale")) == 2
+
+
+def test_a_camera_waiting_for_frames_holds_no_other_camera_up() -> None:
+    """Each source iterates in its own thread: the fast camera's items go through while the
+    slow one waits between frames (iterated in the loop, the slow camera, first in the
+    graph, would have held the fast one up for its whole second)."""
+    from tests.unit.bind_fixtures import ticking
+
+    graph = cv.Graph(
+        [
+            cv.bind(ticking, sensor="fast", count=20, pause=0.0).named("fast"),
+            cv.bind(ticking, sensor="slow", count=5, pause=0.2).named("slow"),
+            scale.bind(factor=1.0),
+        ]
+    )
+    assert graph.order.index("slow") < graph.order.index("fast")  # the slow one goes first
+    out = cv.run(graph, backend="inline", collect=["scale"]).outputs["scale"]
+    order = [(v.sensor, v.index) for v in out]
+    assert sorted(order) == sorted(
+        [("slow", i) for i in range(5)] + [("fast", i) for i in range(20)]
+    )
+    assert order.index(("fast", 19)) < order.index(("slow", 2)), order
+    assert [i for s, i in order if s == "slow"] == list(range(5))  # each camera in order

@@ -14,6 +14,7 @@ built from one ``LoopContext``.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from conveyor._errors import TaskFailed
@@ -22,7 +23,7 @@ from conveyor.runtime.execute import Executor, check_may_skip
 from conveyor.runtime.frames import on_frame_pressure
 from conveyor.runtime.instrument import Instruments
 from conveyor.runtime.lease import DROPPED, Unit
-from conveyor.runtime.policy import choose
+from conveyor.runtime.policy import TaskState, choose
 from conveyor.runtime.source_run import SourceRun
 from conveyor.runtime.task_run import TaskRun
 from conveyor.runtime.wiring import build_tasks, wire
@@ -42,8 +43,10 @@ class PipelineLoop:
         self.executor = Executor(self.instruments, self._dead_letter)
         self.tasks = build_tasks(ctx)
         self.feeds = wire(ctx, self.tasks)
+        self.came = threading.Event()  # a source's item came (the loop has no doorbell)
+        self.awaited: list[SourceRun] = []  # sources whose next item the sleeping loop awaits
         self.sources = {
-            name: SourceRun(t, ctx.progress, ctx.settings.max_source_items)
+            name: SourceRun(t, ctx.progress, ctx.settings.max_source_items, self._wake)
             for name, t in self.tasks.items()
             if t.spec.kind == "source"
         }
@@ -62,8 +65,12 @@ class PipelineLoop:
         if saving:
             on_frame_pressure(self._save_all)  # a source waiting for a slot frees held ones
         try:
+            for source in self.sources.values():
+                source.start()  # its thread reads ahead while the loop runs the rest
             self._loop(saving)
         finally:
+            for source in self.sources.values():
+                source.stop()
             self.instruments.loop_ended()
             if saving:
                 on_frame_pressure(None)
@@ -75,7 +82,7 @@ class PipelineLoop:
             self._pull()
             now = time.monotonic()
             self.instruments.tick(now)
-            decision = choose([t.state(now, self.blocked) for t in tasks], now)
+            decision = choose([self._state(t, now) for t in tasks], now)
             if decision.task is not None:
                 self._run(self.tasks[decision.task])
             elif not self._finish_idle_task():
@@ -83,12 +90,30 @@ class PipelineLoop:
                     self._save_all()
                 self._sleep(decision.wake_in)
 
+    def _state(self, t: TaskRun, now: float) -> TaskState:
+        source = self.sources.get(t.name)
+        if source is None:
+            return t.state(now, self.blocked)
+        return t.state(now, self.blocked, source.waiting(), source.oldest())
+
+    def _wake(self) -> None:
+        """A source's thread has an item (or ended): wake the loop if it sleeps."""
+        bell = self.ctx.bell
+        if bell is not None:
+            bell.ring()
+        else:
+            self.came.set()
+
     def _sleep(self, wake_in: float | None) -> None:
         self.instruments.sleeping()
         since = time.monotonic()
         bell = self.ctx.bell
+        self.awaited = [s for s in self.sources.values() if s.waiting()]
         if bell is None:
-            if wake_in:
+            if self.awaited:
+                self.came.wait(wake_in if wake_in is not None else IDLE_WAIT)
+                self.came.clear()
+            elif wake_in:
                 time.sleep(wake_in)
         else:
             bell.wait(self._ready, timeout=wake_in if wake_in is not None else IDLE_WAIT)
@@ -96,8 +121,10 @@ class PipelineLoop:
 
     def _ready(self) -> bool:
         """Worth waking for: input arrived (or closed), or a full output ring has room now."""
-        return any(f.inlet.news() for f in self.feeds) or any(
-            w.has_space(1 << 16) for w in self.blocked
+        return (
+            any(f.inlet.news() for f in self.feeds)
+            or any(w.has_space(1 << 16) for w in self.blocked)
+            or any(not s.waiting() for s in self.awaited)
         )
 
     def _pull(self) -> None:

@@ -29,6 +29,7 @@ class TaskState:
     outputs_full: bool = False
     is_source: bool = False
     exhausted: bool = False  # a source that has finished
+    waiting: bool = False  # a source whose next item has not come yet
     upstream_done: bool = False  # no more input will arrive
 
 
@@ -47,7 +48,9 @@ def choose(tasks: Sequence[TaskState], now: float) -> Decision:
         if t.outputs_full:
             continue
         if t.is_source:
-            if not t.exhausted and source is None:
+            # The source whose item has waited longest (an item read ahead shows when it
+            # came; one not started yet counts as first in line).
+            if not t.exhausted and not t.waiting and (source is None or _since(t) < _since(source)):
                 source = t
             continue
         if t.queued <= 0:
@@ -65,3 +68,7 @@ def choose(tasks: Sequence[TaskState], now: float) -> Decision:
     if source is not None:
         return Decision(source.name, wake)
     return Decision(None, wake)
+
+
+def _since(t: TaskState) -> float:
+    return t.oldest if t.oldest is not None else float("-inf")

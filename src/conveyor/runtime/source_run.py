@@ -7,54 +7,88 @@ pipelines, its items are numbered and a replacement skips those its predecessor 
 other one is iterated past them. A source with an ``acknowledge(n)`` method is told when items
 before n are done (a live camera's bridge lets frames go then). The frames an item holds in
 the frame store are let go when everything derived from it is done.
+
+A source's iterator runs in a thread of its own (``_Pump``), reading at most ``READ_AHEAD``
+items ahead: a camera waiting for its next frame, or decoding one, never holds up the other
+tasks and sources of its pipeline, which take its items when they are there. ``resume`` is
+called before the thread starts; ``acknowledge`` is called from the pipeline's loop while the
+iterator runs in its thread (a bridge's only notes the number).
 """
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from conveyor.runtime.execute import failed
-from conveyor.runtime.frames import frame_holds, releaser
+from conveyor.runtime.frames import frame_holds, on_frame_pressure, releaser
 from conveyor.runtime.instrument import Instrument
 from conveyor.runtime.lease import Lease, Unit, derive
 from conveyor.runtime.progress import DonePrefix, SourceProgress
 from conveyor.runtime.task_run import TaskRun
 
+READ_AHEAD = 2  # items a source's thread reads before its pipeline takes them
+
 
 class SourceRun:
-    """One source task in its pipeline. ``limit``: items to take at most (a warm-up run)."""
+    """One source task in its pipeline. ``limit``: items to take at most (a warm-up run);
+    ``wake``: wakes the pipeline's loop when an item has come."""
 
     def __init__(
-        self, t: TaskRun, progress: SourceProgress | None = None, limit: int | None = None
+        self,
+        t: TaskRun,
+        progress: SourceProgress | None = None,
+        limit: int | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.t, self.progress, self.limit = t, progress, limit
+        self.wake = wake or (lambda: None)
         self.items: Iterator[Any] | None = None
         self.prefix: DonePrefix | None = None  # its finished items, when anyone asks
         self.acknowledge: Callable[[int], None] | None = None
+        self.pump: _Pump | None = None
+
+    def waiting(self) -> bool:
+        """Started, and its next item (or its end) has not come yet: nothing to take now."""
+        return self.pump is not None and not self.pump.ready()
+
+    def oldest(self) -> float | None:
+        """When the item to take next came (monotonic seconds), if one is there."""
+        return self.pump.oldest() if self.pump is not None else None
+
+    def stop(self) -> None:
+        if self.pump is not None:
+            self.pump.stop()
 
     def next(self, instruments: Instrument) -> Unit | None:
-        """The unit of the source's next item, or None when it has ended."""
+        """The unit of the source's next item, or None when it has ended. With its own
+        thread, called only when an item (or the end) is there: it does not wait."""
         t = self.t
         if self.items is None:
-            self._start()
+            self.start()
             assert self.items is not None
         if self.limit is not None and t.calls >= self.limit:
             return None
-        started = time.perf_counter()
+        started, spent = time.perf_counter(), 0.0
         produced = 0  # the call that finds the source exhausted counts no item
         n = t.calls
         try:
             instruments.call_started(t.info, n, ())
-            item = next(self.items)
+            if self.pump is not None:
+                item, started, spent = self.pump.take()
+            else:
+                item = next(self.items)
+                spent = time.perf_counter() - started
             produced = 1
         except StopIteration:
             return None
         except Exception as exc:
             raise failed(t.spec, None, exc) from exc
         finally:
-            spent = time.perf_counter() - started
             t.busy += spent
             instruments.call_ended(t.info, started, spent, produced, n)
         t.calls += 1
@@ -66,7 +100,10 @@ class SourceRun:
         lease = Lease(on_done) if on_done else None
         return Unit([], lease, derive(n, t.tid), None, item)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Build the source (with its arguments), resume it, start its thread."""
+        if self.items is not None:
+            return
         made: Any = self.t.spec.construct()  # a generator, or an instance with __iter__
         self.items = iter(made)
         self.acknowledge = getattr(made, "acknowledge", None)
@@ -74,6 +111,8 @@ class SourceRun:
             self._resume(getattr(made, "resume", None))
         elif self.acknowledge is not None:
             self.prefix = DonePrefix(0)
+        left = None if self.limit is None else max(0, self.limit - self.t.calls)
+        self.pump = _Pump(self.t.name, self.items, self.wake, left)
 
     def _resume(self, resume: Callable[[int], None] | None) -> None:
         """Skip the items a predecessor of this pipeline finished."""
@@ -109,3 +148,76 @@ class SourceRun:
                 acknowledge(upto)
 
         return done
+
+
+class _Pump:
+    """A source's iterator, run in a thread: up to ``READ_AHEAD`` items wait for the loop."""
+
+    def __init__(
+        self, name: str, items: Iterator[Any], wake: Callable[[], None], limit: int | None
+    ) -> None:
+        self.items, self.wake, self.limit = items, wake, limit
+        self.cond = threading.Condition()
+        self.queue: deque[tuple[Any, float, float, float]] = deque()
+        self.end: BaseException | None = None  # StopIteration, or what the iterator raised
+        self.stopping = False
+        # The thread sees the run's context (its frame store), without the loop's relief for
+        # a full store: that runs the loop's own code, which only the loop's thread may run.
+        context = contextvars.copy_context()
+        context.run(on_frame_pressure, None)
+        self.thread = threading.Thread(
+            target=context.run, args=(self._run,), name=f"conveyor-source-{name}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        end: BaseException = StopIteration()
+        try:
+            left = self.limit
+            while left is None or left > 0:
+                with self.cond:
+                    while len(self.queue) >= READ_AHEAD and not self.stopping:
+                        self.cond.wait()
+                    if self.stopping:
+                        return
+                started = time.perf_counter()
+                item = next(self.items)
+                spent = time.perf_counter() - started
+                with self.cond:
+                    self.queue.append((item, started, spent, time.monotonic()))
+                    self.cond.notify_all()
+                self.wake()
+                left = None if left is None else left - 1
+        except StopIteration:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - the loop raises it as the task's failure
+            end = exc
+        with self.cond:
+            self.end = end
+            self.cond.notify_all()
+        self.wake()
+
+    def ready(self) -> bool:
+        return bool(self.queue) or self.end is not None
+
+    def oldest(self) -> float | None:
+        queue = self.queue
+        return queue[0][3] if queue else None
+
+    def take(self) -> tuple[Any, float, float]:
+        """The next item with when its read started and how long it took; raises the end.
+        Waits for it if it has not come (the loop asks only once it has)."""
+        with self.cond:
+            self.cond.wait_for(lambda: bool(self.queue) or self.end is not None)
+            if self.queue:
+                item, started, spent, _ = self.queue.popleft()
+                self.cond.notify_all()
+                return item, started, spent
+            end = self.end
+        assert end is not None
+        raise end
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()

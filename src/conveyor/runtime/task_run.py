@@ -41,8 +41,15 @@ class TaskRun:
     def name(self) -> str:
         return self.spec.name
 
-    def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
-        """What the scheduling policy needs to know of this task now."""
+    def state(
+        self,
+        now: float,
+        blocked: set[RingWriter],
+        waiting: bool = False,
+        since: float | None = None,
+    ) -> TaskState:
+        """What the scheduling policy needs to know of this task now (a source: whether its
+        next item has come, and when)."""
         full = any([o.full(blocked) for o in self.outlets])
         if self.spec.kind == "source":
             return TaskState(
@@ -50,9 +57,11 @@ class TaskRun:
                 self.info.order,
                 0,
                 1,
+                oldest=since,
                 outputs_full=full,
                 is_source=True,
                 exhausted=self.done,
+                waiting=waiting,
             )
         ready = self.inputs.ready(now)
         return TaskState(
