@@ -180,9 +180,9 @@ def source(fn: Any = None, /, **options: Any) -> Any:
     done) instead of having n items skipped; and ``acknowledge(n)``: items before n, and all
     that derives from them, are done (a broker's commit point).
 
-    The iterator runs in a thread of its own, a couple of items ahead of its pipeline, so a
-    source that waits (a camera between frames, a broker) holds up no other task; ``resume``
-    runs before that thread starts, ``acknowledge`` in the pipeline's loop."""
+    Where several sources share a pipeline (one per camera), each iterates in a thread of its
+    own, a couple of items ahead, so a camera that waits holds up no other; ``resume`` runs
+    before that thread starts, ``acknowledge`` in the pipeline's loop."""
     if fn is not None:
         return _declare(fn, "source", options)
     return lambda f: _declare(f, "source", options)

@@ -45,10 +45,10 @@ class PipelineLoop:
         self.feeds = wire(ctx, self.tasks)
         self.came = threading.Event()  # a source's item came (the loop has no doorbell)
         self.awaited: list[SourceRun] = []  # sources whose next item the sleeping loop awaits
+        mine = [t for t in self.tasks.values() if t.spec.kind == "source"]
+        limit, threaded = ctx.settings.max_source_items, len(mine) > 1
         self.sources = {
-            name: SourceRun(t, ctx.progress, ctx.settings.max_source_items, self._wake)
-            for name, t in self.tasks.items()
-            if t.spec.kind == "source"
+            t.name: SourceRun(t, ctx.progress, limit, self._wake, threaded) for t in mine
         }
         self.blocked: set[RingWriter] = set()  # full output rings: wake when one has room
         if ctx.checkpoints is not None:

@@ -8,9 +8,11 @@ other one is iterated past them. A source with an ``acknowledge(n)`` method is t
 before n are done (a live camera's bridge lets frames go then). The frames an item holds in
 the frame store are let go when everything derived from it is done.
 
-A source's iterator runs in a thread of its own (``_Pump``), reading at most ``READ_AHEAD``
-items ahead: a camera waiting for its next frame, or decoding one, never holds up the other
-tasks and sources of its pipeline, which take its items when they are there. ``resume`` is
+Where a pipeline holds several sources (cameras), each source's iterator runs in a thread of
+its own (``_Pump``), reading at most ``READ_AHEAD`` items ahead: a camera waiting for its next
+frame never holds up the other cameras of its pipeline, which take their items when they are
+there. A lone source is iterated in the loop: a thread would cost a switch per item
+(``bench_pipeline``'s speedup went from 1.65 to 0.78 with every source in a thread). ``resume`` is
 called before the thread starts; ``acknowledge`` is called from the pipeline's loop while the
 iterator runs in its thread (a bridge's only notes the number).
 """
@@ -44,8 +46,10 @@ class SourceRun:
         progress: SourceProgress | None = None,
         limit: int | None = None,
         wake: Callable[[], None] | None = None,
+        threaded: bool = False,
     ) -> None:
         self.t, self.progress, self.limit = t, progress, limit
+        self.threaded = threaded
         self.wake = wake or (lambda: None)
         self.items: Iterator[Any] | None = None
         self.prefix: DonePrefix | None = None  # its finished items, when anyone asks
@@ -111,8 +115,9 @@ class SourceRun:
             self._resume(getattr(made, "resume", None))
         elif self.acknowledge is not None:
             self.prefix = DonePrefix(0)
-        left = None if self.limit is None else max(0, self.limit - self.t.calls)
-        self.pump = _Pump(self.t.name, self.items, self.wake, left)
+        if self.threaded:
+            left = None if self.limit is None else max(0, self.limit - self.t.calls)
+            self.pump = _Pump(self.t.name, self.items, self.wake, left)
 
     def _resume(self, resume: Callable[[int], None] | None) -> None:
         """Skip the items a predecessor of this pipeline finished."""
