@@ -1,0 +1,34 @@
+"""The accuracy benchmark's quick mode: two small evaluation stores, the JSON it promises."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_quick_mode_scores_two_unseen_stores(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_accuracy
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "acc.json"
+    summary = bench_accuracy.main(
+        ["--quick", "--data", str(tmp_path / "stores"), "--json", str(out)]
+    )
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert written["stores_count"] == 2 and len(written["stores"]) == 2
+    seeds = [s["params"]["seed"] for s in written["stores"]]
+    assert min(seeds) >= bench_accuracy.EVAL_SEED  # never a tuning store (seeds 0..4)
+    for figure in bench_accuracy.FIGURES:
+        values = [s[figure] for s in written["stores"]]
+        worst = min(values) if figure == "heatmap_correlation" else max(values)
+        assert written[f"worst_{figure}"] == worst
+        assert abs(written[f"mean_{figure}"] - sum(values) / 2) < 1e-3
+    # A real run, not a stub: the pipeline found people and their heat map follows the truth.
+    assert all(s["heatmap_correlation"] > 0.5 for s in written["stores"]), written
+    assert all(0.0 <= s["visitors_error"] <= 1.0 for s in written["stores"]), written
