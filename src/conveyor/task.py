@@ -80,6 +80,12 @@ class TaskSpec:
     def stateful(self) -> bool:
         return inspect.isclass(self.target)
 
+    @property
+    def constructed(self) -> bool:
+        """Built once with its arguments (a class, or a source's generator function), rather
+        than called per item with them (a function task)."""
+        return self.stateful or self.kind == "source"
+
     def bound_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The arguments given with ``.bind``, as a fresh copy (every instance its own)."""
         if self.arguments is None:
@@ -197,14 +203,14 @@ def bind(target: Any, /, *args: Any, **kwargs: Any) -> TaskSpec:
     """
     spec = spec_of(target)
     name = spec.name
-    if spec.stateful or spec.kind == "source":
-        where = spec.target.__init__ if spec.stateful else spec.target
+    if spec.constructed:
+        signature = inspect.signature(spec.target)
         try:
-            inspect.signature(spec.target).bind(*args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise ConfigurationError(
                 f"{spec.kind} {name!r}: cannot bind these arguments: {exc} "
-                f"(the signature is {name}{inspect.signature(where)})"
+                f"(the signature is {name}{signature})"
             ) from None
     else:
         if args:
@@ -219,6 +225,16 @@ def bind(target: Any, /, *args: Any, **kwargs: Any) -> TaskSpec:
                 f"task {name!r} has no keyword-only parameter {unknown}; it has {settings} "
                 f"(a function task's arguments come after '*' in its signature)"
             )
+    try:
+        arguments = pickle.dumps((args, kwargs), protocol=5)
+    except Exception:
+        _refuse_unpicklable(spec, args, kwargs)
+        raise
+    return dataclasses.replace(spec, arguments=arguments)
+
+
+def _refuse_unpicklable(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Name the argument that cannot be pickled."""
     named = [(f"argument {i}", v) for i, v in enumerate(args)]
     named += [(f"{k}=", v) for k, v in kwargs.items()]
     for label, value in named:
@@ -226,11 +242,10 @@ def bind(target: Any, /, *args: Any, **kwargs: Any) -> TaskSpec:
             pickle.dumps(value, protocol=5)
         except Exception as exc:
             raise ConfigurationError(
-                f"{spec.kind} {name!r}: {label} ({type(value).__qualname__}) cannot cross "
+                f"{spec.kind} {spec.name!r}: {label} ({type(value).__qualname__}) cannot cross "
                 f"processes ({exc}); pass something that pickles (a path, numbers, a "
                 "dataclass of them), and open files or models inside the task"
             ) from None
-    return dataclasses.replace(spec, arguments=pickle.dumps((args, kwargs), protocol=5))
 
 
 def _keyword_only(fn: Callable[..., Any]) -> list[str]:
@@ -246,7 +261,7 @@ def unbound_arguments(spec: TaskSpec) -> list[str]:
         sig = inspect.signature(spec.target)
     except (TypeError, ValueError):  # a builtin or an object without a signature: nothing known
         return []
-    if spec.stateful or spec.kind == "source":
+    if spec.constructed:
         kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         return [
             p.name

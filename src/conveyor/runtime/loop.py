@@ -23,7 +23,7 @@ from conveyor.runtime.execute import Executor, check_may_skip
 from conveyor.runtime.frames import on_frame_pressure
 from conveyor.runtime.instrument import Instruments
 from conveyor.runtime.lease import DROPPED, Unit
-from conveyor.runtime.policy import TaskState, choose
+from conveyor.runtime.policy import choose
 from conveyor.runtime.source_run import SourceRun
 from conveyor.runtime.task_run import TaskRun
 from conveyor.runtime.wiring import build_tasks, wire
@@ -50,6 +50,8 @@ class PipelineLoop:
         self.sources = {
             t.name: SourceRun(t, ctx.progress, limit, self._wake, threaded) for t in mine
         }
+        # What the policy chooses among: each task, a source through its SourceRun.
+        self.schedulable = [self.sources.get(t.name, t) for t in self.tasks.values()]
         self.blocked: set[RingWriter] = set()  # full output rings: wake when one has room
         if ctx.checkpoints is not None:
             for t in self.tasks.values():
@@ -82,19 +84,13 @@ class PipelineLoop:
             self._pull()
             now = time.monotonic()
             self.instruments.tick(now)
-            decision = choose([self._state(t, now) for t in tasks], now)
+            decision = choose([s.state(now, self.blocked) for s in self.schedulable], now)
             if decision.task is not None:
                 self._run(self.tasks[decision.task])
             elif not self._finish_idle_task():
                 if saving:  # nothing to do: save now rather than hold inputs while asleep
                     self._save_all()
                 self._sleep(decision.wake_in)
-
-    def _state(self, t: TaskRun, now: float) -> TaskState:
-        source = self.sources.get(t.name)
-        if source is None:
-            return t.state(now, self.blocked)
-        return t.state(now, self.blocked, source.waiting(), source.oldest())
 
     def _wake(self) -> None:
         """A source's thread has an item (or ended): wake the loop if it sleeps."""

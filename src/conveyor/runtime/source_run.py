@@ -30,8 +30,10 @@ from conveyor.runtime.execute import failed
 from conveyor.runtime.frames import frame_holds, on_frame_pressure, releaser
 from conveyor.runtime.instrument import Instrument
 from conveyor.runtime.lease import Lease, Unit, derive
+from conveyor.runtime.policy import TaskState
 from conveyor.runtime.progress import DonePrefix, SourceProgress
 from conveyor.runtime.task_run import TaskRun
+from conveyor.transport.ring import RingWriter
 
 READ_AHEAD = 2  # items a source's thread reads before its pipeline takes them
 
@@ -55,6 +57,10 @@ class SourceRun:
         self.prefix: DonePrefix | None = None  # its finished items, when anyone asks
         self.acknowledge: Callable[[int], None] | None = None
         self.pump: _Pump | None = None
+
+    def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
+        """The policy's view: the task's, with whether its next item has come, and when."""
+        return self.t.state(now, blocked, self.waiting(), self.oldest())
 
     def waiting(self) -> bool:
         """Started, and its next item (or its end) has not come yet: nothing to take now."""

@@ -34,8 +34,7 @@ class TaskRun:
 
     def __post_init__(self) -> None:
         self.tid = zlib.crc32(self.spec.name.encode())
-        stateless = not self.spec.stateful and self.spec.kind != "source"
-        self.function = self.spec.function() if stateless else self.spec.target
+        self.function = self.spec.target if self.spec.constructed else self.spec.function()
 
     @property
     def name(self) -> str:

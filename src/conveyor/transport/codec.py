@@ -70,7 +70,7 @@ _MAX_CACHED = 512  # layouts and view sets kept; past that the cache starts agai
 def _rebuild_array(buf: Any, dtype: Any, shape: tuple[int, ...], order: Any) -> np.ndarray:
     """Called by pickle.loads with the array's out-of-band buffer: a view, never a copy."""
     if type(dtype) is str:
-        dtype = _dtypes.get(dtype) or _dtypes.setdefault(dtype, np.dtype(dtype))
+        dtype = _dtype(dtype)
     return np.ndarray(shape, dtype=dtype, buffer=buf, order=order)
 
 
@@ -338,6 +338,7 @@ def _flat_layout(
 class _Layout:
     """A layout read back: the class, and how to view each top-level array."""
 
+    # names and slots are the class info's, copied: read on every message
     __slots__ = ("cls", "names", "array_names", "ref_names", "views", "slots", "info")
 
     def __init__(self, raw: bytes) -> None:
