@@ -12,13 +12,18 @@ The exported model is fixed at 1x3x640x640. ``retarget`` rewrites its few shape-
 constants (the anchor grid, the strides, three reshapes) so that it takes any batch and any
 input size that is a multiple of 32; the weights do not change, so neither does what it has
 learnt. A smaller input is what makes it affordable on a CPU (1.5 GFLOP per 256x448 frame
-against 28 at 640x640). The defaults (input size, lowest score) are
+against 28 at 640x640). Each size's model is kept in the user's cache (``retargeted``): the
+rewrite needs the ``onnx`` package, whose import alone took 0.7 s of every pipeline's start,
+a restarted one's included. The defaults (input size, lowest score) are
 ``peopleflow.config``'s, where a store file overrides them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +31,9 @@ import numpy as np
 import supervision as sv
 
 from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE
+
+log = logging.getLogger("peopleflow")
+RETARGET_VERSION = 1  # bump when ``retarget`` changes what it writes: cached models are remade
 
 Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
 
@@ -55,6 +63,33 @@ def yolo_model_path() -> Path:
     return path
 
 
+def model_cache() -> Path:
+    """Where rewritten models are kept: ``$XDG_CACHE_HOME/peopleflow`` (``~/.cache``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "peopleflow" / "models"
+
+
+def retargeted(path: Path, height: int, width: int) -> bytes:
+    """``retarget(path's model, height, width)``, from the cache when it was made before for
+    this file (same size and modification time). A cache that cannot be written is skipped."""
+    stat = path.stat()
+    key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{height}x{width}-v{RETARGET_VERSION}"
+    cached = model_cache() / f"{key}.onnx"
+    try:
+        return cached.read_bytes()
+    except OSError:
+        pass
+    model = retarget(path.read_bytes(), height, width)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(model)
+        partial.replace(cached)  # whole or not at all: pipelines may write it at once
+    except OSError as exc:
+        log.debug("model cache %s not written: %s", cached, exc)
+    return model
+
+
 def retarget(model: bytes, height: int, width: int) -> bytes:
     """The YOLOv8 ONNX ``model`` rewritten for inputs of any batch x 3 x ``height`` x ``width``."""
     import onnx
@@ -73,6 +108,11 @@ def retarget(model: bytes, height: int, width: int) -> bytes:
     anchors, strides = _grid(height, width)
     total = len(strides)
     for init in proto.graph.initializer:
+        # Only the few small tensors below change: the weights are not converted (the whole
+        # conversion took 0.7 s, most of a restarted pipeline's start).
+        shape = tuple(init.dims)
+        if shape not in ((1, 2, 8400), (1, 8400), (3,), (4,)):
+            continue
         a = numpy_helper.to_array(init)
         if a.shape == (1, 2, 8400):  # anchor centres, in grid units
             new = anchors[None].astype(a.dtype)
@@ -127,7 +167,7 @@ class YoloDetector:
         self.input_size = input_size
         self.score, self.iou = score, iou
         path = Path(model_path) if model_path else yolo_model_path()
-        model = retarget(path.read_bytes(), *input_size)
+        model = retargeted(path, *input_size)
         ort_cuda = gpu and "CUDAExecutionProvider" in ort.get_available_providers()
         if engine == "auto":
             engine = "torch" if gpu and not ort_cuda and _torch_cuda() else "onnxruntime"
@@ -243,6 +283,8 @@ def make_detector(kind: str = "auto", **options: object) -> Detector:
 
 
 def _torch_cuda() -> bool:
+    if sys.platform.startswith("linux") and not os.path.exists("/dev/nvidiactl"):
+        return False  # no NVIDIA driver: no CUDA, and no need to import PyTorch (1 s) to see it
     try:
         import torch
     except ImportError:

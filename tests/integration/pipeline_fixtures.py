@@ -292,3 +292,25 @@ def paced_frames() -> Iterator[Frame]:
     for frame in frames():
         time.sleep(1 / 600)
         yield frame
+
+
+@dataclass
+class Seen:
+    index: int
+    pid: int  # the pipeline process that handled the item
+    siblings: list[int]  # the driver's other child processes at that moment
+
+
+@cv.source
+def numbers() -> Iterator[Stats]:
+    for index in range(60):
+        yield Stats("c0", index, float(index), 0.0)
+
+
+@cv.task(cost=0.001)
+def where(s: Stats) -> Seen:
+    import psutil
+
+    here = os.getpid()
+    others = [p.pid for p in psutil.Process(os.getppid()).children() if p.pid != here]
+    return Seen(s.index, here, others)

@@ -197,6 +197,27 @@ def test_bound_arguments_reach_the_workers_and_their_replacements() -> None:
     assert rows(want)[0] == ("a", 0, -5.0, 0)
 
 
+def test_a_killed_pipeline_restarts_in_the_warm_spare() -> None:
+    """Once the pipelines are started, a spare process waits with the graph's modules
+    imported; a pipeline that dies is replaced by it (a process that existed before the
+    death), and a new spare waits in turn. Every item once, and no process is left."""
+    from conveyor.testing import Fault, inject
+    from tests.integration.pipeline_fixtures import numbers, where
+
+    graph = cv.Graph([numbers, where])
+    plan = cv.make_plan(graph, workers=2)
+    with inject(Fault("where", item=40, mode="kill")):
+        result = cv.run(graph, backend="local", plan=plan, collect=["where"])
+    assert len(result.restarts) == 1
+    seen = sorted(result.outputs["where"], key=lambda s: s.index)
+    assert [s.index for s in seen] == list(range(60))
+    first, last = seen[0].pid, seen[-1].pid
+    assert first != last  # the pipeline running ``where`` was replaced
+    before = set().union(*(s.siblings for s in seen if s.pid == first))
+    assert last in before, (last, before)  # by the spare that waited before the death
+    assert len(before) >= len(plan.pipelines)  # the other pipeline and the spare
+
+
 def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
     """Six camera sources spread over two pipelines with a task partitioned by stream: every
     camera's items arrive once each and in order; a killed camera's pipeline restarts and no

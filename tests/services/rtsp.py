@@ -3,6 +3,10 @@ system's Python) serving a generated store video on 127.0.0.1, one server per ca
 a camera can be cut (its server killed: clients see the stream break) and brought back.
 
 The video is first made long (looped) and H.264 with ffmpeg, so the server only packetises.
+It is made like a camera's stream: 10 frames a second (the generated store's frames repeated)
+with a key frame every second, where the generated video has 2 frames a second. A client that
+connects waits for a key frame, so the key frame interval, not the sample rate the service
+reads at, is what a reconnection costs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from tests.services.postgres import missing
 
 SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
+STREAM_FPS = 10
+KEY_FRAME_EVERY = 10  # frames: one second
 
 
 def free_port() -> int:
@@ -49,8 +55,8 @@ class RtspCamera:
         self.video = video.with_name(f"{name}-rtsp.mp4")
         subprocess.run(
             [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", str(loops - 1),
-             "-i", str(video), "-an", "-c:v", "libx264", "-preset", "ultrafast", "-g", "2",
-             "-bf", "0", str(self.video)],
+             "-i", str(video), "-an", "-r", str(STREAM_FPS), "-c:v", "libx264", "-preset",
+             "ultrafast", "-g", str(KEY_FRAME_EVERY), "-bf", "0", str(self.video)],
             check=True,
         )  # fmt: skip
         self.name, self.port = name, free_port()

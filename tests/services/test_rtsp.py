@@ -22,10 +22,6 @@ from peopleflow.generate import StoreParams, generate  # noqa: E402
 from tests.services.rtsp import RtspCamera  # noqa: E402
 
 CUT = 10.0  # seconds the first camera is away
-# A restarted source pipeline: a new process (Python, OpenCV) and the streams opened again:
-# 2.5-4 s measured alone, 5 s with the whole suite running. Pulling again the 40 frames done
-# (two cameras at 2 frames a second), as a source without resume() would, takes 10 s.
-GAP_AFTER_RESTART = 8.0
 
 
 @pytest.fixture
@@ -135,12 +131,15 @@ def test_a_cut_camera_reconnects_the_other_never_stalls_a_late_one_is_waited_for
     assert sum(c.reconnects for (_, cam), c in health.items() if cam == "cam1") >= 1
 
 
-def test_a_killed_camera_source_goes_on_at_now(
+def test_a_killed_camera_source_goes_on_at_now_within_two_seconds(
     cameras: tuple[Path, dict[str, RtspCamera]], tmp_path: Path
 ) -> None:
-    """The source's pipeline is SIGKILLed after 20 frames of live video: restarted, it opens
-    the streams again and goes on at now, instead of pulling the 20 frames done again at the
-    camera's pace (which would lose as many seconds of live video as were processed)."""
+    """The source's pipeline is SIGKILLed after 40 frames of live video: restarted (in the
+    run's warm spare process), it opens the streams again and goes on at now, instead of
+    pulling the 40 frames done again at the camera's pace (10 s, which would lose as many
+    seconds of live video as were processed). The service records a camera silent for over
+    2 s as a gap (the cut camera's test sees one), so no gap means each camera was back
+    within 2 s."""
     from conveyor.testing import Fault, inject
 
     config, streams = cameras
@@ -148,10 +147,9 @@ def test_a_killed_camera_source_goes_on_at_now(
         stream.on()
     db = f"sqlite:///{tmp_path / 'live.sqlite'}"
     with inject(Fault("Frames", item=40, mode="kill")), _serving(config, db) as proc:
-        _until(lambda: _health(db)[0].get("cam1", 0) >= 40, proc, 90, "no frames after")
+        _until(lambda: min(_health(db)[0].values(), default=0) >= 40, proc, 90, "no frames after")
         out = _stop(proc)
     assert "restart" in out.lower(), out
-    _, gaps = _health(db)
-    down = [g.end - g.start for g in gaps if g.start > 0]
-    assert down, "the restart left no gap"
-    assert max(down) < GAP_AFTER_RESTART, gaps
+    frames, gaps = _health(db)
+    assert min(frames.values()) >= 40, frames
+    assert gaps == [], gaps

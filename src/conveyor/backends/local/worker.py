@@ -4,7 +4,9 @@ process that started it (the driver), however that one dies."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib
 import os
 import signal
 import sys
@@ -56,6 +58,28 @@ class WorkerConfig:
     splitters: tuple[str, ...] = ()  # the tasks that feed replicas
     gpu: int | None = None  # the device of a GPU pipeline
     parent_pid: int | None = None  # a child process: it dies with this process (the driver)
+
+
+def process_main(
+    parent: int, modules: tuple[str, ...], orders: Connection, report: Connection
+) -> None:
+    """Entry point of a pipeline process: import ``modules`` (a warm spare: the graph's code,
+    so that a restarted pipeline starts without Python's import time), then wait for the
+    config of the pipeline to run. A spare that is never given one exits when its pipe is
+    closed (or with the driver: its parent death signal is set before it waits)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
+    die_with_parent(parent)
+    for module in modules:
+        # Only a head start: a module that fails here fails again, reported, when the
+        # config that needs it is read.
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+    try:
+        config = orders.recv()
+    except (EOFError, OSError):  # a spare nobody needed
+        return
+    orders.close()
+    worker_main(config, report)
 
 
 def worker_main(config: WorkerConfig, report: Connection) -> None:
