@@ -183,8 +183,11 @@ def source(fn: Any = None, /, **options: Any) -> Any:
     """Declare a source: a generator function (or class with ``__iter__``) yielding one type.
 
     A class may also define ``resume(n)``: after a restart, start at item n (the first n are
-    done) instead of having n items skipped; and ``acknowledge(n)``: items before n, and all
-    that derives from them, are done (a broker's commit point).
+    done) instead of having n items skipped; ``acknowledge(n)``: items before n, and all
+    that derives from them, are done (a broker's commit point); and a ``dropped`` attribute:
+    how many items it has let go unsent so far (a live camera that keeps only its newest
+    frames when the pipeline is behind), read after each item into the run's statistics
+    (``TaskStats.dropped``, the dashboard, Prometheus).
 
     Where several sources share a pipeline (one per camera), each iterates in a thread of its
     own, a couple of items ahead, so a camera that waits holds up no other; ``resume`` runs

@@ -161,6 +161,12 @@ class Frames:
         ]
         self.first = 0  # the camera whose frame comes first (a resumed round goes on)
 
+    @property
+    def dropped(self) -> int:
+        """Frames live cameras let go because the pipeline was behind (conveyor's statistics
+        show them; the database has them per camera)."""
+        return sum(r.stats.behind for r in self.readers)
+
     def resume(self, done: int) -> None:
         """Start after the first ``done`` frames of the interleaved cameras."""
         files = [r for r in self.readers if not r.live]

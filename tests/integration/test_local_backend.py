@@ -218,6 +218,14 @@ def test_a_killed_pipeline_restarts_in_the_warm_spare() -> None:
     assert len(before) >= len(plan.pipelines)  # the other pipeline and the spare
 
 
+def test_a_live_source_s_dropped_frames_reach_the_statistics() -> None:
+    from tests.unit.test_stats import (
+        test_a_live_source_s_dropped_frames_reach_the_statistics_and_the_dashboard as check,
+    )
+
+    check(backend="local")
+
+
 def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
     """Six camera sources spread over two pipelines with a task partitioned by stream: every
     camera's items arrive once each and in order; a killed camera's pipeline restarts and no

@@ -90,3 +90,25 @@ def test_counters_equal_the_known_item_counts_of_a_deterministic_graph(
 def test_statistics_can_be_switched_off() -> None:
     graph = cv.Graph([frames, measure])
     assert cv.run(graph, backend="inline", stats=False).stats is None
+
+
+def test_a_live_source_s_dropped_frames_reach_the_statistics_and_the_dashboard(
+    backend: str = "inline",
+) -> None:
+    """Inline here; ``tests/integration/test_local_backend.py`` runs it on processes."""
+    from rich.console import Console
+
+    from tests.integration.pipeline_fixtures import LiveCamera, where
+
+    graph = cv.Graph([LiveCamera, where])
+    stats = cv.run(graph, backend=backend, workers=2).stats
+    assert stats is not None
+    # read after each of the 30 items (the two let go after the last one are never seen)
+    assert stats.tasks["LiveCamera"].dropped == 2 * 29 == stats.dropped
+    assert stats.tasks["where"].dropped == 0
+    console = Console(width=160, record=True)
+    console.print(cv.Dashboard().render(stats))
+    text = console.export_text()
+    assert ", dropped 58" in text.splitlines()[0]
+    header = next(line for line in text.splitlines() if "items/s" in line)
+    assert "dropped" in header

@@ -25,7 +25,7 @@ from conveyor.runtime.shared_words import SharedWords
 
 BUCKETS = 28
 FIRST_BUCKET = 10e-6  # seconds: the top of bucket 0 (calls up to 10 us)
-_CALLS, _IN, _OUT, _DEAD, _QUEUE, _CAPACITY, _BUSY, _HIST = range(8)
+_CALLS, _IN, _OUT, _DEAD, _DROPPED, _QUEUE, _CAPACITY, _BUSY, _HIST = range(9)
 TASK_WORDS = _HIST + BUCKETS
 _CPU, _SLEEPS, _SLEPT, _STARTED, _STARTS = range(5)  # pipeline rows
 PIPELINE_WORDS = 5
@@ -85,6 +85,7 @@ class Counters:
             items_in=int(ints[base + _IN]),
             items_out=int(ints[base + _OUT]),
             dead=int(ints[base + _DEAD]),
+            dropped=int(ints[base + _DROPPED]),
             queue=int(ints[base + _QUEUE]),
             capacity=int(ints[base + _CAPACITY]),
             busy=float(floats[base + _BUSY]),
@@ -115,6 +116,7 @@ class RawTask:
     items_in: int
     items_out: int
     dead: int
+    dropped: int  # a live source's items it let go unsent (the pipeline was behind)
     queue: int
     capacity: int
     busy: float
@@ -172,6 +174,9 @@ class TaskCounters:
 
     def dead(self) -> None:
         self._ints[self._base + _DEAD] += 1
+
+    def dropped(self, items: int) -> None:
+        self._ints[self._base + _DROPPED] += items
 
     def queue(self, depth: int, capacity: int) -> None:
         self._ints[self._base + _QUEUE] = depth
@@ -244,3 +249,6 @@ class CounterHook(Instrument):
 
     def dead(self, task: TaskInfo) -> None:
         self.tasks[task.order].dead()
+
+    def dropped(self, task: TaskInfo, items: int) -> None:
+        self.tasks[task.order].dropped(items)

@@ -89,6 +89,7 @@ class Dashboard:
         return (
             f"{self.title}: {stats.elapsed:6.1f} s, {stats.source_items} source items, "
             f"{fps:.1f}/s{per}, restarts {stats.restarts}, dead letters {stats.dead_letters}"
+            + (f", dropped {stats.dropped}" if stats.dropped else "")
         )
 
     def line(self, stats: Stats) -> str:
@@ -109,7 +110,7 @@ class Dashboard:
         for p in stats.pipelines:
             pipes.add_row(p.name, _bar(p.busy), f"{p.cpu:.0%}", str(p.restarts), ", ".join(p.tasks))
         tasks = Table(title="tasks", title_justify="left", expand=False)
-        for col in ("task", "items/s", "ms p50/p99", "batch", "queue", "dead"):
+        for col in ("task", "items/s", "ms p50/p99", "batch", "queue", "dead", "dropped"):
             tasks.add_column(
                 col, justify="left" if col in ("task", "queue") else "right", no_wrap=True
             )
@@ -126,6 +127,7 @@ class Dashboard:
                 f"{t.mean_batch:.1f}",
                 queue,
                 str(t.dead_letters),
+                str(t.dropped) if t.dropped else "",
             )
         parts: list[Any] = [Text(self.headline(stats), style="bold")] if headline else []
         parts += [pipes, tasks]

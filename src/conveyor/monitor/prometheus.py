@@ -67,6 +67,7 @@ class _StatsCollector(Collector):
             ("items_in", "Items the task took", CounterMetricFamily, lambda t: t.items_in),
             ("items_out", "Items the task produced", CounterMetricFamily, lambda t: t.items_out),
             ("dead_letters", "Items given up on", CounterMetricFamily, lambda t: t.dead_letters),
+            ("dropped", "Items a live source let go", CounterMetricFamily, lambda t: t.dropped),
             ("busy_seconds", "Seconds in the task's code", CounterMetricFamily, lambda t: t.busy),
             ("queue_depth", "Items waiting at its inputs", GaugeMetricFamily, lambda t: t.queue),
             ("queue_capacity", "Room of its inputs", GaugeMetricFamily, lambda t: t.capacity),

@@ -31,6 +31,7 @@ class TaskStats:
     queue: int  # items waiting at its inputs, as last written (all replicas)
     capacity: int  # room of those inputs
     replicas: int
+    dropped: int = 0  # a source's items let go unsent (its ``dropped``: see ``conveyor.source``)
 
     @property
     def congestion(self) -> float:
@@ -73,6 +74,11 @@ class Stats:
     @property
     def dead_letters(self) -> int:
         return sum(t.dead_letters for t in self.tasks.values())
+
+    @property
+    def dropped(self) -> int:
+        """Items the sources let go unsent: live cameras behind real time."""
+        return sum(t.dropped for t in self.tasks.values())
 
     @property
     def bottleneck(self) -> PipelineStats | None:
@@ -149,6 +155,7 @@ def snapshot(
             items_in=items,
             items_out=sum(r.items_out for r in rs),
             dead_letters=sum(r.dead for r in rs),
+            dropped=sum(r.dropped for r in rs),
             busy=sum(r.busy for r in rs),
             mean_batch=items / calls if calls else 0.0,
             p50=percentile(hist, 50),

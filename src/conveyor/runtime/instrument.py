@@ -58,6 +58,9 @@ class Instrument:
     def dead(self, task: TaskInfo) -> None:
         """``task`` gave an item up (a dead letter)."""
 
+    def dropped(self, task: TaskInfo, items: int) -> None:
+        """Source ``task`` let ``items`` more go unsent (a live camera behind real time)."""
+
 
 _EVENTS = (
     "loop_started",
@@ -70,6 +73,7 @@ _EVENTS = (
     "call_ended",
     "emitted",
     "dead",
+    "dropped",
 )
 
 

@@ -5,8 +5,10 @@ A source is a generator function, or a class whose instances iterate. In a run t
 pipelines, its items are numbered and a replacement skips those its predecessor finished
 (``runtime.progress``): a source with a ``resume(n)`` method is told to start at item n, any
 other one is iterated past them. A source with an ``acknowledge(n)`` method is told when items
-before n are done (a live camera's bridge lets frames go then). The frames an item holds in
-the frame store are let go when everything derived from it is done.
+before n are done (a live camera's bridge lets frames go then). A source whose instance has
+a ``dropped`` count (items it let go unsent) has it read after each item, the growth reported
+to the instruments (statistics). The frames an item holds in the frame store are let go when
+everything derived from it is done.
 
 Where a pipeline holds several sources (cameras), each source's iterator runs in a thread of
 its own (``_Pump``), reading at most ``READ_AHEAD`` items ahead: a camera waiting for its next
@@ -57,6 +59,8 @@ class SourceRun:
         self.prefix: DonePrefix | None = None  # its finished items, when anyone asks
         self.acknowledge: Callable[[int], None] | None = None
         self.pump: _Pump | None = None
+        self.counts_drops: Any = None  # the instance, when it has a ``dropped`` count
+        self.dropped = 0  # of that count, what was reported
 
     def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
         """The policy's view: the task's, with whether its next item has come, and when."""
@@ -103,6 +107,11 @@ class SourceRun:
             instruments.call_ended(t.info, started, spent, produced, n)
         t.calls += 1
         t.items += 1
+        if self.counts_drops is not None:
+            dropped = int(self.counts_drops.dropped)
+            if dropped > self.dropped:
+                instruments.dropped(t.info, dropped - self.dropped)
+                self.dropped = dropped
         held = frame_holds(item)  # the run takes over the source's hold on its frames
         on_done = [releaser(held)] if held else []
         if self.prefix is not None:
@@ -117,6 +126,8 @@ class SourceRun:
         made: Any = self.t.spec.construct()  # a generator, or an instance with __iter__
         self.items = iter(made)
         self.acknowledge = getattr(made, "acknowledge", None)
+        if hasattr(made, "dropped"):
+            self.counts_drops = made
         if self.progress is not None:
             self._resume(getattr(made, "resume", None))
         elif self.acknowledge is not None:
