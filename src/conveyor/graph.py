@@ -166,6 +166,29 @@ class Graph:
             return []
         return [e.producer for e in edges]
 
+    def merged_with(self, source: str) -> list[str]:
+        """The other sources whose items merge with ``source``'s into a consumer (the other
+        cameras, where a source is bound once per camera), in graph order."""
+        others: set[str] = set()
+        for edge in self.outputs_of(source):
+            members = self.streams_into(edge.consumer)
+            if source in members:
+                others.update(members)
+        others.discard(source)
+        return [n for n in self.order if n in others]
+
+    def streams_above(self, name: str) -> list[str]:
+        """The sources upstream of ``name`` that are bound once per stream (several bindings
+        of one source merging: the cameras), in graph order."""
+        above: set[str] = set()
+        todo = [name]
+        while todo:
+            for edge in self.inputs_of(todo.pop()):
+                if edge.producer not in above:
+                    above.add(edge.producer)
+                    todo.append(edge.producer)
+        return [n for n in self.sources() if n in above and self.merged_with(n)]
+
     def outputs_of(self, name: str) -> list[Edge]:
         return [e for e in self.edges if e.producer == name]
 

@@ -187,7 +187,11 @@ def source(fn: Any = None, /, **options: Any) -> Any:
     that derives from them, are done (a broker's commit point); and a ``dropped`` attribute:
     how many items it has let go unsent so far (a live camera that keeps only its newest
     frames when the pipeline is behind), read after each item into the run's statistics
-    (``TaskStats.dropped``, the dashboard, Prometheus).
+    (``TaskStats.dropped``, the dashboard, Prometheus). An instance with ``live = True`` (a
+    stream that may wait for its camera) is read in a thread of its own, so that the tasks
+    beside it never wait with it. Bound once per camera, instances with ``keep_in_step =
+    True`` (files) read no more than a few items ahead of the slowest of them, wherever each
+    runs.
 
     Where several sources share a pipeline (one per camera), each iterates in a thread of its
     own, a couple of items ahead, so a camera that waits holds up no other; ``resume`` runs

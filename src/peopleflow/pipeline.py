@@ -1,9 +1,10 @@
 """The people-flow pipeline as a conveyor graph, built only on conveyor's public API.
 
-    Frames (source) ──cv.Frame──▶ detect (batch, gpu) ──Detections──▶ Track (one per camera)
-        ──CameraPeople──▶ Associate (gathers every camera's instant) ──FloorPeople──▶ results
+    Frames[cam] (one source per camera) ──cv.Frame──▶ detect (batch, gpu) ──Detections──▶
+        Track (one per camera) ──CameraPeople──▶ Associate (gathers every camera's instant)
+        ──FloorPeople──▶ results
 
-- ``Frames`` decodes every camera (files or RTSP, ``peopleflow.sources``) and writes each
+- ``Frames`` decodes one camera (a file or RTSP, ``peopleflow.sources``) and writes each
   sampled frame once into conveyor's shared-memory frame store;
 - ``detect`` runs the person detector on batches of frames from any cameras (on the GPU when
   there is one) and measures each person's colours;
@@ -76,7 +77,7 @@ def graph_for(settings: RunSettings) -> cv.Graph:
     """The pipeline of one store's run."""
     return cv.Graph(
         [
-            cv.bind(Frames, settings),
+            *camera_sources(settings),
             cv.bind(detect, detector=DetectorChoice.of(settings)),
             cv.bind(Track, settings.store),
             cv.bind(Associate, settings),
@@ -136,67 +137,63 @@ class FloorPeople:
 # planner split detection over processes without a measuring run first.
 @cv.source(cost=0.003)
 class Frames:
-    """Every camera's sampled frames, in time order; a broken camera is reported and skipped.
+    """One camera's sampled frames; bound once per camera (``Frames[cam1]``, ...), so that
+    conveyor spreads the cameras' decoding over its processes like any task.
 
-    After a restart of its pipeline (conveyor's ``resume(n)``: the first n items are done),
-    file cameras seek past what was done (nothing is decoded again) and live streams go on at
-    now: a restart loses only the seconds it was down, which the live service records as a
+    File cameras keep in step (conveyor's ``keep_in_step``): none reads more than a few frames
+    ahead of the slowest, wherever each runs, so every camera's frames of one instant meet at
+    ``Associate``. Live cameras pace themselves, and never wait for one that is away. A camera
+    that cannot be read any more is reported and ends; the others go on.
+
+    After a restart of its pipeline (conveyor's ``resume(n)``: the first n items are done), a
+    file camera seeks past what was done (nothing is decoded again) and a live stream goes on
+    at now: a restart loses only the seconds it was down, which the live service records as a
     gap. Without ``resume``, conveyor would pull the n items again from a fresh reader, at the
     camera's pace for a live stream."""
 
-    def __init__(self, settings: RunSettings) -> None:
+    def __init__(self, settings: RunSettings, camera: str) -> None:
         s = settings
-        self.readers = [
-            CameraReader(
-                c.name,
-                c.source,
-                c.fps,
-                max_seconds=s.seconds,
-                start_seconds=s.start_seconds,
-                clock_origin=s.clock_origin,
-                retries=s.retries,
-            )
-            for c in s.store.cameras
-            if c.name not in s.skip
-        ]
-        self.first = 0  # the camera whose frame comes first (a resumed round goes on)
+        c = next(c for c in s.store.cameras if c.name == camera)
+        self.reader = CameraReader(
+            c.name,
+            c.source,
+            c.fps,
+            max_seconds=s.seconds,
+            start_seconds=s.start_seconds,
+            clock_origin=s.clock_origin,
+            retries=s.retries,
+        )
+        self.live = self.reader.live  # conveyor reads it in a thread: it may wait on a camera
+        self.keep_in_step = not self.reader.live
 
     @property
     def dropped(self) -> int:
-        """Frames live cameras let go because the pipeline was behind (conveyor's statistics
+        """Frames a live camera let go because the pipeline was behind (conveyor's statistics
         show them; the database has them per camera)."""
-        return sum(r.stats.behind for r in self.readers)
+        return self.reader.stats.behind
 
     def resume(self, done: int) -> None:
-        """Start after the first ``done`` frames of the interleaved cameras."""
-        files = [r for r in self.readers if not r.live]
-        if not files or done <= 0:
-            return
-        skips, self.first = interleaved_counts([r.samples() for r in files], done)
-        for reader, skip in zip(files, skips, strict=True):
-            reader.start_seconds = reader.start_seconds + skip / reader.fps
+        """Start after the first ``done`` frames (a file seeks; a stream goes on at now)."""
+        if not self.reader.live and done > 0:
+            self.reader.start_seconds += done / self.reader.fps
 
     def __iter__(self) -> Iterator[CameraFrame]:
-        for reader, index, seconds, pixels in interleave(self.readers, first=self.first):
+        # interleave: a live stream is read by a thread of its own that keeps only the newest
+        # frames; a camera that fails is logged and ends
+        for reader, index, seconds, pixels in interleave([self.reader]):
             frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
             frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
             frame.captured = time.time()
             yield frame
 
 
-def interleaved_counts(lengths: list[int], done: int) -> tuple[list[int], int]:
-    """How many frames of each camera the first ``done`` items of ``interleave`` hold (one
-    frame of every camera that still has one, in turn), and which camera's turn is next: the
-    items after a resume must be the same frames, in the same order, as before (conveyor
-    numbers them, and drops repeats by number)."""
-    taken = [0] * len(lengths)
-    k = 0
-    while done > 0 and any(t < n for t, n in zip(taken, lengths, strict=True)):
-        if taken[k] < lengths[k]:
-            taken[k] += 1
-            done -= 1
-        k = (k + 1) % len(lengths)
-    return taken, k
+def camera_sources(settings: RunSettings) -> list[cv.TaskSpec]:
+    """One ``Frames`` per camera that opened, named ``Frames[camera]``."""
+    return [
+        cv.bind(Frames, settings, c.name).named(f"Frames[{c.name}]")
+        for c in settings.store.cameras
+        if c.name not in settings.skip
+    ]
 
 
 @cv.task(batch=4, max_wait=0.05, resource="gpu", replicas="auto", cost=0.18)

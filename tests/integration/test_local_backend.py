@@ -249,3 +249,29 @@ def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
     assert len(want) == 360 and all(s.seen == s.index for s in want)
     got = result.outputs["split_scale"]  # collected from both replicas by the driver
     assert sorted((v.sensor, v.index) for v in got) == sorted((s.sensor, s.index) for s in want)
+
+
+@pytest.mark.parametrize("in_step", [True, False])
+def test_file_cameras_in_other_processes_keep_in_step(in_step: bool) -> None:
+    """Four camera sources over two processes, one slow: kept in step, no camera reads more
+    than LEAD frames ahead of the slowest one still running (one that ended holds no one
+    back); not kept in step, the fast ones run far ahead (what the bound prevents)."""
+    from conveyor.runtime.progress import LEAD
+    from tests.unit.bind_fixtures import file_cameras, passed
+
+    graph = cv.Graph([*file_cameras(in_step), passed])
+    plan = cv.make_plan(graph, workers=2, costs={"passed": 0.001})
+    homes = {u.task: p.index for p in plan.pipelines for u in p.units}
+    assert homes["cam[slow]"] != homes["cam[fast1]"] or homes["cam[slow]"] != homes["cam[fast2]"]
+    got = cv.run(graph, backend="local", plan=plan, collect=["passed"]).outputs["passed"]
+    assert sorted((s.sensor, s.index) for s in got) == sorted(
+        (name, i)
+        for name, n in [("slow", 40), ("fast1", 40), ("fast2", 40), ("short", 6)]
+        for i in range(n)
+    )
+    slow = sorted(s.at for s in got if s.sensor == "slow")
+    ahead = max(s.index - sum(t <= s.at for t in slow) for s in got if s.sensor.startswith("fast"))
+    if in_step:
+        assert ahead <= LEAD, ahead
+    else:
+        assert ahead > 2 * LEAD, ahead

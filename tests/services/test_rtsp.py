@@ -146,7 +146,7 @@ def test_a_killed_camera_source_goes_on_at_now_within_two_seconds(
     for stream in streams.values():
         stream.on()
     db = f"sqlite:///{tmp_path / 'live.sqlite'}"
-    with inject(Fault("Frames", item=40, mode="kill")), _serving(config, db) as proc:
+    with inject(Fault("Frames[cam1]", item=20, mode="kill")), _serving(config, db) as proc:
         _until(lambda: min(_health(db)[0].values(), default=0) >= 40, proc, 90, "no frames after")
         out = _stop(proc)
     assert "restart" in out.lower(), out

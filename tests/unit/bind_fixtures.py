@@ -118,3 +118,42 @@ def ticking(*, sensor: str, count: int, pause: float) -> Iterator[Reading]:
     for i in range(count):
         time.sleep(pause)
         yield Reading(sensor, i, float(i))
+
+
+# -- cameras kept in step over processes --------------------------------------------------------
+
+
+@dataclass
+class Stamped:
+    sensor: str
+    index: int
+    at: float  # time.monotonic() when the source read it (one clock for every process)
+
+
+@cv.source
+class FileCamera:
+    """A file camera of ``count`` frames, read in ``pause`` seconds each, kept in step with
+    the other cameras of its merge (conveyor's ``keep_in_step``)."""
+
+    def __init__(self, sensor: str, count: int, pause: float = 0.0, in_step: bool = True):
+        self.sensor, self.count, self.pause = sensor, count, pause
+        self.keep_in_step = in_step
+
+    def __iter__(self) -> Iterator[Stamped]:
+        for i in range(self.count):
+            time.sleep(self.pause)
+            yield Stamped(self.sensor, i, time.monotonic())
+
+
+@cv.task(cost=0.001)
+def passed(s: Stamped) -> Stamped:
+    return s
+
+
+def file_cameras(in_step: bool) -> list[cv.TaskSpec]:
+    """A slow camera, two fast ones, and a short one that ends early."""
+    cameras = [("slow", 40, 0.01), ("fast1", 40, 0.0), ("fast2", 40, 0.0), ("short", 6, 0.0)]
+    return [
+        cv.bind(FileCamera, name, count, pause, in_step).named(f"cam[{name}]")
+        for name, count, pause in cameras
+    ]

@@ -32,6 +32,27 @@ def test_a_group_goes_out_when_it_waited_max_wait_or_input_ended() -> None:
     assert oldest_group(pending, latest, 0.5, 1.0, True)[0] == [0]
 
 
+def test_below_sources_per_camera_a_group_waits_for_cameras_not_seen_yet() -> None:
+    """Two camera sources in two processes: camera b's process started later. Group 0 has
+    only a's message and a has moved on, which would make it complete; but two streams feed
+    the gather, so it waits for the second member (up to max_wait), and then goes out whole."""
+    pending = [Pending(0, "a", 0.0), Pending(1, "a", 0.1)]
+    assert oldest_group(pending, {}, 0.2, 1.0, False)[0] == [0]  # one stream: a is everyone
+    latest: dict = {}
+    assert oldest_group(pending, latest, 0.2, 1.0, False, expected=2)[0] is None
+    assert oldest_group(pending, latest, 1.0, 1.0, False, expected=2)[0] == [0]  # waited enough
+    pending += [Pending(0, "b", 0.5), Pending(1, "b", 0.6)]
+    assert oldest_group(pending, {}, 0.6, 1.0, False, expected=2)[0] == [0, 2]
+
+
+def test_the_graph_counts_the_streams_above_a_task() -> None:
+    from tests.unit.bind_fixtures import Count, per_camera, split_scale
+
+    graph = Graph([*per_camera(3, 5), split_scale, Count.bind([])])
+    assert sorted(graph.streams_above("Count")) == ["ramp[cam0]", "ramp[cam1]", "ramp[cam2]"]
+    assert graph.streams_above("ramp[cam0]") == []
+
+
 def test_window_buckets_float_timestamps() -> None:
     g = cv.Gather(by="ts", member="camera", window=0.1)
     assert (

@@ -108,7 +108,9 @@ class Dashboard:
         for col in ("pipeline", "busy", "CPU", "restarts", "tasks"):
             pipes.add_column(col, justify="right" if col in ("CPU", "restarts") else "left")
         for p in stats.pipelines:
-            pipes.add_row(p.name, _bar(p.busy), f"{p.cpu:.0%}", str(p.restarts), ", ".join(p.tasks))
+            # Names as Text: rich would read "Frames[cam1]" as markup and drop "[cam1]".
+            tasks_here = Text(", ".join(p.tasks))
+            pipes.add_row(Text(p.name), _bar(p.busy), f"{p.cpu:.0%}", str(p.restarts), tasks_here)
         tasks = Table(title="tasks", title_justify="left", expand=False)
         for col in ("task", "items/s", "ms p50/p99", "batch", "queue", "dead", "dropped"):
             tasks.add_column(
@@ -121,7 +123,7 @@ class Dashboard:
                 else Text("")
             )
             tasks.add_row(
-                t.name + (f" x{t.replicas}" if t.replicas > 1 else ""),
+                Text(t.name + (f" x{t.replicas}" if t.replicas > 1 else "")),
                 f"{self._rate(stats, t.name):.1f}",
                 f"{_ms(t.p50)}/{_ms(t.p99)}",
                 f"{t.mean_batch:.1f}",

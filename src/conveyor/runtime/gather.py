@@ -11,7 +11,10 @@ when no more of it can come:
   either sent its message for the group or already moved past it (each member's stream is in
   order, so it will send nothing older), and at least one has moved past it (so the members
   seen are not merely the first to arrive); no fixed camera count is needed, and a camera
-  that joins late joins the population. A group thus waits about one frame period;
+  that joins late joins the population. A group thus waits about one frame period. Below
+  sources bound once per camera (``expected``: how many), the population is not trusted
+  before that many members have been seen: a camera whose process started later is not left
+  out of the first groups;
 - or its first message waited ``max_wait`` seconds (a camera stalled or dropped the frame);
 - or no more input can come at all.
 
@@ -41,6 +44,7 @@ def oldest_group(
     now: float,
     max_wait: float,
     upstream_done: bool,
+    expected: int = 0,
 ) -> tuple[list[int] | None, float | None]:
     """Positions of the oldest group if it is ready, else None; and when it will be due.
 
@@ -59,6 +63,8 @@ def oldest_group(
     due = arrived + max_wait
     if upstream_done or now >= due:
         return positions, None
+    if len(latest) < expected:  # streams not seen yet: wait for them, up to ``max_wait``
+        return None, due - now
     have = {pending[i].member for i in positions}
     moved_on = any(k > key for k in latest.values())  # time has passed this group somewhere
     if moved_on and all(m in have or k > key for m, k in latest.items()):

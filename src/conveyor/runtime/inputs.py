@@ -190,6 +190,7 @@ class GatherInputs(Inputs):
     gather: Gather | None = None
     max_wait: float = 0.0
     latest: dict[Any, Any] = field(default_factory=dict)  # member -> newest group key
+    expected: int = 0  # members to see before the population is trusted (streams above)
 
     def args(self, values: list[Any]) -> tuple[Any, ...]:
         return (values,)
@@ -227,4 +228,6 @@ class GatherInputs(Inputs):
         pending = [
             Pending(gather.key_of(e.value), gather.member_of(e.value), e.arrived) for e in queue
         ]
-        return oldest_group(pending, self.latest, now, self.max_wait, self.upstream_done)
+        return oldest_group(
+            pending, self.latest, now, self.max_wait, self.upstream_done, self.expected
+        )

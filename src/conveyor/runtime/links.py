@@ -15,7 +15,8 @@ A replicated task takes one input and feeds no other replicated task directly (t
 and the task decorator refuse the rest), so one merge restores the order of every stream.
 
 A replicated task fed by *several sources* (one per camera, ``Graph.streams_into``) is
-partitioned by stream instead: source i feeds only replica ``i % replicas``, whole, so each
+partitioned by stream instead: each source feeds one replica, whole (``stream_replicas``: the
+one in its own pipeline where the placement allows), so each
 replica sees each of its cameras in order, and its outputs need no merge (every camera's items
 leave one replica, in order). A source that restarts touches only its own stream.
 """
@@ -68,7 +69,7 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
         consumers = plan.replicas_of(e.consumer)
         streams = graph.streams_into(e.consumer) if len(consumers) > 1 else []
         if streams:  # partitioned by stream: this source feeds one replica, whole
-            j = streams.index(e.producer) % len(consumers)
+            j = stream_replicas(plan, e.consumer)[e.producer]
             links.append(Link(e.producer, e.consumer, e.param, producers[0], consumers[j], j))
             continue
         key = graph.tasks[e.consumer].key
@@ -91,6 +92,27 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
         producers = plan.replicas_of(name)
         links += [Link(name, None, "", src, PARENT, merged=merges(plan, name)) for src in producers]
     return links
+
+
+def stream_replicas(plan: Plan, consumer: str) -> dict[str, int]:
+    """Which replica of ``consumer`` takes each source of its merge: the one in the source's
+    own pipeline while it has room (an even share: ceil(streams / replicas)), else the next
+    with room, so that a camera's frames stay in the process that decoded them where the
+    placement allows. A function of the plan alone: every process computes the same."""
+    streams = plan.graph.streams_into(consumer)
+    homes = plan.replicas_of(consumer)
+    room = [-(-len(streams) // len(homes))] * len(homes)
+    chosen: dict[str, int] = {}
+    for source in streams:
+        here = plan.replicas_of(source)[0]
+        if here in homes and room[homes.index(here)] > 0:
+            chosen[source] = homes.index(here)
+            room[chosen[source]] -= 1
+    for source in streams:
+        if source not in chosen:
+            chosen[source] = next(j for j, left in enumerate(room) if left > 0)
+            room[chosen[source]] -= 1
+    return chosen
 
 
 def merges(plan: Plan, task: str) -> bool:

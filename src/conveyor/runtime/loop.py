@@ -48,7 +48,10 @@ class PipelineLoop:
         mine = [t for t in self.tasks.values() if t.spec.kind == "source"]
         limit, threaded = ctx.settings.max_source_items, len(mine) > 1
         self.sources = {
-            t.name: SourceRun(t, ctx.progress, limit, self._wake, threaded) for t in mine
+            t.name: SourceRun(
+                t, ctx.progress, limit, self._wake, threaded, ctx.graph.merged_with(t.name)
+            )
+            for t in mine
         }
         # What the policy chooses among: each task, a source through its SourceRun.
         self.schedulable = [self.sources.get(t.name, t) for t in self.tasks.values()]

@@ -7,15 +7,24 @@ that runs the source. A replacement pipeline skips that many items of a fresh ge
 emits the rest again; the rings drop the outputs that were already written (by origin), so
 downstream sees each item's outputs once. This assumes a replayable source (a file, a synthetic
 camera): a live stream simply goes on from where it is.
+
+Each source also has a *step*: for a source that keeps in step with its siblings (one per
+camera, reading files in several processes) its done prefix, else ``ENDED``, as it is once the
+source has ended. Such a source reads an item only within ``LEAD`` items of the slowest
+sibling's step (``in_step``).
 """
 
 from __future__ import annotations
 
 from conveyor.runtime.shared_words import SharedWords
 
+ENDED = 2**62  # the step of a source that has ended (or keeps none): it holds no one back
+LEAD = 8  # items a source keeping in step may read past the slowest sibling's done prefix
+
 
 class SourceProgress:
-    """One word per source task, by name (the parent creates it; pipelines attach)."""
+    """Two words per source task, by name: its done prefix and its step (the parent creates
+    it; pipelines attach)."""
 
     def __init__(self, words: SharedWords, sources: list[str]) -> None:
         self.words = words
@@ -25,21 +34,32 @@ class SourceProgress:
 
     @classmethod
     def create(cls, sources: list[str]) -> SourceProgress:
-        return cls(SharedWords.create("progress", len(sources)), sources)
+        return cls(SharedWords.create("progress", 2 * len(sources)), sources)
 
     @classmethod
     def attach(cls, name: str, sources: list[str]) -> SourceProgress:
-        return cls(SharedWords.attach(name, len(sources)), sources)
+        return cls(SharedWords.attach(name, 2 * len(sources)), sources)
 
     @property
     def name(self) -> str:
         return self.words.name
 
     def get(self, source: str) -> int:
-        return int(self._counts[self._index[source]])
+        return int(self._counts[2 * self._index[source]])
 
     def set(self, source: str, done: int) -> None:
-        self._counts[self._index[source]] = done
+        self._counts[2 * self._index[source]] = done
+
+    def took(self, source: str, step: int) -> None:
+        """``source``'s step (``ENDED``: it holds no sibling back)."""
+        self._counts[2 * self._index[source] + 1] = step
+
+    def in_step(self, item: int, siblings: list[str]) -> bool:
+        """May a source read its item number ``item``: is it within ``LEAD`` items of the
+        slowest step of ``siblings`` (a sibling not started yet is at 0)?"""
+        counts, index = self._counts, self._index
+        slowest = min((counts[2 * index[s] + 1] for s in siblings), default=ENDED)
+        return item < slowest + LEAD
 
     def close(self) -> None:
         self.words.close()

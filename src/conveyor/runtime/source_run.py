@@ -13,8 +13,16 @@ everything derived from it is done.
 Where a pipeline holds several sources (cameras), each source's iterator runs in a thread of
 its own (``_Pump``), reading at most ``READ_AHEAD`` items ahead: a camera waiting for its next
 frame never holds up the other cameras of its pipeline, which take their items when they are
-there. A lone source is iterated in the loop: a thread would cost a switch per item
-(``bench_pipeline``'s speedup went from 1.65 to 0.78 with every source in a thread). ``resume`` is
+there. So does a *live* source (its instance says ``live = True``: a stream that may wait for
+a camera, however long), so that its pipeline's other tasks never wait with it, and a source
+kept in step (below), which may wait for its siblings. Any other lone source is iterated in
+the loop: a thread would cost a switch per item (``bench_pipeline``'s speedup went from 1.65
+to 0.78 with every source in a thread).
+
+Sources bound once per camera may keep in step (their instance says ``keep_in_step = True``:
+files, which could otherwise run minutes apart in different processes): each reads an item
+only within ``progress.LEAD`` items of the slowest sibling's done prefix; one that ended
+holds no one back. ``resume`` is
 called before the thread starts; ``acknowledge`` is called from the pipeline's loop while the
 iterator runs in its thread (a bridge's only notes the number).
 """
@@ -26,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.runtime.execute import failed
@@ -33,11 +42,12 @@ from conveyor.runtime.frames import frame_holds, on_frame_pressure, releaser
 from conveyor.runtime.instrument import Instrument
 from conveyor.runtime.lease import Lease, Unit, derive
 from conveyor.runtime.policy import TaskState
-from conveyor.runtime.progress import DonePrefix, SourceProgress
+from conveyor.runtime.progress import ENDED, DonePrefix, SourceProgress
 from conveyor.runtime.task_run import TaskRun
 from conveyor.transport.ring import RingWriter
 
 READ_AHEAD = 2  # items a source's thread reads before its pipeline takes them
+STEP_POLL = 0.005  # seconds between two looks at the siblings of a source kept in step
 
 
 class SourceRun:
@@ -51,15 +61,18 @@ class SourceRun:
         limit: int | None = None,
         wake: Callable[[], None] | None = None,
         threaded: bool = False,
+        siblings: list[str] | None = None,
     ) -> None:
         self.t, self.progress, self.limit = t, progress, limit
         self.threaded = threaded
+        self.siblings = siblings or []  # the other sources of its merge (cameras)
         self.wake = wake or (lambda: None)
         self.items: Iterator[Any] | None = None
         self.prefix: DonePrefix | None = None  # its finished items, when anyone asks
         self.acknowledge: Callable[[int], None] | None = None
         self.pump: _Pump | None = None
         self.counts_drops: Any = None  # the instance, when it has a ``dropped`` count
+        self.in_step = False  # it keeps in step with its siblings (see ``_steps``)
         self.dropped = 0  # of that count, what was reported
 
     def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
@@ -99,6 +112,9 @@ class SourceRun:
                 spent = time.perf_counter() - started
             produced = 1
         except StopIteration:
+            if self.in_step and self.progress is not None:
+                self.in_step = False  # its done count is published no more
+                self.progress.took(t.name, ENDED)
             return None
         except Exception as exc:
             raise failed(t.spec, None, exc) from exc
@@ -132,9 +148,26 @@ class SourceRun:
             self._resume(getattr(made, "resume", None))
         elif self.acknowledge is not None:
             self.prefix = DonePrefix(0)
-        if self.threaded:
+        steps = self._steps(bool(getattr(made, "keep_in_step", False)))
+        if self.threaded or steps is not None or getattr(made, "live", False):
             left = None if self.limit is None else max(0, self.limit - self.t.calls)
-            self.pump = _Pump(self.t.name, self.items, self.wake, left)
+            self.pump = _Pump(self.t.name, self.items, self.wake, left, steps)
+
+    def _steps(self, keep_in_step: bool) -> _Steps | None:
+        """How the source keeps in step with its siblings (None: it does not). A source in
+        step publishes its done prefix as its step (an item is done once its pipeline has
+        passed on everything derived from it: a step that counts reads would let a camera's
+        frames run ahead of a busier pipeline's), and ``ENDED`` at its end; one that keeps
+        no step says ``ENDED`` at once, so that it never holds its siblings back."""
+        progress, name = self.progress, self.t.name
+        if progress is None:
+            return None
+        self.in_step = keep_in_step and bool(self.siblings)
+        progress.took(name, self.t.calls if self.in_step else ENDED)
+        if not self.in_step:
+            return None
+        siblings = self.siblings
+        return _Steps(self.t.calls, lambda k: progress.in_step(k, siblings))
 
     def _resume(self, resume: Callable[[int], None] | None) -> None:
         """Skip the items a predecessor of this pipeline finished."""
@@ -166,19 +199,35 @@ class SourceRun:
             upto = prefix.done(n)
             if progress is not None:
                 progress.set(name, upto)
+                if self.in_step:
+                    progress.took(name, upto)
             if acknowledge is not None:  # a source that wants to know (backends.bridge)
                 acknowledge(upto)
 
         return done
 
 
+@dataclass(frozen=True)
+class _Steps:
+    """A source kept in step: its next item's number, and whether it may read item k now."""
+
+    first: int
+    may_read: Callable[[int], bool]
+
+
 class _Pump:
-    """A source's iterator, run in a thread: up to ``READ_AHEAD`` items wait for the loop."""
+    """A source's iterator, run in a thread: up to ``READ_AHEAD`` items wait for the loop;
+    with ``steps``, no item is read before the source's siblings are near enough."""
 
     def __init__(
-        self, name: str, items: Iterator[Any], wake: Callable[[], None], limit: int | None
+        self,
+        name: str,
+        items: Iterator[Any],
+        wake: Callable[[], None],
+        limit: int | None,
+        steps: _Steps | None = None,
     ) -> None:
-        self.items, self.wake, self.limit = items, wake, limit
+        self.items, self.wake, self.limit, self.steps = items, wake, limit, steps
         self.cond = threading.Condition()
         self.queue: deque[tuple[Any, float, float, float]] = deque()
         self.end: BaseException | None = None  # StopIteration, or what the iterator raised
@@ -194,17 +243,22 @@ class _Pump:
 
     def _run(self) -> None:
         end: BaseException = StopIteration()
+        steps = self.steps
+        k = steps.first if steps is not None else 0
         try:
             left = self.limit
             while left is None or left > 0:
                 with self.cond:
                     while len(self.queue) >= READ_AHEAD and not self.stopping:
                         self.cond.wait()
+                    while steps is not None and not steps.may_read(k) and not self.stopping:
+                        self.cond.wait(STEP_POLL)  # siblings are in other processes: look
                     if self.stopping:
                         return
                 started = time.perf_counter()
                 item = next(self.items)
                 spent = time.perf_counter() - started
+                k += 1
                 with self.cond:
                     self.queue.append((item, started, spent, time.monotonic()))
                     self.cond.notify_all()

@@ -89,7 +89,10 @@ def _inputs(spec: TaskSpec, ctx: LoopContext) -> Inputs:
     size = ctx.settings.queue_size
     if spec.gather is not None:
         # A gathering task holds whole groups (one message per camera): room for several.
-        return GatherInputs(spec.name, params, size * GATHER_ROOM, spec.gather, spec.max_wait)
+        expected = len(ctx.graph.streams_above(spec.name))
+        return GatherInputs(
+            spec.name, params, size * GATHER_ROOM, spec.gather, spec.max_wait, expected=expected
+        )
     if spec.batched:
         suspects = ctx.settings.suspects
 
