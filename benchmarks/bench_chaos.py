@@ -96,13 +96,14 @@ class Count:
 
 
 def pipeline_pids() -> list[int]:
+    """The run's pipeline processes (named ``conveyor-p<index>``; not the warm spare)."""
     out = []
     for child in psutil.Process().children(recursive=False):
         try:
-            cmd = " ".join(child.cmdline())
+            name = child.name()
         except psutil.Error:
             continue
-        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+        if name.startswith("conveyor-p"):
             out.append(child.pid)
     return out
 

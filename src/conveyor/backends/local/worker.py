@@ -69,6 +69,7 @@ def process_main(
     closed (or with the driver: its parent death signal is set before it waits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how a run stops
     die_with_parent(parent)
+    name_process("conveyor-spare")
     for module in modules:
         # Only a head start: a module that fails here fails again, reported, when the
         # config that needs it is read.
@@ -79,6 +80,7 @@ def process_main(
     except (EOFError, OSError):  # a spare nobody needed
         return
     orders.close()
+    name_process(f"conveyor-p{config.index}")
     worker_main(config, report)
 
 
@@ -132,6 +134,15 @@ def _context(config: WorkerConfig, report: Connection) -> LoopContext:
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent thread dies
+PR_SET_NAME = 15  # prctl(2): the name ps, top and psutil's name() show (15 bytes at most)
+
+
+def name_process(name: str) -> None:
+    """Show ``name`` in ``ps``/``top`` (Linux): a pipeline is ``conveyor-p<index>``, a warm
+    spare ``conveyor-spare``, where both would otherwise be "python"."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
 
 
 def die_with_parent(parent: int) -> None:
