@@ -17,14 +17,14 @@ there. So does a *live* source (its instance says ``live = True``: a stream that
 a camera, however long), so that its pipeline's other tasks never wait with it, and a source
 kept in step (below), which may wait for its siblings. Any other lone source is iterated in
 the loop: a thread would cost a switch per item (``bench_pipeline``'s speedup went from 1.65
-to 0.78 with every source in a thread).
+to 0.78 with every source in a thread). ``resume`` is called before the thread starts;
+``acknowledge`` is called from the pipeline's loop while the iterator runs in its thread (a
+bridge's only notes the number).
 
 Sources bound once per camera may keep in step (their instance says ``keep_in_step = True``:
 files, which could otherwise run minutes apart in different processes): each reads an item
 only within ``progress.LEAD`` items of the slowest sibling's done prefix; one that ended
-holds no one back. ``resume`` is
-called before the thread starts; ``acknowledge`` is called from the pipeline's loop while the
-iterator runs in its thread (a bridge's only notes the number).
+holds no one back.
 """
 
 from __future__ import annotations
