@@ -229,20 +229,17 @@ class CameraReader:
 def interleave(
     readers: list[CameraReader],
     on_error: Callable[[CameraReader, Exception], None] | None = None,
-    first: int = 0,
 ) -> Iterator[tuple[CameraReader, int, float, np.ndarray]]:
-    """Frames of every camera in time order (round-robin by sample time, the first round from
-    reader ``first``: a resumed round). A camera that fails is reported to ``on_error``
-    (default: logged) and left out; the others go on. Live streams are read each by its own
-    thread, frames taken as they come: a stream that breaks (and waits to reconnect) never
-    holds the others up."""
+    """Frames of every camera in time order (round-robin by sample time). A camera that
+    fails is reported to ``on_error`` (default: logged) and left out; the others go on. Live
+    streams are read each by its own thread, frames taken as they come: a stream that breaks
+    (and waits to reconnect) never holds the others up."""
     if any(r.live for r in readers):
         yield from _as_they_come(readers, on_error or _log_error)
         return
     live = {r.name: iter(r) for r in readers}
-    turn = readers[first:]
     while live:
-        for reader in turn:
+        for reader in readers:
             it = live.get(reader.name)
             if it is None:
                 continue
@@ -257,7 +254,6 @@ def interleave(
                 (on_error or _log_error)(reader, exc)
                 continue
             yield reader, index, seconds, frame
-        turn = readers
 
 
 def _log_error(reader: CameraReader, exc: Exception) -> None:

@@ -64,12 +64,15 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
     """Every link of ``plan``, plus links to the parent for each task named in ``collect``."""
     graph = plan.graph
     links = []
+    partitions: dict[str, dict[str, int]] = {}  # consumer -> its sources' replicas
     for e in graph.edges:
         producers = plan.replicas_of(e.producer)
         consumers = plan.replicas_of(e.consumer)
         streams = graph.streams_into(e.consumer) if len(consumers) > 1 else []
         if streams:  # partitioned by stream: this source feeds one replica, whole
-            j = stream_replicas(plan, e.consumer)[e.producer]
+            if e.consumer not in partitions:
+                partitions[e.consumer] = stream_replicas(plan, e.consumer)
+            j = partitions[e.consumer][e.producer]
             links.append(Link(e.producer, e.consumer, e.param, producers[0], consumers[j], j))
             continue
         key = graph.tasks[e.consumer].key

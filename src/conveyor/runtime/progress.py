@@ -8,23 +8,22 @@ emits the rest again; the rings drop the outputs that were already written (by o
 downstream sees each item's outputs once. This assumes a replayable source (a file, a synthetic
 camera): a live stream simply goes on from where it is.
 
-Each source also has a *step*: for a source that keeps in step with its siblings (one per
-camera, reading files in several processes) its done prefix, else ``ENDED``, as it is once the
-source has ended. Such a source reads an item only within ``LEAD`` items of the slowest
-sibling's step (``in_step``).
+A source that keeps in step with its siblings (one per camera, reading files in several
+processes) reads an item only within ``LEAD`` items of the slowest sibling's done prefix
+(``in_step``). A second word per source says it holds no sibling back (``free``): it has
+ended, or keeps no step.
 """
 
 from __future__ import annotations
 
 from conveyor.runtime.shared_words import SharedWords
 
-ENDED = 2**62  # the step of a source that has ended (or keeps none): it holds no one back
 LEAD = 8  # items a source keeping in step may read past the slowest sibling's done prefix
 
 
 class SourceProgress:
-    """Two words per source task, by name: its done prefix and its step (the parent creates
-    it; pipelines attach)."""
+    """Two words per source task, by name: its done prefix and whether it is free (holds no
+    sibling back); the parent creates it, pipelines attach."""
 
     def __init__(self, words: SharedWords, sources: list[str]) -> None:
         self.words = words
@@ -50,16 +49,16 @@ class SourceProgress:
     def set(self, source: str, done: int) -> None:
         self._counts[2 * self._index[source]] = done
 
-    def took(self, source: str, step: int) -> None:
-        """``source``'s step (``ENDED``: it holds no sibling back)."""
-        self._counts[2 * self._index[source] + 1] = step
+    def free(self, source: str, free: bool) -> None:
+        """Whether ``source`` holds no sibling back (it has ended, or keeps no step)."""
+        self._counts[2 * self._index[source] + 1] = int(free)
 
     def in_step(self, item: int, siblings: list[str]) -> bool:
         """May a source read its item number ``item``: is it within ``LEAD`` items of the
-        slowest step of ``siblings`` (a sibling not started yet is at 0)?"""
+        slowest done prefix of ``siblings`` that are not free (one not started yet is at 0)?"""
         counts, index = self._counts, self._index
-        slowest = min((counts[2 * index[s] + 1] for s in siblings), default=ENDED)
-        return item < slowest + LEAD
+        held = [counts[2 * index[s]] for s in siblings if not counts[2 * index[s] + 1]]
+        return not held or item < min(held) + LEAD
 
     def close(self) -> None:
         self.words.close()

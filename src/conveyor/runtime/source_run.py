@@ -42,7 +42,7 @@ from conveyor.runtime.frames import frame_holds, on_frame_pressure, releaser
 from conveyor.runtime.instrument import Instrument
 from conveyor.runtime.lease import Lease, Unit, derive
 from conveyor.runtime.policy import TaskState
-from conveyor.runtime.progress import ENDED, DonePrefix, SourceProgress
+from conveyor.runtime.progress import DonePrefix, SourceProgress
 from conveyor.runtime.task_run import TaskRun
 from conveyor.transport.ring import RingWriter
 
@@ -113,8 +113,7 @@ class SourceRun:
             produced = 1
         except StopIteration:
             if self.in_step and self.progress is not None:
-                self.in_step = False  # its done count is published no more
-                self.progress.took(t.name, ENDED)
+                self.progress.free(t.name, True)  # ended: it holds no sibling back
             return None
         except Exception as exc:
             raise failed(t.spec, None, exc) from exc
@@ -154,16 +153,16 @@ class SourceRun:
             self.pump = _Pump(self.t.name, self.items, self.wake, left, steps)
 
     def _steps(self, keep_in_step: bool) -> _Steps | None:
-        """How the source keeps in step with its siblings (None: it does not). A source in
-        step publishes its done prefix as its step (an item is done once its pipeline has
-        passed on everything derived from it: a step that counts reads would let a camera's
-        frames run ahead of a busier pipeline's), and ``ENDED`` at its end; one that keeps
-        no step says ``ENDED`` at once, so that it never holds its siblings back."""
+        """How the source keeps in step with its siblings (None: it does not). Siblings are
+        held to its done prefix (an item is done once its pipeline has passed on everything
+        derived from it: a bound on reads would let a camera's frames run ahead of a busier
+        pipeline's) until it ends; one that keeps no step says at once that it is free, so
+        that it never holds its siblings back."""
         progress, name = self.progress, self.t.name
         if progress is None:
             return None
         self.in_step = keep_in_step and bool(self.siblings)
-        progress.took(name, self.t.calls if self.in_step else ENDED)
+        progress.free(name, not self.in_step)
         if not self.in_step:
             return None
         siblings = self.siblings
@@ -199,8 +198,6 @@ class SourceRun:
             upto = prefix.done(n)
             if progress is not None:
                 progress.set(name, upto)
-                if self.in_step:
-                    progress.took(name, upto)
             if acknowledge is not None:  # a source that wants to know (backends.bridge)
                 acknowledge(upto)
 

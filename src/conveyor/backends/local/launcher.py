@@ -83,23 +83,32 @@ class ProcessLauncher:
         self, config: WorkerConfig, name: str, register: Callable[[Any, Connection | None], None]
     ) -> None:
         config = dataclasses.replace(config, parent_pid=os.getpid())
-        child, self._waiting = self._waiting, None
-        if child is not None and child.proc.is_alive():
-            child.proc.name = name
-            register(child.proc, child.report)
-        else:
-            if child is not None:  # a spare that died waiting
-                _discard(child)
-            child = self._start(name, (), register)
-        try:
-            child.orders.send(config)
-        except (BrokenPipeError, ConnectionResetError):  # the spare died just now
+        child = self._take_spare(name, register, config)
+        if child is None:
             child = self._start(name, (), register)
             child.orders.send(config)
         child.orders.close()
         self._launched += 1
         if self.spare and self._launched >= self._first_round:
             self._waiting = self._start("conveyor-spare", self._modules, None)
+
+    def _take_spare(
+        self, name: str, register: Callable[[Any, Connection | None], None], config: WorkerConfig
+    ) -> _Process | None:
+        """The waiting spare, given ``config`` (None: there is none, or it died)."""
+        spare, self._waiting = self._waiting, None
+        if spare is None:
+            return None
+        if spare.proc.is_alive():
+            spare.proc.name = name
+            register(spare.proc, spare.report)
+            try:
+                spare.orders.send(config)
+                return spare
+            except (BrokenPipeError, ConnectionResetError):  # it died just now
+                pass
+        _discard(spare)
+        return None
 
     def _start(
         self,
