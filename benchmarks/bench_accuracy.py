@@ -39,32 +39,70 @@ from bench_common import write_json  # noqa: E402
 from peopleflow.app import run_store, score  # noqa: E402
 from peopleflow.config import load_config  # noqa: E402
 from peopleflow.generate import StoreParams, generate, load_truth  # noqa: E402
+from peopleflow.layouts import aimed_pitch, drawn_layout  # noqa: E402
 
-EVAL_SEED = 1000  # evaluation stores' seeds start here; tuning used 0..4
+EVAL_SEED = 1000  # evaluation stores' seeds start here; the default store's tuning used 0..4
+TUNE_SEED = 500  # tuning stores with the same variety (``--tune``): never scored as results
 FIGURES = ("heatmap_correlation", "zone_dwell_error", "visitors_error", "transition_error")
 HIGHER_IS_BETTER = {"heatmap_correlation"}
 
 
-def draw_stores(count: int, quick: bool) -> list[StoreParams]:
-    """The evaluation stores' parameters: drawn by their own random generator."""
-    rng = random.Random(EVAL_SEED)
+RESOLUTIONS = ("640x360", "1280x720", "1920x1080")
+
+
+def draw_stores(count: int, quick: bool, first_seed: int = EVAL_SEED) -> list[StoreParams]:
+    """The stores' parameters, drawn by a random generator of their own seeded with
+    ``first_seed``: evaluation stores from ``EVAL_SEED``, tuning stores from ``TUNE_SEED``."""
+    rng = random.Random(first_seed)
     stores = []
     for k in range(count):
-        if quick:
-            params = StoreParams(cameras=2, shoppers=8, minutes=0.4, seed=EVAL_SEED + k)
-        else:
-            params = StoreParams(
-                cameras=rng.randint(3, 8),
-                shoppers=rng.randint(20, 60),
-                minutes=2.0,
-                seed=EVAL_SEED + k,
+        seed = first_seed + k
+        if quick:  # two small stores: the first a drawn layout at 720p, the second the default
+            stores.append(
+                StoreParams(cameras=2, shoppers=8, minutes=0.4, seed=seed)
+                if k % 2
+                else StoreParams(
+                    cameras=3,
+                    shoppers=10,
+                    minutes=0.4,
+                    seed=seed,
+                    layout=seed,
+                    doors=2,
+                    resolution="1280x720",
+                    lookalikes=0.5,
+                    standing=1,
+                )
             )
-        stores.append(params)
+            continue
+        doors = rng.choice((1, 2))
+        layout = drawn_layout(seed, doors)
+        area = layout.plan.width * layout.plan.height
+        height = round(rng.uniform(2.5, 6.0), 2)
+        stores.append(
+            StoreParams(
+                # About a camera per 40 m2 (what the stores we were shown had), 4 to 12.
+                cameras=min(12, max(4, round(area / 40) + rng.randint(-1, 1))),
+                shoppers=rng.randint(20, 120),
+                minutes=2.0,
+                seed=seed,
+                layout=seed,
+                doors=doors,
+                resolution=rng.choice(RESOLUTIONS),
+                mount_height=height,
+                pitch=round(aimed_pitch(height, rng.uniform(6.0, 10.0)), 1),
+                hfov=round(rng.uniform(60.0, 95.0), 1),
+                lookalikes=round(rng.uniform(0.34, 0.6), 2),
+                standing=rng.randint(1, 4),
+            )
+        )
     return stores
 
 
 def evaluate(params: StoreParams, data: Path, workers: int | None) -> dict[str, object]:
-    folder = data / (f"eval-{params.seed}-c{params.cameras}-s{params.shoppers}-m{params.minutes:g}")
+    folder = data / (
+        f"store-{params.seed}-l{params.layout}-{params.resolution}-c{params.cameras}"
+        f"-s{params.shoppers}-m{params.minutes:g}"
+    )
     config = generate(folder, params, progress=None)
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
@@ -92,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stores", type=int, default=5, help="evaluation stores to run")
     ap.add_argument("--quick", action="store_true", help="two small stores (for tests)")
+    ap.add_argument(
+        "--tune", action="store_true", help="the tuning stores (seeds from 500), not evaluation"
+    )
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--data", type=Path, default=Path(".cache/peopleflow/eval-stores"))
     ap.add_argument("--json", type=Path)
@@ -100,16 +141,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ap.error("--stores must be at least 1")
     count = 2 if args.quick else args.stores
     stores = []
-    for k, params in enumerate(draw_stores(count, args.quick)):
+    first = TUNE_SEED if args.tune else EVAL_SEED
+    for k, params in enumerate(draw_stores(count, args.quick, first)):
         print(
-            f"store {k + 1}/{count}: {params.cameras} cameras, {params.shoppers} shoppers, "
-            f"seed {params.seed} ...",
+            f"store {k + 1}/{count}: seed {params.seed}, {params.cameras} cameras at "
+            f"{params.resolution}, {params.mount_height:g} m up, {params.shoppers} shoppers "
+            f"(+{params.standing} standing), {params.doors} door(s) ...",
             flush=True,
         )
         result = evaluate(params, args.data, args.workers)
         print("  " + ", ".join(f"{f} {result[f]}" for f in FIGURES), flush=True)
         stores.append(result)
-    summary = {"stores_count": count, **summarise(stores), "stores": stores}
+    summary = {
+        "stores_count": count,
+        "set": "tuning" if args.tune else "evaluation",
+        **summarise(stores),
+        "stores": stores,
+    }
     for key, value in summary.items():
         if key.startswith(("worst_", "mean_")):
             print(f"{key:<30}{value}")

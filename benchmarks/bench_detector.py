@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import write_json  # noqa: E402
 from peopleflow.detect import YoloDetector  # noqa: E402
 from peopleflow.generate import people_at  # noqa: E402
-from peopleflow.render import Renderer, default_cameras  # noqa: E402
+from peopleflow.layouts import cameras_for  # noqa: E402
+from peopleflow.render import Renderer  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def rendered_1080p(count: int) -> list[np.ndarray]:
     """``count`` store frames with shoppers in them, scaled to 1920x1080."""
     plan = default_plan()
     shoppers = simulate(plan, 40, 120.0, seed=0)
-    renderers = [Renderer(cam, plan, seed=0) for cam in default_cameras(plan, 4)]
+    renderers = [Renderer(cam, plan, seed=0) for cam in cameras_for(plan, 4)]
     frames = []
     for k in range(count):
         image, _ = renderers[k % len(renderers)].frame(people_at(shoppers, 30.0 + k))

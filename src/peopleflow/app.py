@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import conveyor as cv
+from peopleflow import sizing
 from peopleflow.analytics import FloorTrack, Report, accuracy, analyse
 from peopleflow.config import Camera, ConfigError, StoreConfig, Zone, load_config
 from peopleflow.coverage import Coverage
@@ -126,6 +127,7 @@ def prepare(
         start_seconds=start_seconds,
         clock_origin=clock_origin,
         retries=retries,
+        detector_inputs=tuple(sorted(detector_inputs(cfg, specs).items())),
     )
     return Prepared(cfg, specs, failed, coverage, watch, pipeline.graph_for(settings))
 
@@ -192,8 +194,21 @@ def run_store(
 
 def coverage_of(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> Coverage:
     """Where the store's cameras that opened (``specs``: their frame shapes) see the floor."""
-    sizes = {s.name: (int(s.shape[1]), int(s.shape[0])) for s in specs}
-    return Coverage.of(cfg.plan, cfg.cameras, sizes)
+    return Coverage.of(cfg.plan, cfg.cameras, frame_sizes(specs))
+
+
+def detector_inputs(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:
+    """Each opened camera's detector input (height, width), from how small people appear in
+    it (``peopleflow.sizing``); logged, since it sets the run's cost."""
+    inputs = sizing.detector_inputs(cfg.cameras, frame_sizes(specs), cfg.plan)
+    for name, (h, w) in sorted(inputs.items()):
+        log.info("camera %s: detector input %dx%d", name, h, w)
+    return inputs
+
+
+def frame_sizes(specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:
+    """Each camera's frame size (width, height)."""
+    return {s.name: (int(s.shape[1]), int(s.shape[0])) for s in specs}
 
 
 def store_report(

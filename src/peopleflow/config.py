@@ -9,7 +9,9 @@
     min_visit = 5.0                              # seconds in a zone that make a visit (5)
 
     [detector]                                   # optional: the YOLO detector's settings
-    input = [288, 512]                           # height, width: multiples of 32 (the default)
+    input = [288, 512]                           # height, width: multiples of 32, for every
+                                                 # camera (default: each camera's own, from
+                                                 # how small people appear in it)
     score = 0.2                                  # lowest confidence kept (the default)
 
     [[zones]]
@@ -48,9 +50,10 @@ IDENTITIES = ("relinked", "live")  # who the report says was who: see peopleflow
 # A visit is a stay of at least this long: long enough to stop and look. Walking across a 2 m
 # aisle takes 1.5-2.5 s (the commonest stay of all); a door counts however short the stay.
 MIN_VISIT = 5.0
-# The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): at
-# 288x512 people of 60-90 px in a 640x360 frame keep 27-40 px; a low score keeps the faint
-# ones for ByteTrack's second association, and the report drops identities seen too seldom.
+# The detector's defaults, chosen on generated stores (docs/peopleflow.md, "Accuracy"): the
+# input when a camera's own cannot be worked out (peopleflow.sizing chooses 288x512 for the
+# default store's 640x360 cameras); a low score keeps the faint ones for ByteTrack's second
+# association, and the report drops identities seen too seldom.
 DETECTOR_INPUT = (288, 512)
 # A calibration pair whose image point maps further than this from its floor point (metres) is
 # reported: one point mistyped bends the whole fit.
@@ -141,7 +144,9 @@ class FloorPlan:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    input: tuple[int, int] = DETECTOR_INPUT  # (height, width) the frames are letterboxed into
+    # (height, width) every camera's frames are letterboxed into; None: each camera's own,
+    # from its resolution and how small people appear in it (peopleflow.sizing)
+    input: tuple[int, int] | None = None
     score: float = DETECTOR_SCORE  # the lowest confidence kept
 
 
@@ -224,8 +229,8 @@ def _detector(raw: Any, where: str) -> DetectorSettings:
     unknown = sorted(set(raw) - {"input", "score"})
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown} (expected input, score)")
-    size = raw.get("input", list(DETECTOR_INPUT))
-    if (
+    size = raw.get("input")
+    if size is not None and (
         not isinstance(size, list)
         or len(size) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
@@ -238,7 +243,7 @@ def _detector(raw: Any, where: str) -> DetectorSettings:
     score = raw.get("score", DETECTOR_SCORE)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 < score < 1:
         raise ConfigError(f"{where}.score: expected a number between 0 and 1, got {score!r}")
-    return DetectorSettings((size[0], size[1]), float(score))
+    return DetectorSettings(None if size is None else (size[0], size[1]), float(score))
 
 
 def _zone(raw: Any, where: str, width: float, height: float) -> Zone:

@@ -24,8 +24,9 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import supervision as sv
@@ -45,7 +46,9 @@ class DetectorError(RuntimeError):
 class Detector(Protocol):
     name: str
 
-    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]: ...
+    def __call__(
+        self, frames: list[np.ndarray], inputs: Sequence[tuple[int, int]] | None = None
+    ) -> list[Boxes]: ...
 
 
 def yolo_model_path() -> Path:
@@ -166,45 +169,73 @@ class YoloDetector:
             raise ValueError(f"engine {engine!r}: expected 'auto', 'onnxruntime' or 'torch'")
         self.input_size = input_size
         self.score, self.iou = score, iou
-        path = Path(model_path) if model_path else yolo_model_path()
-        model = retargeted(path, *input_size)
+        self.threads = threads
+        self.path = Path(model_path) if model_path else yolo_model_path()
         ort_cuda = gpu and "CUDAExecutionProvider" in ort.get_available_providers()
         if engine == "auto":
             engine = "torch" if gpu and not ort_cuda and _torch_cuda() else "onnxruntime"
         self.engine = engine
+        self.device = "cpu"
         if engine == "torch":
             try:
                 import torch
             except ImportError as exc:
                 raise DetectorError("engine='torch' needs PyTorch: pip install torch") from exc
+            torch.set_num_threads(threads)
+            self.device = "cuda" if gpu and _torch_cuda() else "cpu"
+        self._wanted = ["CUDAExecutionProvider"] if ort_cuda else []
+        self._wanted.append("CPUExecutionProvider")
+        # One model per input size, built when a frame first needs it (cameras of other
+        # resolutions get inputs of their own: peopleflow.sizing).
+        self._models: dict[tuple[int, int], Any] = {}
+        first = self._model(input_size)
+        self.providers: list[str] = (
+            [f"torch:{self.device}"] if engine == "torch" else first.get_providers()
+        )
+
+    def _model(self, size: tuple[int, int]) -> Any:
+        model = self._models.get(size)
+        if model is not None:
+            return model
+        data = retargeted(self.path, *size)
+        if self.engine == "torch":
             from peopleflow.torch_engine import TorchGraph
 
-            torch.set_num_threads(threads)
-            device = "cuda" if gpu and _torch_cuda() else "cpu"
-            self.graph = TorchGraph(model, device, half=device == "cuda")
-            self.providers = [f"torch:{device}"]
-            return
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        if ort_cuda:
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(model, options, providers=providers)
-        self.providers = self.session.get_providers()
-        self._input = self.session.get_inputs()[0].name
+            model = TorchGraph(data, self.device, half=self.device == "cuda")
+        else:
+            import onnxruntime as ort
 
-    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            model = ort.InferenceSession(data, options, providers=self._wanted)
+        self._models[size] = model
+        return model
+
+    def __call__(
+        self, frames: list[np.ndarray], inputs: Sequence[tuple[int, int]] | None = None
+    ) -> list[Boxes]:
+        """Boxes per frame; ``inputs``: each frame's input size (height, width), when not
+        ``input_size``. Frames of one input size run as one batch."""
         if not frames:
             return []
-        batch, scales = self.letterbox(frames)
-        out = self.infer(batch)
-        return [self._decode(out[k], scales[k]) for k in range(len(frames))]
+        sizes = list(inputs) if inputs is not None else [self.input_size] * len(frames)
+        out: list[Boxes | None] = [None] * len(frames)
+        for size in dict.fromkeys(sizes):
+            which = [k for k, s in enumerate(sizes) if s == size]
+            batch, scales = self.letterbox([frames[k] for k in which], size)
+            raw = self.infer(batch)
+            for j, k in enumerate(which):
+                out[k] = self._decode(raw[j], scales[j])
+        return [b for b in out if b is not None]
 
-    def letterbox(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
-        """Frames scaled into one uint8 batch (b, h, w, 3) BGR, and each frame's scale."""
-        h, w = self.input_size
+    def letterbox(
+        self, frames: list[np.ndarray], size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, list[float]]:
+        """Frames scaled into one uint8 batch (b, h, w, 3) BGR (``size``, or ``input_size``),
+        and each frame's scale."""
+        h, w = size or self.input_size
         batch = np.full((len(frames), h, w, 3), 114, np.uint8)
         scales = []
         for k, frame in enumerate(frames):
@@ -216,16 +247,17 @@ class YoloDetector:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The model's raw output (b, 6, anchors) for a letterboxed uint8 BGR batch."""
+        model = self._model((batch.shape[1], batch.shape[2]))
         if self.engine == "torch":
             import torch
 
             # Upload uint8 (a quarter of float32's bytes); convert on the device.
-            x = torch.from_numpy(batch).to(self.graph.device, non_blocking=True)
-            x = x.flip(-1).permute(0, 3, 1, 2).to(self.graph.dtype) / 255.0
-            raw: np.ndarray = self.graph(x)[0].float().cpu().numpy()
+            x = torch.from_numpy(batch).to(model.device, non_blocking=True)
+            x = x.flip(-1).permute(0, 3, 1, 2).to(model.dtype) / 255.0
+            raw: np.ndarray = model(x)[0].float().cpu().numpy()
             return raw
         scaled = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        out: np.ndarray = self.session.run(None, {self._input: scaled})[0]
+        out: np.ndarray = model.run(None, {model.get_inputs()[0].name: scaled})[0]
         return out
 
     def _decode(self, raw: np.ndarray, scale: float) -> Boxes:
@@ -252,8 +284,10 @@ class HogDetector:
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.upscale, self.score = upscale, score
 
-    def __call__(self, frames: list[np.ndarray]) -> list[Boxes]:
-        out = []
+    def __call__(
+        self, frames: list[np.ndarray], inputs: Sequence[tuple[int, int]] | None = None
+    ) -> list[Boxes]:
+        out = []  # ``inputs`` are YOLO's: HOG upscales every frame alike
         for frame in frames:
             big = _resize(
                 frame, round(frame.shape[1] * self.upscale), round(frame.shape[0] * self.upscale)

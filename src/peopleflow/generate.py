@@ -26,8 +26,9 @@ import numpy as np
 
 from peopleflow.analytics import FloorTrack
 from peopleflow.config import FloorPlan
-from peopleflow.render import PinholeCamera, Renderer, default_cameras
-from peopleflow.simulate import Shopper, default_plan, simulate
+from peopleflow.layouts import Layout, cameras_for, default_layout, drawn_layout
+from peopleflow.render import PinholeCamera, Renderer
+from peopleflow.simulate import Crowd, Shopper, simulate
 
 STRIDE = 1.3  # metres per walking cycle (two steps)
 VERSION = 6  # bump when the renderer's output changes: cached stores are made again
@@ -35,11 +36,38 @@ VERSION = 6  # bump when the renderer's output changes: cached stores are made a
 
 @dataclass(frozen=True)
 class StoreParams:
+    """What to generate. The defaults past ``seed`` make the default store (the one the
+    thresholds were tuned on); the others vary it (``bench_accuracy`` draws them)."""
+
     cameras: int = 8
     shoppers: int = 40
     minutes: float = 2.0
     fps: float = 2.0
     seed: int = 0
+    layout: int = 0  # 0: the default store; any other: the seed of a drawn layout
+    doors: int = 1  # a drawn layout's: 1 or 2
+    resolution: str = "640x360"  # the cameras' frame size, WIDTHxHEIGHT
+    mount_height: float = 3.4  # metres
+    pitch: float = 30.0  # degrees below the horizon
+    hfov: float = 72.0  # degrees
+    lookalikes: float = 0.0  # the share of shoppers in alike dark clothes
+    standing: int = 0  # more people who stand 1-3 minutes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The cameras' frame size (width, height)."""
+        try:
+            w, h = (int(x) for x in self.resolution.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"resolution {self.resolution!r}: expected WIDTHxHEIGHT") from None
+        return w, h
+
+    def layout_of(self) -> Layout:
+        if self.layout == 0:
+            if self.doors != 1:
+                raise ValueError("the default store (layout 0) has one door")
+            return default_layout()
+        return drawn_layout(self.layout, self.doors)
 
 
 def generate(
@@ -54,7 +82,8 @@ def generate(
     wanted = {"version": VERSION, **asdict(params)}
     if (
         manifest.is_file()
-        and json.loads(manifest.read_text()) == wanted
+        # A manifest written before a parameter existed had that parameter's default.
+        and {**asdict(StoreParams()), **json.loads(manifest.read_text())} == wanted
         and (out / "store.toml").is_file()
     ):
         if progress:
@@ -65,9 +94,20 @@ def generate(
         return out / "store.toml"
     (out / "videos").mkdir(parents=True, exist_ok=True)
     manifest.unlink(missing_ok=True)
-    plan = default_plan()
-    shoppers = simulate(plan, params.shoppers, params.minutes * 60, params.fps, params.seed)
-    cameras = default_cameras(plan, params.cameras)
+    layout = params.layout_of()
+    plan = layout.plan
+    shoppers = simulate(
+        plan,
+        params.shoppers,
+        params.minutes * 60,
+        params.fps,
+        params.seed,
+        layout.doors,
+        Crowd(params.lookalikes, params.standing),
+    )
+    cameras = cameras_for(
+        plan, params.cameras, params.size, params.mount_height, params.pitch, params.hfov
+    )
     frames = int(round(params.minutes * 60 * params.fps))
     started = time.perf_counter()
     if progress:

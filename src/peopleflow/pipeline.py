@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import conveyor as cv
-from peopleflow.config import StoreConfig
+from peopleflow.config import DETECTOR_INPUT, StoreConfig
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import REID_WINDOW, CameraTracker, FloorTracker, Placed, appearance
@@ -48,6 +48,8 @@ class RunSettings:
     start_seconds: float = 0.0  # file cameras begin here (a resumed service)
     clock_origin: float | None = None  # live cameras time their frames from this epoch time
     retries: int | None = 5  # reconnections in a row before a live camera is given up
+    # each camera's detector input (height, width), when the store does not set one for all
+    detector_inputs: tuple[tuple[str, tuple[int, int]], ...] = ()
     report_every: float = 15.0
 
 
@@ -58,13 +60,25 @@ class DetectorChoice:
     kind: str = "auto"
     options: tuple[tuple[str, object], ...] = field(default=())
 
+    inputs: tuple[tuple[str, tuple[int, int]], ...] = ()  # per camera (height, width)
+
     @classmethod
     def of(cls, settings: RunSettings) -> DetectorChoice:
         if settings.detector == "hog":
             return cls("hog")
         chosen = settings.store.detector
-        options = (("input_size", chosen.input), ("score", chosen.score), ("threads", 1))
-        return cls(settings.detector, options)
+        options = (
+            ("input_size", chosen.input or DETECTOR_INPUT),
+            ("score", chosen.score),
+            ("threads", 1),
+        )
+        inputs = () if chosen.input else settings.detector_inputs
+        return cls(settings.detector, options, inputs)
+
+    def input_of(self, camera: str) -> tuple[int, int]:
+        """The detector input (height, width) for the camera's frames."""
+        own = dict(self.inputs).get(camera)
+        return own or dict(self.options).get("input_size", DETECTOR_INPUT)  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=4)
@@ -200,7 +214,7 @@ def camera_sources(settings: RunSettings) -> list[cv.TaskSpec]:
 def detect(batch: list[cv.Frame], *, detector: DetectorChoice) -> list[Detections]:
     """People in a batch of frames (any cameras), with their colours."""
     images = [f.pixels for f in batch]
-    found = detector_for(detector)(images)
+    found = detector_for(detector)(images, [detector.input_of(f.camera) for f in batch])
     return [
         Detections(
             f.camera,

@@ -119,31 +119,6 @@ class PinholeCamera:
         return np.asarray(np.c_[np.round(uv[chosen], 2), floor[chosen, :2]])
 
 
-def default_cameras(plan: FloorPlan, count: int = 8) -> list[PinholeCamera]:
-    """``count`` cameras on the walls, 3.4 m up, each looking down into the store."""
-    w, h = plan.width, plan.height
-    mounts = [  # (x, y, yaw): the first two watch the door and the checkout from mid-store
-        (8.0, 0.2, 150.0),
-        (8.0, h - 0.2, 210.0),
-        (w / 2, 0.2, 90.0),
-        (w / 2, h - 0.2, 270.0),
-        (w - 0.2, h - 0.2, 212.0),
-        (w - 0.2, 0.2, 148.0),
-        (w - 0.2, h / 2, 180.0),
-        (0.2, h / 2, 0.0),
-        (0.2, 0.2, 32.0),
-        (0.2, h - 0.2, 328.0),
-        (3 * w / 4, 0.2, 110.0),
-        (3 * w / 4, h - 0.2, 250.0),
-    ]
-    if not 1 <= count <= len(mounts):
-        raise ValueError(f"cameras: 1 to {len(mounts)} for the default store, got {count}")
-    return [
-        PinholeCamera(f"cam{i + 1}", (x, y, 3.4), yaw, 30.0)
-        for i, (x, y, yaw) in enumerate(mounts[:count])
-    ]
-
-
 @dataclass(frozen=True)
 class Truth:
     """One person in one frame: their box (x0, y0, x1, y1 pixels, unclipped), the floor

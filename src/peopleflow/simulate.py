@@ -10,7 +10,8 @@ that the pipeline's results are scored against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,29 +50,48 @@ class Shopper:
     colours: tuple[tuple[int, int, int], tuple[int, int, int]]  # torso, legs (BGR)
 
 
+@dataclass(frozen=True)
+class Crowd:
+    """What the shoppers are like beyond their number (the defaults: the tuning stores')."""
+
+    lookalikes: float = 0.0  # the share dressed alike, in dark clothes
+    standing: int = 0  # more people who stand 1-3 minutes at the promotion table or checkout
+
+
 def simulate(
     plan: FloorPlan | None = None,
     shoppers: int = 40,
     seconds: float = 120.0,
     fps: float = 10.0,
     seed: int = 0,
+    doors: Sequence[np.ndarray] = (DOOR,),
+    crowd: Crowd = Crowd(),
 ) -> list[Shopper]:
-    """``shoppers`` walking through ``plan`` over ``seconds``, sampled at ``fps``."""
+    """``shoppers`` walking through ``plan`` over ``seconds``, sampled at ``fps``, coming in
+    and going out by ``doors`` (a wall point per door zone of ``plan``, in its order)."""
     plan = plan or default_plan()
+    if len(doors) != len(plan.doors) or not doors:
+        raise ValueError(f"{len(doors)} door points for {len(plan.doors)} door zones")
     rng = np.random.default_rng(seed)
+    # The default crowd draws nothing from this one: a tuning store stays what it was.
+    extra = np.random.default_rng([seed, 1])
     zones = {z.name: z for z in plan.zones}
-    browse = [z for z in plan.zone_names if z not in ("entrance", "checkout")]
+    entries = [z.name for z in plan.doors]
+    browse = [z for z in plan.zone_names if z not in entries and z != "checkout"]
     out = []
     for i in range(shoppers):
+        way_in = int(extra.integers(len(doors))) if len(doors) > 1 else 0
+        way_out = int(extra.integers(len(doors))) if len(doors) > 1 else 0
         start = float(rng.uniform(0.0, seconds * 0.7))
-        route = [DOOR, _inside(zones["entrance"], rng)]
+        route = [doors[way_in], _inside(zones[entries[way_in]], rng)]
         stays = [0.0, float(rng.uniform(1.0, 4.0))]
-        for name in rng.choice(browse, size=int(rng.integers(1, 5)), replace=False):
+        visits = min(int(rng.integers(1, 5)), len(browse))  # a small store has few zones
+        for name in rng.choice(browse, size=visits, replace=False):
             route.append(_inside(zones[str(name)], rng))
             stays.append(float(rng.uniform(8.0, 40.0)))
         route.append(_inside(zones["checkout"], rng))
         stays.append(float(rng.uniform(10.0, 30.0)))
-        route.append(DOOR)
+        route.append(doors[way_out])
         stays.append(0.0)
         t, xy = _walk(route, stays, float(rng.uniform(0.9, 1.4)), start, fps, rng)
         keep = t < seconds
@@ -85,7 +105,53 @@ def simulate(
                 (torso, legs),  # type: ignore[arg-type]
             )
         )
+    for _ in range(crowd.standing):
+        out.append(_stander(len(out), plan, doors, entries, seconds, fps, extra))
+    for k in np.flatnonzero(extra.random(len(out)) < crowd.lookalikes):
+        out[k] = replace(out[k], colours=_dark_clothes(extra))
     return out
+
+
+def _stander(
+    ident: int,
+    plan: FloorPlan,
+    doors: Sequence[np.ndarray],
+    entries: list[str],
+    seconds: float,
+    fps: float,
+    rng: np.random.Generator,
+) -> Shopper:
+    """Someone who walks in and stands 1-3 minutes at the promotion table or the checkout
+    (a queue, a demonstration), then leaves."""
+    zones = {z.name: z for z in plan.zones}
+    door = int(rng.integers(len(doors)))
+    spot = str(rng.choice([z for z in ("promotion", "checkout") if z in zones]))
+    route = [
+        doors[door],
+        _inside(zones[entries[door]], rng),
+        _inside(zones[spot], rng),
+        doors[door],
+    ]
+    stays = [0.0, 1.0, float(rng.uniform(60.0, 180.0)), 0.0]
+    start = float(rng.uniform(0.0, seconds * 0.3))
+    t, xy = _walk(route, stays, float(rng.uniform(0.9, 1.4)), start, fps, rng)
+    keep = t < seconds
+    torso = tuple(int(c) for c in rng.integers(20, 235, 3))
+    legs = tuple(int(c) for c in rng.integers(10, 120, 3))
+    return Shopper(
+        ident,
+        FloorTrack(ident, t[keep], xy[keep]),
+        float(rng.uniform(1.55, 1.90)),
+        (torso, legs),  # type: ignore[arg-type]
+    )
+
+
+def _dark_clothes(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Dark top and trousers, a few levels from everyone else's in the same clothes."""
+    base = rng.integers(28, 48)
+    torso = tuple(int(base + c) for c in rng.integers(-6, 7, 3))
+    legs = tuple(int(max(10, base - 12 + c)) for c in rng.integers(-5, 6, 3))
+    return torso, legs  # type: ignore[return-value]
 
 
 def _inside(zone: Zone, rng: np.random.Generator) -> np.ndarray:

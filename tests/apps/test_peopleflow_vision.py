@@ -14,7 +14,8 @@ from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE  # noqa: E402
 from peopleflow.detect import HogDetector, YoloDetector, retarget, yolo_model_path  # noqa: E402
 from peopleflow.generate import people_at  # noqa: E402
 from peopleflow.geometry import Homography  # noqa: E402
-from peopleflow.render import Renderer, default_cameras  # noqa: E402
+from peopleflow.layouts import cameras_for  # noqa: E402
+from peopleflow.render import Renderer  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
 from peopleflow.sources import CameraReader, SourceError, interleave  # noqa: E402
 from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
@@ -25,7 +26,7 @@ def scenes() -> list[tuple[np.ndarray, list]]:
     """Rendered frames of the default store (4 instants x 4 cameras) with their truth."""
     plan = default_plan()
     shoppers = simulate(plan, shoppers=30, seconds=90, fps=2, seed=3)
-    renderers = [Renderer(c, plan, seed=i) for i, c in enumerate(default_cameras(plan, 4))]
+    renderers = [Renderer(c, plan, seed=i) for i, c in enumerate(cameras_for(plan, 4))]
     out = []
     for t in (30.0, 50.0, 70.0, 85.0):
         for r in renderers:
@@ -64,7 +65,7 @@ def test_rendered_people_have_human_proportions_and_the_calibration_matches_the_
     scenes: list,
 ) -> None:
     plan = default_plan()
-    cam = default_cameras(plan, 1)[0]
+    cam = cameras_for(plan, 1)[0]
     heights = [t.box[3] - t.box[1] for _, truth in scenes for t in truth if t.visible > 0.5]
     assert min(heights) < 90 and max(heights) > 150  # near and far people
     img, truth = scenes[0]

@@ -1,0 +1,126 @@
+"""How big the detector's input must be for each camera, from how tall people appear in it.
+
+The detector finds people reliably from about ``AT_INPUT`` pixels tall at its input (measured
+on the default store, whose farthest people are 60-65 px tall in its 640x360 frames: at
+224x384 the far ones, 36-54 px at the input, were missed; at 288x512, 48-72 px, 94% were
+found; docs/peopleflow.md). A camera's frames are shrunk
+only as far as keeps its smallest person that tall: the smallest person is a 1.7 m one at the
+far edge of the camera's floor view, or one ``SMALLEST_SHOWN`` pixels tall if the camera shows
+people smaller than that (they are too few pixels to be found at any input).
+
+How tall a person stands at a floor point comes from the calibration alone: with square pixels
+and the principal point at the frame's centre, the floor homography fixes the focal length and
+the camera's pose, and a 1.7 m person is projected (``camera_matrix``). Where no focal length
+fits, the homography's largest stretch at the point (the focal length over its depth) times
+1.7 m stands in for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from peopleflow.config import Camera, FloorPlan
+from peopleflow.coverage import shows
+
+PERSON = 1.7  # metres
+SMALLEST_SHOWN = 50.0  # pixels: people shown at least this tall must be found
+AT_INPUT = 50.0  # pixels: how tall the smallest such person must be at the detector's input
+GRID = 0.25  # metres between the floor points looked at
+STEP = 0.05  # metres: the finite difference of the homography's stretch
+
+
+def person_heights(cam: Camera, size: tuple[int, int], plan: FloorPlan) -> np.ndarray:
+    """How tall (pixels) a ``PERSON`` stands at each floor point of ``plan`` that ``cam``
+    (frames of ``size``: width, height) shows; empty when it shows none."""
+    xs = np.arange(GRID / 2, plan.width, GRID)
+    ys = np.arange(GRID / 2, plan.height, GRID)
+    floor = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    floor = floor[shows(cam, size, floor)]
+    if not len(floor):
+        return np.zeros(0)
+    projection = camera_matrix(cam.homography.inverse, size)
+    if projection is None:  # no focal length fits: the homography's stretch instead
+        return PERSON * _stretch(cam.homography.inverse, floor)
+    feet = _project(projection, np.c_[floor, np.zeros(len(floor))])
+    heads = _project(projection, np.c_[floor, np.full(len(floor), PERSON)])
+    return np.asarray(np.abs(feet[:, 1] - heads[:, 1]))
+
+
+def camera_matrix(to_image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """The 3x4 projection of the camera whose floor-to-image homography is ``to_image``,
+    taking square pixels and the principal point at the frame's centre (the focal length and
+    the pose then follow from the homography: Zhang's constraints on a plane's rotation); None
+    when no positive focal length fits (a camera looking straight down, a bad calibration)."""
+    centre = np.array([[1.0, 0.0, -size[0] / 2], [0.0, 1.0, -size[1] / 2], [0.0, 0.0, 1.0]])
+    h = centre @ to_image
+    (a1, a2, _), (b1, b2, _), (c1, c2, _) = h
+    # r1 . r2 = 0 and |r1| = |r2|, for K = diag(f, f, 1): two estimates of f^2
+    guesses = []
+    if abs(c1 * c2) > 1e-12:
+        guesses.append(-(a1 * a2 + b1 * b2) / (c1 * c2))
+    if abs(c1 * c1 - c2 * c2) > 1e-12:
+        guesses.append(-(a1 * a1 + b1 * b1 - a2 * a2 - b2 * b2) / (c1 * c1 - c2 * c2))
+    guesses = [g for g in guesses if g > 0]
+    if not guesses:
+        return None
+    f = math.sqrt(float(np.median(guesses)))
+    k = np.diag([f, f, 1.0])
+    m = np.linalg.inv(k) @ h
+    scale = (np.linalg.norm(m[:, 0]) + np.linalg.norm(m[:, 1])) / 2
+    r1, r2, t = m[:, 0] / scale, m[:, 1] / scale, m[:, 2] / scale
+    if t[2] < 0:  # the floor in front of the camera: positive depth
+        r1, r2, t = -r1, -r2, -t
+    r3 = np.cross(r1, r2)
+    centre_of = -np.c_[r1, r2, r3].T @ t
+    if centre_of[2] < 0:  # up is towards the camera, which hangs above the floor
+        r3 = -r3
+    return np.asarray(np.linalg.inv(centre) @ k @ np.c_[r1, r2, r3, t])
+
+
+def _project(projection: np.ndarray, points: np.ndarray) -> np.ndarray:
+    p = np.c_[points, np.ones(len(points))] @ projection.T
+    return np.asarray(p[:, :2] / p[:, 2:3])
+
+
+def _stretch(to_image: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Pixels per metre across the view at each floor point: the homography's largest
+    stretch there (the focal length over the point's depth)."""
+
+    def image(points: np.ndarray) -> np.ndarray:
+        p = np.c_[points, np.ones(len(points))] @ to_image.T
+        return np.asarray(p[:, :2] / p[:, 2:3])
+
+    here = image(floor)
+    du = (image(floor + [STEP, 0.0]) - here) / STEP
+    dv = (image(floor + [0.0, STEP]) - here) / STEP
+    return np.asarray(np.linalg.svd(np.stack([du, dv], axis=-1), compute_uv=False)[:, 0])
+
+
+def input_for(size: tuple[int, int], smallest: float) -> tuple[int, int]:
+    """The detector input (height, width; multiples of 32) for frames of ``size`` (width,
+    height) whose smallest person to find is ``smallest`` pixels tall."""
+    width, height = size
+    scale = min(1.0, AT_INPUT / max(smallest, SMALLEST_SHOWN))
+    return _up32(height * scale), _up32(width * scale)
+
+
+def detector_inputs(
+    cameras: tuple[Camera, ...], sizes: Mapping[str, tuple[int, int]], plan: FloorPlan
+) -> dict[str, tuple[int, int]]:
+    """Each camera's detector input (height, width), for the cameras whose frame size (width,
+    height) is known."""
+    out = {}
+    for cam in cameras:
+        if cam.name not in sizes:
+            continue
+        heights = person_heights(cam, sizes[cam.name], plan)
+        smallest = float(heights.min()) if len(heights) else SMALLEST_SHOWN
+        out[cam.name] = input_for(sizes[cam.name], smallest)
+    return out
+
+
+def _up32(pixels: float) -> int:
+    return max(32, 32 * math.ceil(pixels / 32 - 1e-9))
