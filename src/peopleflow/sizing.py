@@ -28,6 +28,10 @@ from peopleflow.coverage import shows
 PERSON = 1.7  # metres
 SMALLEST_SHOWN = 50.0  # pixels: people shown at least this tall must be found
 AT_INPUT = 50.0  # pixels: how tall the smallest such person must be at the detector's input
+# The largest input (pixels, height x width): past it a CPU spends more than 4x the default's
+# 288x512 on a frame (315 ms against 80 on one thread, docs/peopleflow.md); a 1920x1080 frame is
+# shrunk to no less than half, a 1280x720 one to three quarters.
+LARGEST = 540 * 960  # (a 1080p frame at half size; rounded up to 544x960)
 GRID = 0.25  # metres between the floor points looked at
 STEP = 0.05  # metres: the finite difference of the homography's stretch
 
@@ -103,7 +107,9 @@ def input_for(size: tuple[int, int], smallest: float) -> tuple[int, int]:
     """The detector input (height, width; multiples of 32) for frames of ``size`` (width,
     height) whose smallest person to find is ``smallest`` pixels tall."""
     width, height = size
-    scale = min(1.0, AT_INPUT / max(smallest, SMALLEST_SHOWN))
+    scale = min(
+        1.0, AT_INPUT / max(smallest, SMALLEST_SHOWN), math.sqrt(LARGEST / (width * height))
+    )
     return _up32(height * scale), _up32(width * scale)
 
 
