@@ -57,6 +57,12 @@ class RunSummary:
     restarts: int = 0  # pipeline processes that died and were started again
     instants: list[Any] = field(default_factory=list, repr=False)  # the pipeline's outputs
     coverage: Coverage | None = field(default=None, repr=False)
+    dropped: int = 0  # frames live (or realtime) cameras let go because the pipeline was late
+
+    @property
+    def dropped_share(self) -> float:
+        """The share of the cameras' frames let go (of those sent and those let go)."""
+        return self.dropped / (self.frames + self.dropped) if self.frames + self.dropped else 0.0
 
     @property
     def frames_per_second(self) -> float:
@@ -97,12 +103,14 @@ def prepare(
     start_seconds: float = 0.0,
     clock_origin: float | None = None,
     retries: int | None = 5,
+    realtime: bool = False,
 ) -> Prepared:
     """Open the store's cameras and hand the pipeline its settings (``run_store`` and the live
     service both start this way). ``start_seconds``: file cameras begin there (a resumed
     service); ``clock_origin``: live cameras time their frames from this epoch time;
     ``retries``: reconnections a live camera tries in a row before it is given up (None:
-    never given up)."""
+    never given up); ``realtime``: file cameras are read at camera pace, the frames the
+    pipeline is late for dropped, as live cameras' would be."""
     from peopleflow import pipeline
 
     cfg = load_config(config)
@@ -127,6 +135,7 @@ def prepare(
         start_seconds=start_seconds,
         clock_origin=clock_origin,
         retries=retries,
+        realtime=realtime,
         detector_inputs=tuple(sorted(detector_inputs(cfg, specs).items())),
     )
     return Prepared(cfg, specs, failed, coverage, watch, pipeline.graph_for(settings))
@@ -142,13 +151,15 @@ def run_store(
     progress: bool = True,
     watch: Sequence[Callable[[cv.Stats], Any]] = (),
     trace: str | Path | None = None,
+    realtime: bool = False,
 ) -> RunSummary:
     """Run the store's cameras through the pipeline; write the outputs under ``out`` if given.
 
     ``progress``: conveyor's dashboard (redrawn in a terminal, else a line every 15 s with the
-    pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``.
+    pipeline's own lines). ``watch`` and ``trace`` go to ``conveyor.run``. ``realtime``: read
+    files at camera pace, dropping what the pipeline is late for (``prepare``).
     """
-    run = prepare(config, seconds, detector, progress, watch)
+    run = prepare(config, seconds, detector, progress, watch, realtime=realtime)
     cfg, specs, failed, coverage = run.cfg, run.specs, run.failed, run.coverage
     if progress:
         print(
@@ -186,6 +197,7 @@ def run_store(
         len(result.restarts),
         instants,
         coverage,
+        result.stats.dropped if result.stats is not None else 0,
     )
     if out is not None:
         write_outputs(summary, cfg, Path(out))

@@ -137,8 +137,14 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def _run_args(p: argparse.ArgumentParser, seconds: bool = True) -> None:
     p.add_argument("--backend", choices=["inline", "local"], default="local")
     p.add_argument("--workers", type=int, help="pipeline processes (default: the CPU count)")
-    if seconds:
+    if seconds:  # the batch commands (a live service reads its cameras at their pace)
         p.add_argument("--seconds", type=float, help="only the first S seconds of video")
+        p.add_argument(
+            "--realtime",
+            action="store_true",
+            help="read video files at camera pace and drop the frames the pipeline is late for, "
+            "as live cameras would: does this machine keep up with these cameras?",
+        )
     p.add_argument("--detector", choices=["auto", "yolo", "hog"], default="auto")
     p.add_argument("--quiet", action="store_true", help="no dashboard, no progress lines")
     p.add_argument(
@@ -305,6 +311,7 @@ def _run_store(args: argparse.Namespace, config: Path, backend: Backend) -> RunS
         progress=not args.quiet,
         watch=_watch(args),
         trace=args.trace,
+        realtime=args.realtime,
     )
 
 
@@ -438,6 +445,11 @@ def _print_summary(summary: RunSummary, out: Path | None) -> None:
         f"{summary.frames_per_second:.1f} frames/s, {summary.realtime_factor:.2f}x real time "
         f"({summary.backend} backend)"
     )
+    if summary.dropped:
+        print(
+            f"  {summary.dropped} frames ({summary.dropped_share:.1%}) dropped: the pipeline was "
+            "late for them (too many cameras for this machine?)"
+        )
     for name, why in summary.failed_cameras.items():
         print(f"  camera {name} was left out: {why}")
     print(f"visitors: {rep.visitors}")

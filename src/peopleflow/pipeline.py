@@ -48,6 +48,7 @@ class RunSettings:
     start_seconds: float = 0.0  # file cameras begin here (a resumed service)
     clock_origin: float | None = None  # live cameras time their frames from this epoch time
     retries: int | None = 5  # reconnections in a row before a live camera is given up
+    realtime: bool = False  # file cameras are read at camera pace, late frames dropped
     # each camera's detector input (height, width), when the store does not set one for all
     detector_inputs: tuple[tuple[str, tuple[int, int]], ...] = ()
     report_every: float = 15.0
@@ -176,14 +177,17 @@ class Frames:
             start_seconds=s.start_seconds,
             clock_origin=s.clock_origin,
             retries=s.retries,
+            realtime=s.realtime,
         )
-        self.live = self.reader.live  # conveyor reads it in a thread: it may wait on a camera
-        self.keep_in_step = not self.reader.live
+        # Conveyor reads a camera that keeps real time in a thread (it may wait on its camera),
+        # and holds no other camera back for it, nor it for them.
+        self.live = self.reader.live or self.reader.realtime
+        self.keep_in_step = not self.live
 
     @property
     def dropped(self) -> int:
-        """Frames a live camera let go because the pipeline was behind (conveyor's statistics
-        show them; the database has them per camera)."""
+        """Frames a live (or realtime) camera let go because the pipeline was behind
+        (conveyor's statistics show them; the database has them per camera)."""
         return self.reader.stats.behind
 
     def resume(self, done: int) -> None:

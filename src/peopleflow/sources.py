@@ -3,7 +3,10 @@
 ``CameraReader`` yields ``(index, seconds, frame)`` for one camera at the configured fps:
 
 - a **file** is read as fast as the pipeline takes it; frames between samples are skipped
-  (decoded but not sent), so a 25 fps file sampled at 5 fps sends every fifth frame;
+  (decoded but not sent), so a 25 fps file sampled at 5 fps sends every fifth frame. With
+  ``realtime=True`` it is read as a live camera would send it: a sample is sent when its time
+  comes (timed from the second one: the first loads the pipeline's models), and one the pipeline is over a period late for is dropped
+  (decoded, not sent; counted in ``stats.behind``), as a stream's would be;
 - a **stream** is live: when the pipeline falls behind real time, frames are grabbed and
   dropped (counted in ``stats.behind``) so that it works on the newest frame, not a queue of
   stale ones; when the stream breaks, the reader reconnects with a growing pause
@@ -93,8 +96,12 @@ class CameraReader:
         sleep: Callable[[float], None] = time.sleep,
         start_seconds: float = 0.0,
         clock_origin: float | None = None,
+        realtime: bool = False,
     ) -> None:
         self.name, self.source, self.fps = name, source, fps
+        self.realtime = realtime  # files: at camera pace, late samples dropped (benchmarks)
+        self._clock: float | None = None  # realtime: the monotonic time of second 0
+        self._first_sent = False
         self.start_seconds = start_seconds  # files: seek here (no decoding of what is before)
         # streams: a frame's seconds are wall-clock seconds since this epoch time (the live
         # service's, shared by all cameras), else since the stream was opened
@@ -158,23 +165,44 @@ class CameraReader:
                 raw = int(np.ceil(due - 1e-6))
                 cap.set(cv2.CAP_PROP_POS_FRAMES, raw)
             while True:
+                if not cap.grab():
+                    return
                 if raw + 1e-6 < due:
-                    if not cap.grab():
-                        return
                     raw += 1
                     self.stats.skipped += 1
                     continue
-                ok, frame = cap.read()
-                if not ok:
-                    return
                 seconds = index / self.fps
                 if self.max_seconds is not None and seconds >= self.max_seconds:
+                    return
+                if self.realtime and self._late(seconds):
+                    self.stats.behind += 1
+                    raw, index, due = raw + 1, index + 1, due + step
+                    continue
+                ok, frame = cap.retrieve()
+                if not ok:
                     return
                 self.stats.frames += 1
                 yield index, seconds, frame
                 raw, index, due = raw + 1, index + 1, due + step
         finally:
             cap.release()
+
+    def _late(self, seconds: float) -> bool:
+        """Wait for the sample at ``seconds`` to be due; True when it is over a period
+        overdue: a live camera's would be gone. The clock starts when the second sample is
+        asked for: the first one's trip through the pipeline loads its models, which a
+        camera that keeps running pays once, not every minute."""
+        now = time.monotonic()
+        if self._clock is None:
+            if not self._first_sent:
+                self._first_sent = True
+                return False
+            self._clock = now - seconds
+        wait = self._clock + seconds - now
+        if wait > 0:
+            self._sleep(wait)
+            return False
+        return -wait > 1.0 / self.fps
 
     def _stream(self) -> Iterator[tuple[int, float, np.ndarray]]:
         failures, index, started = 0, 0, time.monotonic()

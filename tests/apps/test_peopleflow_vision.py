@@ -270,6 +270,24 @@ def test_a_file_is_sampled_at_the_configured_rate_and_skips_are_counted(tmp_path
     assert reader.probe() == (48, 64)
 
 
+def test_a_file_read_in_real_time_keeps_camera_pace_and_drops_what_is_late(tmp_path: Path) -> None:
+    import time
+
+    path = str(_video(tmp_path / "rt.mp4", 20, 10.0))  # 2 s of video
+    reader = CameraReader("cam", path, fps=10.0, realtime=True)
+    started = time.monotonic()
+    got = [i for i, _, _ in reader]
+    assert time.monotonic() - started >= 1.7  # at camera pace, not as fast as it decodes
+    assert got == list(range(20)) and reader.stats.behind == 0
+    slow = CameraReader("cam", path, fps=10.0, realtime=True)
+    kept = []
+    for i, _, _ in slow:  # a pipeline that takes 0.25 s a frame: a live camera's frames go
+        kept.append(i)
+        time.sleep(0.25)
+    assert slow.stats.behind > 5 and len(kept) + slow.stats.behind == 20
+    assert kept == sorted(kept) and kept[-1] >= 15  # it goes on at now, not from a backlog
+
+
 def test_missing_files_and_unreachable_streams_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot open video file .*nope.mp4"):
         list(CameraReader("cam", str(tmp_path / "nope.mp4"), 2.0))
