@@ -5,8 +5,9 @@
 - a **file** is read as fast as the pipeline takes it; frames between samples are skipped
   (decoded but not sent), so a 25 fps file sampled at 5 fps sends every fifth frame. With
   ``realtime=True`` it is read as a live camera would send it: a sample is sent when its time
-  comes (timed from the second one: the first loads the pipeline's models), and one the pipeline is over a period late for is dropped
-  (decoded, not sent; counted in ``stats.behind``), as a stream's would be;
+  comes (timed from the second one: the first loads the pipeline's models), and one the
+  pipeline is over a period late for is dropped (decoded, not sent; counted in
+  ``stats.behind``), as a stream's would be;
 - a **stream** is live: when the pipeline falls behind real time, frames are grabbed and
   dropped (counted in ``stats.behind``) so that it works on the newest frame, not a queue of
   stale ones; when the stream breaks, the reader reconnects with a growing pause
