@@ -32,6 +32,7 @@ from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.detect import make_detector  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
 from peopleflow.pipeline import FloorPeople, associate, camera_tracker  # noqa: E402
+from peopleflow.sizing import detector_inputs  # noqa: E402
 from peopleflow.sources import CameraReader  # noqa: E402
 from peopleflow.track import (  # noqa: E402
     CameraTracker,
@@ -43,11 +44,13 @@ from peopleflow.track import (  # noqa: E402
 
 DEFAULT_STORE = Path(".cache/peopleflow/store-c8-s40-m2-f2-r0")
 CACHE_SCORE = 0.1
+SIZING_VERSION = 1  # bump when peopleflow.sizing chooses other inputs: per-camera caches go
 
 
-def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) -> dict:
-    """Every camera's detections: flat arrays plus per-frame offsets."""
-    det = make_detector("yolo", input_size=input_size, score=CACHE_SCORE, threads=2)
+def detect_all(cfg: StoreConfig, inputs: dict[str, tuple[int, int]], batch: int = 8) -> dict:
+    """Every camera's detections at its input (``inputs``): flat arrays plus per-frame
+    offsets."""
+    det = make_detector("yolo", score=CACHE_SCORE, threads=2)
     rows: list[tuple[str, int, float, int, int]] = []
     boxes, scores, looks = [], [], []
     started = time.perf_counter()
@@ -57,7 +60,8 @@ def detect_all(cfg: StoreConfig, input_size: tuple[int, int], batch: int = 8) ->
         for k in range(0, len(frames), batch):
             chunk = frames[k : k + batch]
             images = [pixels for _, _, pixels in chunk]
-            for (index, ts, img), (b, s) in zip(chunk, det(images), strict=True):
+            found = det(images, [inputs[cam.name]] * len(images))
+            for (index, ts, img), (b, s) in zip(chunk, found, strict=True):
                 rows.append((cam.name, index, ts, img.shape[1], img.shape[0]))
                 boxes.append(b)
                 scores.append(s)
@@ -108,7 +112,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="a generated store")
     ap.add_argument("--detections", type=Path, help="cache (default: in the store's folder)")
-    ap.add_argument("--input", help="detector input HxW (default: the store's)")
+    ap.add_argument(
+        "--input", help="detector input HxW (default: the store's, else each camera's own)"
+    )
     ap.add_argument("--score", type=float, help="lowest detection score (default: the store's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -116,14 +122,21 @@ def main() -> None:
     if not config.is_file():
         sys.exit(f"{config} not found: run `peopleflow generate` (or make demo) first")
     cfg = load_config(config)
-    h, w = (int(v) for v in args.input.split("x")) if args.input else cfg.detector.input
+    fixed = tuple(int(v) for v in args.input.split("x")) if args.input else cfg.detector.input
     score_at_least = cfg.detector.score if args.score is None else args.score
     if score_at_least < CACHE_SCORE:
         sys.exit(f"--score {score_at_least}: the cache keeps boxes scoring {CACHE_SCORE} or more")
-    cache = args.detections or args.store / f"detections-{h}x{w}.npz"
+    sizes = {c.name: CameraReader(c.name, c.source, c.fps).probe()[::-1] for c in cfg.cameras}
+    inputs = (
+        {c.name: fixed for c in cfg.cameras}
+        if fixed
+        else detector_inputs(cfg.cameras, sizes, cfg.plan)  # what a store run chooses
+    )
+    label = f"{fixed[0]}x{fixed[1]}" if fixed else f"per-camera-v{SIZING_VERSION}"
+    cache = args.detections or args.store / f"detections-{label}.npz"
     if not cache.is_file():
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)
-        np.savez_compressed(cache, **detect_all(cfg, (h, w)))
+        np.savez_compressed(cache, **detect_all(cfg, inputs))  # type: ignore[arg-type]
     d = above(dict(np.load(cache)), score_at_least)
     sizes = {str(c): (int(s[0]), int(s[1])) for c, s in zip(d["camera"], d["size"], strict=True)}
     coverage = Coverage.of(cfg.plan, cfg.cameras, sizes)
