@@ -189,7 +189,9 @@ def source(fn: Any = None, /, **options: Any) -> Any:
     frames when the pipeline is behind), read after each item into the run's statistics
     (``TaskStats.dropped``, the dashboard, Prometheus). An instance with ``live = True`` (a
     stream that may wait for its camera) is read in a thread of its own, so that the tasks
-    beside it never wait with it. Bound once per camera, instances with ``keep_in_step =
+    beside it never wait with it; with ``drop_oldest = True`` too, it never waits for its
+    pipeline: a new item replaces the oldest one not taken yet (counted in ``dropped``).
+    Bound once per camera, instances with ``keep_in_step =
     True`` (files) read no more than a few items ahead of the slowest of them, wherever each
     runs.
 

@@ -226,6 +226,14 @@ def test_a_live_source_s_dropped_frames_reach_the_statistics() -> None:
     check(backend="local")
 
 
+def test_a_live_source_drops_its_oldest_frames_when_the_pipelines_are_behind() -> None:
+    from tests.unit.test_drop_oldest import (
+        test_a_behind_pipeline_gets_the_newest_frames_and_the_rest_are_counted as check,
+    )
+
+    check(backend="local")
+
+
 def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
     """Six camera sources spread over two pipelines with a task partitioned by stream: every
     camera's items arrive once each and in order; a killed camera's pipeline restarts and no

@@ -21,6 +21,13 @@ to 0.78 with every source in a thread). ``resume`` is called before the thread s
 ``acknowledge`` is called from the pipeline's loop while the iterator runs in its thread (a
 bridge's only notes the number).
 
+A live source may also say ``drop_oldest = True``: when its pipeline is behind, a new item
+replaces the oldest one its pipeline has not taken yet instead of waiting for room (a camera
+goes on at now; its frames waiting are stale). That happens when its thread has ``READ_AHEAD``
+items waiting, and when a frame it writes finds every slot of its camera held (the oldest
+waiting item's frame is let go, and the write takes its slot). Each item let go is counted
+in its ``dropped`` statistics. Any other source waits (backpressure): files lose nothing.
+
 Sources bound once per camera may keep in step (their instance says ``keep_in_step = True``:
 files, which could otherwise run minutes apart in different processes): each reads an item
 only within ``progress.LEAD`` items of the slowest sibling's done prefix; one that ended
@@ -122,17 +129,21 @@ class SourceRun:
             instruments.call_ended(t.info, started, spent, produced, n)
         t.calls += 1
         t.items += 1
-        if self.counts_drops is not None:
-            dropped = int(self.counts_drops.dropped)
-            if dropped > self.dropped:
-                instruments.dropped(t.info, dropped - self.dropped)
-                self.dropped = dropped
+        dropped = self._dropped()
+        if dropped > self.dropped:
+            instruments.dropped(t.info, dropped - self.dropped)
+            self.dropped = dropped
         held = frame_holds(item)  # the run takes over the source's hold on its frames
         on_done = [releaser(held)] if held else []
         if self.prefix is not None:
             on_done.append(self._marker(n))
         lease = Lease(on_done) if on_done else None
         return Unit([], lease, derive(n, t.tid), None, item)
+
+    def _dropped(self) -> int:
+        """Items let go so far: by the source itself, and by its thread (``drop_oldest``)."""
+        own = int(self.counts_drops.dropped) if self.counts_drops is not None else 0
+        return own + (self.pump.dropped if self.pump is not None else 0)
 
     def start(self) -> None:
         """Build the source (with its arguments), resume it, start its thread."""
@@ -148,9 +159,11 @@ class SourceRun:
         elif self.acknowledge is not None:
             self.prefix = DonePrefix(0)
         steps = self._steps(bool(getattr(made, "keep_in_step", False)))
-        if self.threaded or steps is not None or getattr(made, "live", False):
+        live = bool(getattr(made, "live", False))
+        if self.threaded or steps is not None or live:
             left = None if self.limit is None else max(0, self.limit - self.t.calls)
-            self.pump = _Pump(self.t.name, self.items, self.wake, left, steps)
+            drop = live and bool(getattr(made, "drop_oldest", False))
+            self.pump = _Pump(self.t.name, self.items, self.wake, left, steps, drop)
 
     def _steps(self, keep_in_step: bool) -> _Steps | None:
         """How the source keeps in step with its siblings (None: it does not). Siblings are
@@ -214,7 +227,8 @@ class _Steps:
 
 class _Pump:
     """A source's iterator, run in a thread: up to ``READ_AHEAD`` items wait for the loop;
-    with ``steps``, no item is read before the source's siblings are near enough."""
+    with ``steps``, no item is read before the source's siblings are near enough; with
+    ``drop_oldest``, a new item replaces the oldest waiting one rather than wait for room."""
 
     def __init__(
         self,
@@ -223,16 +237,20 @@ class _Pump:
         wake: Callable[[], None],
         limit: int | None,
         steps: _Steps | None = None,
+        drop_oldest: bool = False,
     ) -> None:
         self.items, self.wake, self.limit, self.steps = items, wake, limit, steps
+        self.drop_oldest = drop_oldest
+        self.dropped = 0  # items let go unsent (written by the thread only)
         self.cond = threading.Condition()
         self.queue: deque[tuple[Any, float, float, float]] = deque()
         self.end: BaseException | None = None  # StopIteration, or what the iterator raised
         self.stopping = False
         # The thread sees the run's context (its frame store), without the loop's relief for
         # a full store: that runs the loop's own code, which only the loop's thread may run.
+        # A source that drops its oldest item has a relief of its own: the item goes.
         context = contextvars.copy_context()
-        context.run(on_frame_pressure, None)
+        context.run(on_frame_pressure, self._let_oldest_go if drop_oldest else None)
         self.thread = threading.Thread(
             target=context.run, args=(self._run,), name=f"conveyor-source-{name}", daemon=True
         )
@@ -246,7 +264,9 @@ class _Pump:
             left = self.limit
             while left is None or left > 0:
                 with self.cond:
-                    while len(self.queue) >= READ_AHEAD and not self.stopping:
+                    while (
+                        len(self.queue) >= READ_AHEAD and not self.drop_oldest and not self.stopping
+                    ):
                         self.cond.wait()
                     while steps is not None and not steps.may_read(k) and not self.stopping:
                         self.cond.wait(STEP_POLL)  # siblings are in other processes: look
@@ -257,6 +277,8 @@ class _Pump:
                 spent = time.perf_counter() - started
                 k += 1
                 with self.cond:
+                    if len(self.queue) >= READ_AHEAD:  # drop_oldest: no room, the oldest goes
+                        self._drop_locked()
                     self.queue.append((item, started, spent, time.monotonic()))
                     self.cond.notify_all()
                 self.wake()
@@ -269,6 +291,18 @@ class _Pump:
             self.end = end
             self.cond.notify_all()
         self.wake()
+
+    def _let_oldest_go(self) -> None:
+        """A frame write found its camera's slots all held: let the oldest waiting item go
+        (its slots with it). Runs in the source's thread, inside the write."""
+        with self.cond:
+            if self.queue:
+                self._drop_locked()
+
+    def _drop_locked(self) -> None:
+        item = self.queue.popleft()[0]
+        releaser(frame_holds(item))()
+        self.dropped += 1
 
     def ready(self) -> bool:
         return bool(self.queue) or self.end is not None
