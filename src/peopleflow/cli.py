@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -132,6 +133,21 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--fps", type=float, default=2.0, help="frames per second rendered")
     p.add_argument("--seed", type=int, default=0)
+    variety = p.add_argument_group("variety (the defaults make the default store)")
+    variety.add_argument(
+        "--layout", type=int, default=0, help="0: the default store; N: a store drawn from seed N"
+    )
+    variety.add_argument(
+        "--doors", type=int, default=1, choices=[1, 2], help="a drawn layout's doors"
+    )
+    variety.add_argument("--resolution", default="640x360", help="the cameras' WIDTHxHEIGHT")
+    variety.add_argument("--mount-height", type=float, default=3.4, help="metres")
+    variety.add_argument("--pitch", type=float, default=30.0, help="degrees below the horizon")
+    variety.add_argument("--hfov", type=float, default=72.0, help="degrees")
+    variety.add_argument(
+        "--lookalikes", type=float, default=0.0, help="share in alike dark clothes"
+    )
+    variety.add_argument("--standing", type=int, default=0, help="more people standing 1-3 min")
 
 
 def _run_args(p: argparse.ArgumentParser, seconds: bool = True) -> None:
@@ -287,12 +303,34 @@ def generate(args: argparse.Namespace, out: Path | None) -> Path:
     from peopleflow.generate import StoreParams
     from peopleflow.generate import generate as make_store
 
-    params = StoreParams(args.cameras, args.shoppers, args.minutes, args.fps, args.seed)
+    params = StoreParams(
+        args.cameras,
+        args.shoppers,
+        args.minutes,
+        args.fps,
+        args.seed,
+        args.layout,
+        args.doors,
+        args.resolution,
+        args.mount_height,
+        args.pitch,
+        args.hfov,
+        args.lookalikes,
+        args.standing,
+    )
     if params.cameras < 1 or params.shoppers < 1 or params.minutes <= 0 or params.fps <= 0:
         raise ConfigError("generate: cameras, shoppers, minutes and fps must be positive")
+    try:
+        params.size, params.layout_of()
+    except ValueError as exc:
+        raise ConfigError(f"generate: {exc}") from None
+    default = StoreParams(params.cameras, params.shoppers, params.minutes, params.fps, params.seed)
+    # A varied store's folder names its parameters' digest (the folder name stays short).
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(params)).encode()).hexdigest()[:8]
+    varied = "" if params == default else f"-v{digest}"
     out = out or CACHE / (
         f"store-c{params.cameras}-s{params.shoppers}-m{params.minutes:g}"
-        f"-f{params.fps:g}-r{params.seed}"
+        f"-f{params.fps:g}-r{params.seed}{varied}"
     )
     return make_store(out, params)
 

@@ -152,3 +152,41 @@ def test_the_detector_runs_each_frame_at_its_own_input() -> None:
     assert len(mixed) == 2
     assert np.allclose(mixed[1][0], alone[0][0], atol=0.5)
     assert det.letterbox(frames[1:], (416, 736))[0].shape == (1, 416, 736, 3)
+
+
+def test_generate_takes_the_variety_from_the_command_line_and_explains_bad_values(
+    tmp_path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from peopleflow.cli import main
+
+    assert main(["generate", "--doors", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "the default store (layout 0) has one door" in capsys.readouterr().err
+    assert main(["generate", "--resolution", "1080p", "--out", str(tmp_path / "b")]) == 2
+    assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
+    args = ["--layout", "5", "--doors", "2", "--resolution", "320x180", "--cameras", "2"]
+    assert (
+        main(
+            [
+                "generate",
+                *args,
+                "--shoppers",
+                "4",
+                "--minutes",
+                "0.05",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
+    text = (tmp_path / "c" / "store.toml").read_text()
+    assert text.count("door = true") == 2 and "[[cameras]]" in text
+    from peopleflow.config import load_config
+
+    cfg = load_config(tmp_path / "c" / "store.toml")
+    assert (cfg.plan.width, cfg.plan.height) == (
+        drawn_layout(5, 2).plan.width,
+        drawn_layout(5, 2).plan.height,
+    )
+    assert max(cfg.cameras[0].calibration[:, 0]) <= 320
