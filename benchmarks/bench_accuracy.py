@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import write_json  # noqa: E402
-from peopleflow.app import run_store, score  # noqa: E402
+from peopleflow.app import run_store, score, store_report  # noqa: E402
 from peopleflow.config import load_config  # noqa: E402
 from peopleflow.generate import StoreParams, generate, load_truth  # noqa: E402
 from peopleflow.layouts import aimed_pitch, drawn_layout  # noqa: E402
@@ -98,7 +98,9 @@ def draw_stores(count: int, quick: bool, first_seed: int = EVAL_SEED) -> list[St
     return stores
 
 
-def evaluate(params: StoreParams, data: Path, workers: int | None) -> dict[str, object]:
+def evaluate(
+    params: StoreParams, data: Path, workers: int | None, replayed: bool = False
+) -> dict[str, object]:
     folder = data / (
         f"store-{params.seed}-l{params.layout}-{params.resolution}-c{params.cameras}"
         f"-s{params.shoppers}-m{params.minutes:g}"
@@ -107,8 +109,15 @@ def evaluate(params: StoreParams, data: Path, workers: int | None) -> dict[str, 
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
     started = time.perf_counter()
-    summary = run_store(config, None, backend="local", workers=workers, progress=False)
-    figures = score(summary.report, truth, cfg)
+    if replayed:  # the same figures as a run's, from detections cached beside the store
+        from replay_peopleflow import above, cached_detections, replay_store
+
+        d = above(cached_detections(cfg, config.parent, None), cfg.detector.score)
+        instants, coverage, _ = replay_store(cfg, d)
+        report = store_report(instants, cfg, coverage)[1]
+    else:
+        report = run_store(config, None, backend="local", workers=workers, progress=False).report
+    figures = score(report, truth, cfg)
     return {
         "params": asdict(params),
         "seconds": round(time.perf_counter() - started, 1),
@@ -133,6 +142,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument(
         "--tune", action="store_true", help="the tuning stores (seeds from 500), not evaluation"
     )
+    ap.add_argument(
+        "--replay",
+        action="store_true",
+        help="detect once per store (cached beside it) and replay tracking and association, "
+        "as benchmarks/replay_peopleflow.py does: the same figures, re-scored in seconds",
+    )
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--data", type=Path, default=Path(".cache/peopleflow/eval-stores"))
     ap.add_argument("--json", type=Path)
@@ -149,12 +164,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"(+{params.standing} standing), {params.doors} door(s) ...",
             flush=True,
         )
-        result = evaluate(params, args.data, args.workers)
+        result = evaluate(params, args.data, args.workers, args.replay)
         print("  " + ", ".join(f"{f} {result[f]}" for f in FIGURES), flush=True)
         stores.append(result)
     summary = {
         "stores_count": count,
         "set": "tuning" if args.tune else "evaluation",
+        "method": "replay" if args.replay else "run",
         **summarise(stores),
         "stores": stores,
     }

@@ -108,6 +108,37 @@ def replay(cfg: StoreConfig, d: dict, options: dict | None = None) -> list[Floor
     return [associate(floor, i, *by_index[i]) for i in sorted(by_index)]
 
 
+def cached_detections(
+    cfg: StoreConfig, store: Path, fixed: tuple[int, int] | None, cache: Path | None = None
+) -> dict:
+    """Every frame's detections (``CACHE_SCORE`` and up), from the store's cache or made now:
+    at ``fixed`` input, else the store's, else each camera's own (what a run chooses)."""
+    fixed = fixed or cfg.detector.input
+    sizes = {c.name: CameraReader(c.name, c.source, c.fps).probe()[::-1] for c in cfg.cameras}
+    inputs = (
+        {c.name: fixed for c in cfg.cameras}
+        if fixed
+        else detector_inputs(cfg.cameras, sizes, cfg.plan)  # type: ignore[arg-type]
+    )
+    label = f"{fixed[0]}x{fixed[1]}" if fixed else f"per-camera-v{SIZING_VERSION}"
+    cache = cache or store / f"detections-{label}.npz"
+    if not cache.is_file():
+        print(f"detecting every frame once (cached in {cache}) ...", flush=True)
+        partial = cache.with_suffix(".part.npz")
+        np.savez_compressed(partial, **detect_all(cfg, inputs))  # type: ignore[arg-type]
+        partial.replace(cache)
+    return dict(np.load(cache))
+
+
+def replay_store(cfg: StoreConfig, d: dict) -> tuple[list[FloorPeople], Coverage, float]:
+    """The pipeline's outputs replayed from detections, the coverage, and the seconds taken."""
+    sizes = {str(c): (int(s[0]), int(s[1])) for c, s in zip(d["camera"], d["size"], strict=True)}
+    coverage = Coverage.of(cfg.plan, cfg.cameras, sizes)
+    started = time.perf_counter()
+    instants = replay(cfg, d, {"reid_window": reid_window(coverage.share_seen())})
+    return instants, coverage, time.perf_counter() - started
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="a generated store")
@@ -122,27 +153,12 @@ def main() -> None:
     if not config.is_file():
         sys.exit(f"{config} not found: run `peopleflow generate` (or make demo) first")
     cfg = load_config(config)
-    fixed = tuple(int(v) for v in args.input.split("x")) if args.input else cfg.detector.input
+    fixed = tuple(int(v) for v in args.input.split("x")) if args.input else None
     score_at_least = cfg.detector.score if args.score is None else args.score
     if score_at_least < CACHE_SCORE:
         sys.exit(f"--score {score_at_least}: the cache keeps boxes scoring {CACHE_SCORE} or more")
-    sizes = {c.name: CameraReader(c.name, c.source, c.fps).probe()[::-1] for c in cfg.cameras}
-    inputs = (
-        {c.name: fixed for c in cfg.cameras}
-        if fixed
-        else detector_inputs(cfg.cameras, sizes, cfg.plan)  # what a store run chooses
-    )
-    label = f"{fixed[0]}x{fixed[1]}" if fixed else f"per-camera-v{SIZING_VERSION}"
-    cache = args.detections or args.store / f"detections-{label}.npz"
-    if not cache.is_file():
-        print(f"detecting every frame once (cached in {cache}) ...", flush=True)
-        np.savez_compressed(cache, **detect_all(cfg, inputs))  # type: ignore[arg-type]
-    d = above(dict(np.load(cache)), score_at_least)
-    sizes = {str(c): (int(s[0]), int(s[1])) for c, s in zip(d["camera"], d["size"], strict=True)}
-    coverage = Coverage.of(cfg.plan, cfg.cameras, sizes)
-    started = time.perf_counter()
-    instants = replay(cfg, d, {"reid_window": reid_window(coverage.share_seen())})
-    elapsed = time.perf_counter() - started
+    d = above(cached_detections(cfg, args.store, fixed, args.detections), score_at_least)  # type: ignore[arg-type]
+    instants, coverage, elapsed = replay_store(cfg, d)
     truth, _ = load_truth(args.store / "truth.npz")
     people, report = store_report(instants, cfg, coverage)
     print(people.verdict.describe())
