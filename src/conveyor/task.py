@@ -112,6 +112,18 @@ class TaskSpec:
             raise ConfigurationError(f"a task's name must be a non-empty string, got {name!r}")
         return dataclasses.replace(self, name=name)
 
+    def with_options(self, **options: Any) -> TaskSpec:
+        """This task with some of its options set for this graph: ``max_wait``, ``timeout``,
+        ``cost`` or ``retries`` (what suits a run of files may not suit live cameras: a
+        gather below files may wait as long as it takes, one below live cameras not)."""
+        unknown = sorted(set(options) - _PER_GRAPH)
+        if unknown:
+            raise ConfigurationError(
+                f"task {self.name!r}: with_options takes {sorted(_PER_GRAPH)}, not {unknown}"
+            )
+        _check_options(self.name, dict(options))
+        return dataclasses.replace(self, **options)
+
     @property
     def batched(self) -> bool:
         return self.batch > 1
@@ -382,6 +394,9 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
     except (AttributeError, TypeError):
         raise ConfigurationError(f"cannot attach a task spec to {target!r}") from None
     return target
+
+
+_PER_GRAPH = {"max_wait", "timeout", "cost", "retries"}  # options with_options may change
 
 
 def _check_options(name: str, options: dict[str, Any]) -> None:

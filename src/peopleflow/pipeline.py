@@ -88,14 +88,25 @@ def detector_for(choice: DetectorChoice) -> Detector:
     return make_detector(choice.kind, **dict(choice.options))
 
 
+# How long an instant waits for its last camera before it goes without it: below live
+# cameras, a camera that stalls must not hold the others' instants (2 s); below files, which
+# are read in step and lose nothing, the instant waits for every camera however busy the
+# pipelines are (with 2 s, a busy run's instants went out with 1-5 of 6 cameras and the rest
+# came in later as instants of their own), up to this much for a file that ended early.
+LIVE_GATHER_WAIT = 2.0
+FILE_GATHER_WAIT = 30.0
+
+
 def graph_for(settings: RunSettings) -> cv.Graph:
     """The pipeline of one store's run."""
+    live = settings.realtime or any(c.is_stream for c in settings.store.cameras)
+    wait = LIVE_GATHER_WAIT if live else FILE_GATHER_WAIT
     return cv.Graph(
         [
             *camera_sources(settings),
             cv.bind(detect, detector=DetectorChoice.of(settings)),
             cv.bind(Track, settings.store),
-            cv.bind(Associate, settings),
+            cv.bind(Associate, settings).with_options(max_wait=wait),
         ]
     )
 
@@ -260,7 +271,7 @@ class Track:
         )
 
 
-@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=2.0, cost=0.002)
+@cv.task(gather=cv.Gather(by="index", member="camera"), max_wait=LIVE_GATHER_WAIT, cost=0.002)
 class Associate:
     """Every camera's people at one instant -> one identity per person on the floor."""
 

@@ -48,6 +48,10 @@ def test_the_inline_and_local_runs_agree_and_write_the_outputs(store: Path, tmp_
     inline = run_store(store, tmp_path / "inline", backend="inline", progress=False)
     local = run_store(store, tmp_path / "local", backend="local", workers=2, progress=False)
     assert inline.frames == local.frames == 2 * SECONDS * 2
+    # Every instant has both cameras, once: files wait for each other at the gather.
+    indices = [int(i.index) for i in local.instants]
+    assert len(indices) == len(set(indices)) == SECONDS * 2
+    assert all(int(i.cameras) == 2 for i in local.instants)
     # The same frames through the same deterministic stages: the same people and places.
     assert [t.id for t in inline.tracks] == [t.id for t in local.tracks]
     for a, b in zip(inline.tracks, local.tracks, strict=True):
@@ -69,6 +73,28 @@ def test_the_inline_and_local_runs_agree_and_write_the_outputs(store: Path, tmp_
             near += bool(gaps) and min(gaps) < 0.75
             total += 1
     assert total > 20 and near / total > 0.8, (near, total)
+
+
+def test_instants_wait_for_every_file_camera_but_not_for_a_live_one(store: Path) -> None:
+    """Below files an instant waits for its last camera however busy the pipelines are (with
+    the live cameras' 2 s, a busy run's instants went out with 1-5 of 6 cameras, the rest
+    coming later as instants of their own); below live cameras it does not."""
+    from peopleflow import pipeline
+
+    cfg = load_config(store)
+
+    def gather_wait(settings: pipeline.RunSettings) -> float:
+        graph = pipeline.graph_for(settings)
+        return graph.tasks["Associate"].max_wait
+
+    files = pipeline.RunSettings(cfg)
+    assert gather_wait(files) == pipeline.FILE_GATHER_WAIT >= 30
+    assert gather_wait(pipeline.RunSettings(cfg, realtime=True)) == pipeline.LIVE_GATHER_WAIT
+    import dataclasses
+
+    live_cam = dataclasses.replace(cfg.cameras[0], source="rtsp://127.0.0.1:8554/cam1")
+    live = dataclasses.replace(cfg, cameras=(live_cam, *cfg.cameras[1:]))
+    assert gather_wait(pipeline.RunSettings(live)) == pipeline.LIVE_GATHER_WAIT
 
 
 def test_a_broken_camera_is_reported_and_the_others_go_on(store: Path, tmp_path: Path) -> None:

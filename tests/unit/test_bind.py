@@ -90,3 +90,15 @@ def test_two_runs_in_two_threads_each_have_their_own_frame_store() -> None:
     assert [(s.camera, s.shape, s.first_pixel) for s in right] == [
         ("right", (48, 16, 3), i) for i in range(30)
     ]
+
+
+def test_a_task_s_options_can_be_set_for_one_graph() -> None:
+    spec = scale.bind(factor=2.0)
+    waiting = spec.with_options(max_wait=30.0, timeout=5.0)
+    assert (waiting.max_wait, waiting.timeout) == (30.0, 5.0)
+    assert spec.max_wait != 30.0  # the task as declared is unchanged
+    assert waiting.bound_arguments() == spec.bound_arguments()
+    with pytest.raises(cv.ConfigurationError, match=r"with_options takes .* not \['batch'\]"):
+        spec.with_options(batch=4)
+    with pytest.raises(cv.ConfigurationError, match="max_wait must be a non-negative number"):
+        spec.with_options(max_wait=-1)
