@@ -5,7 +5,7 @@
 - a **file** is read as fast as the pipeline takes it; frames between samples are skipped
   (decoded but not sent), so a 25 fps file sampled at 5 fps sends every fifth frame. With
   ``realtime=True`` it is read as a live camera would send it: a sample is sent when its time
-  comes (timed from the second one: the first loads the pipeline's models), and one the
+  comes (the first seconds set the clock: the pipeline is loading its models), and one the
   pipeline is over a period late for is dropped (decoded, not sent; counted in
   ``stats.behind``), as a stream's would be;
 - a **stream** is live: when the pipeline falls behind real time, frames are grabbed and
@@ -33,6 +33,7 @@ import numpy as np
 log = logging.getLogger("peopleflow")
 ROOM_PER_CAMERA = 2  # a live camera's frames waiting for the pipeline, at most
 MAX_BACKOFF = 10.0  # seconds: the longest pause between two reconnection attempts
+REALTIME_WARMUP = 3.0  # seconds of video a realtime file may be late for while a run starts
 
 
 class SourceError(RuntimeError):
@@ -102,7 +103,7 @@ class CameraReader:
         self.name, self.source, self.fps = name, source, fps
         self.realtime = realtime  # files: at camera pace, late samples dropped (benchmarks)
         self._clock: float | None = None  # realtime: the monotonic time of second 0
-        self._first_sent = False
+        self._first = 0.0  # realtime: the first sample's seconds
         self.start_seconds = start_seconds  # files: seek here (no decoding of what is before)
         # streams: a frame's seconds are wall-clock seconds since this epoch time (the live
         # service's, shared by all cameras), else since the stream was opened
@@ -190,18 +191,18 @@ class CameraReader:
 
     def _late(self, seconds: float) -> bool:
         """Wait for the sample at ``seconds`` to be due; True when it is over a period
-        overdue: a live camera's would be gone. The clock starts when the second sample is
-        asked for: the first one's trip through the pipeline loads its models, which a
-        camera that keeps running pays once, not every minute."""
+        overdue: a live camera's would be gone. For the first ``REALTIME_WARMUP`` seconds of
+        video a late sample moves the clock instead: the pipeline is loading its models,
+        which a camera that keeps running pays once, not every minute."""
         now = time.monotonic()
         if self._clock is None:
-            if not self._first_sent:
-                self._first_sent = True
-                return False
-            self._clock = now - seconds
+            self._clock, self._first = now - seconds, seconds
         wait = self._clock + seconds - now
         if wait > 0:
             self._sleep(wait)
+            return False
+        if seconds - self._first < REALTIME_WARMUP:
+            self._clock = now - seconds  # still starting: the camera starts later
             return False
         return -wait > 1.0 / self.fps
 
