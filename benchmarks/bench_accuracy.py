@@ -3,19 +3,22 @@
     python benchmarks/bench_accuracy.py --stores 5 --json out/bench_accuracy.json
     python benchmarks/bench_accuracy.py --quick        # two small stores (the test suite's)
 
-Generates (cached under ``--data``) N stores with the project's generator and runs each
-through the pipeline on the local backend, scoring it against its ground truth.
+Generates (cached under ``--data``) N stores and runs each through the pipeline on the local
+backend (``--replay``: detects once per store, cached beside it, and replays tracking and
+association, which gives a run's figures and re-scores in seconds), scoring it against its
+ground truth.
 
-**Evaluation, not tuning.** The stores' seeds start at ``EVAL_SEED`` (1000) and their camera
-and crowd counts are drawn from a generator of their own, so none is one of the stores the
-thresholds were tuned on (``peopleflow generate --seed 0..4``, docs/peopleflow.md). Do not tune
-on these: pick other seeds for that.
+**The stores' variety** (``draw_stores``): drawn layouts (14-30 x 10-20 m, one or two doors),
+cameras at 640x360, 1280x720 or 1920x1080 mounted 2.5-6 m up with drawn tilts and fields of
+view (about a camera per 40 m2, 4 to 12), 20-120 shoppers, a third to 60% of them in alike dark
+clothes, and 1-4 more who stand 1-3 minutes. ``--quick`` (two small stores, for the test suite):
+a drawn layout at 1280x720 and the default store.
 
-**Limits.** The variety is only what this generator has (camera count, crowd size, seed: one
-layout family, 640x360 cameras, 3.4 m mounts). The issue "accurate in stores it was never tuned
-on" asks for more (resolutions, mounting heights, layouts, look-alike clothes); until the
-generator has it, these figures say how the pipeline does on *unseen draws of the same family*,
-not on other stores.
+**Evaluation, not tuning.** Evaluation stores' seeds start at ``EVAL_SEED`` (1000), tuning
+stores' at ``TUNE_SEED`` (500, ``--tune``), and their parameters are drawn by a random
+generator seeded with that: none is a store the thresholds were tuned on (the default store,
+``peopleflow generate --seed 0..4``, docs/peopleflow.md). Choose things on the tuning stores;
+score the evaluation stores once.
 
 JSON keys: ``worst_<figure>`` and ``mean_<figure>`` for ``heatmap_correlation`` (worst: the
 lowest), ``zone_dwell_error``, ``visitors_error``, ``transition_error`` (worst: the highest), and
