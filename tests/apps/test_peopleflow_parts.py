@@ -91,7 +91,8 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert config.identities == "live"  # the default for a single camera: nothing to relink by
     relinked = _write(tmp_path, store_extra='identities = "relinked"\n')
     assert load_config(relinked).identities == "relinked"
-    assert config.detector == DetectorSettings((288, 512), 0.2) and config.min_visit == 5.0
+    # no [detector] input: each camera gets its own (peopleflow.sizing)
+    assert config.detector == DetectorSettings(None, 0.2) and config.min_visit == 5.0
     assert load_config(_write(tmp_path, store_extra="min_visit = 8\n")).min_visit == 8.0
     tuned = load_config(_write(tmp_path, extra="[detector]\ninput = [384, 640]\nscore = 0.3\n"))
     assert tuned.detector == DetectorSettings((384, 640), 0.3)

@@ -39,9 +39,9 @@ class Seen:
     value: int  # the pixels' value: the frame read is the frame written
 
 
-@cv.task(cost=0.004)
-def slow(frame: cv.Frame) -> Seen:
-    time.sleep(0.004)
+@cv.task(cost=0.01)
+def slow(frame: cv.Frame) -> Seen:  # 10 ms: far behind the camera, even with two replicas
+    time.sleep(0.01)
     return Seen(frame.index, int(frame.pixels[0, 0, 0]))
 
 
