@@ -142,7 +142,16 @@ def test_workers_die_with_their_driver_however_it_dies(signum: int) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "conveyor.cli", "run"]
     cmd += ["tests.integration.pipeline_fixtures:endless_graph", "--workers", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # The driver takes each signal as a driver does by default: under nohup (SIGHUP ignored,
+    # and inherited so) it would outlive a SIGHUP, as nohup means it to.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -159,7 +168,7 @@ def test_workers_die_with_their_driver_however_it_dies(signum: int) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()  # and its pipes closed
     gone, alive = psutil.wait_procs(workers, timeout=1.0)
     running = [p for p in alive if _still_runs(p)]  # a zombie has exited (init reaps it)
     assert not running, f"pipelines outlived their driver ({signal.Signals(signum).name})"
