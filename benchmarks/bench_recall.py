@@ -40,7 +40,7 @@ from peopleflow.geometry import Homography  # noqa: E402
 from peopleflow.layouts import aimed_pitch, cameras_for, drawn_layout  # noqa: E402
 from peopleflow.render import Renderer  # noqa: E402
 from peopleflow.simulate import Crowd, simulate  # noqa: E402
-from peopleflow.sizing import detector_inputs  # noqa: E402
+from peopleflow.sizing import detector_inputs, up32  # noqa: E402
 
 BANDS = ((50, 80), (80, 120), (120, 200), (200, 10_000))
 IOU = 0.3
@@ -135,10 +135,6 @@ def run_choice(
         "ms_per_frame": round(ms, 1),
         **result,
     }
-
-
-def up32(x: float) -> int:
-    return max(32, 32 * int(np.ceil(x / 32 - 1e-9)))
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

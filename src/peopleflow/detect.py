@@ -221,14 +221,13 @@ class YoloDetector:
         if not frames:
             return []
         sizes = list(inputs) if inputs is not None else [self.input_size] * len(frames)
-        out: list[Boxes | None] = [None] * len(frames)
+        out: dict[int, Boxes] = {}
         for size in dict.fromkeys(sizes):
             which = [k for k, s in enumerate(sizes) if s == size]
             batch, scales = self.letterbox([frames[k] for k in which], size)
             raw = self.infer(batch)
-            for j, k in enumerate(which):
-                out[k] = self._decode(raw[j], scales[j])
-        return [b for b in out if b is not None]
+            out.update((k, self._decode(raw[j], scales[j])) for j, k in enumerate(which))
+        return [out[k] for k in range(len(frames))]
 
     def letterbox(
         self, frames: list[np.ndarray], size: tuple[int, int] | None = None

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peopleflow.config import FloorPlan, Zone
+from peopleflow.config import FloorPlan
 from peopleflow.render import PinholeCamera
-from peopleflow.simulate import DOOR, default_plan
+from peopleflow.simulate import DOOR, default_plan, rect_zone
 
 # Where cameras hang, as fractions of the store's width and depth, and which way they look
 # (degrees on the plan). The first two watch the door and the checkout from mid-store.
@@ -66,31 +66,31 @@ def drawn_layout(seed: int, doors: int = 1) -> Layout:
     zones = []
     door_points = []
     left = rng.uniform(0.0, 1.5)  # the entrance's distance from the left wall
-    zones.append(_rect("entrance", left, 0.0, left + 3.5, 3.0, door=True))
+    zones.append(rect_zone("entrance", left, 0.0, left + 3.5, 3.0, door=True))
     door_points.append(np.array([left + 1.5, 0.3]))
     front_right = width - 0.5  # where the front's free wall ends
     if doors == 2:
         right = width - rng.uniform(1.0, 2.5)
-        zones.append(_rect("exit", right - 3.0, 0.0, right, 3.0, door=True))
+        zones.append(rect_zone("exit", right - 3.0, 0.0, right, 3.0, door=True))
         door_points.append(np.array([right - 1.5, 0.3]))
         front_right = right - 3.5
     # The checkout along a side wall, behind the entrance or on the far side.
     if rng.random() < 0.5:
-        zones.append(_rect("checkout", 0.5, depth - 5.0, 3.5, depth - 1.0))
+        zones.append(rect_zone("checkout", 0.5, depth - 5.0, 3.5, depth - 1.0))
     else:
-        zones.append(_rect("checkout", width - 3.5, depth - 5.0, width - 0.5, depth - 1.0))
+        zones.append(rect_zone("checkout", width - 3.5, depth - 5.0, width - 0.5, depth - 1.0))
     # Aisles run front to back between the side zones; shelves stand beside each.
     aisle_width = rng.uniform(1.8, 2.4)
     spacing = aisle_width + rng.uniform(1.4, 2.2)
     x = 5.0
     k = 1
     while x + aisle_width <= width - 4.0:
-        zones.append(_rect(f"aisle {k}", x, 3.5, x + aisle_width, depth - 1.0))
+        zones.append(rect_zone(f"aisle {k}", x, 3.5, x + aisle_width, depth - 1.0))
         x += spacing
         k += 1
     # The promotion table in the front, between the doors.
     centre = rng.uniform(left + 6.0, max(left + 6.0, front_right - 2.0))
-    zones.append(_rect("promotion", centre - 2.0, 0.5, centre + 2.0, 2.5))
+    zones.append(rect_zone("promotion", centre - 2.0, 0.5, centre + 2.0, 2.5))
     return Layout(FloorPlan(width, depth, tuple(zones)), tuple(door_points))
 
 
@@ -119,7 +119,3 @@ def aimed_pitch(height: float, distance: float) -> float:
     """The tilt (degrees down) of a camera ``height`` m up that looks at the floor
     ``distance`` m away."""
     return math.degrees(math.atan2(height, distance))
-
-
-def _rect(name: str, x0: float, y0: float, x1: float, y1: float, door: bool = False) -> Zone:
-    return Zone(name, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64), door)

@@ -21,7 +21,7 @@ from peopleflow.config import FloorPlan, Zone
 DOOR = np.array([1.5, 0.3])
 
 
-def _rect(name: str, x0: float, y0: float, x1: float, y1: float, door: bool = False) -> Zone:
+def rect_zone(name: str, x0: float, y0: float, x1: float, y1: float, door: bool = False) -> Zone:
     return Zone(name, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64), door)
 
 
@@ -31,13 +31,13 @@ def default_plan() -> FloorPlan:
         20.0,
         12.0,
         (
-            _rect("entrance", 0.0, 0.0, 3.5, 3.0, door=True),
-            _rect("aisle 1", 5.0, 3.0, 7.0, 11.0),
-            _rect("aisle 2", 8.5, 3.0, 10.5, 11.0),
-            _rect("aisle 3", 12.0, 3.0, 14.0, 11.0),
-            _rect("aisle 4", 15.5, 3.0, 17.5, 11.0),
-            _rect("promotion", 9.0, 0.5, 13.0, 2.5),
-            _rect("checkout", 0.5, 7.0, 3.5, 11.0),
+            rect_zone("entrance", 0.0, 0.0, 3.5, 3.0, door=True),
+            rect_zone("aisle 1", 5.0, 3.0, 7.0, 11.0),
+            rect_zone("aisle 2", 8.5, 3.0, 10.5, 11.0),
+            rect_zone("aisle 3", 12.0, 3.0, 14.0, 11.0),
+            rect_zone("aisle 4", 15.5, 3.0, 17.5, 11.0),
+            rect_zone("promotion", 9.0, 0.5, 13.0, 2.5),
+            rect_zone("checkout", 0.5, 7.0, 3.5, 11.0),
         ),
     )
 

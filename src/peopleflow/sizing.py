@@ -110,7 +110,7 @@ def input_for(size: tuple[int, int], smallest: float) -> tuple[int, int]:
     scale = min(
         1.0, AT_INPUT / max(smallest, SMALLEST_SHOWN), math.sqrt(LARGEST / (width * height))
     )
-    return _up32(height * scale), _up32(width * scale)
+    return up32(height * scale), up32(width * scale)
 
 
 def detector_inputs(
@@ -128,5 +128,6 @@ def detector_inputs(
     return out
 
 
-def _up32(pixels: float) -> int:
+def up32(pixels: float) -> int:
+    """``pixels`` rounded up to a multiple of 32 (a YOLO input side), at least 32."""
     return max(32, 32 * math.ceil(pixels / 32 - 1e-9))
