@@ -100,7 +100,8 @@ def replay(cfg: StoreConfig, d: dict, options: dict | None = None) -> list[Floor
         name = str(d["camera"][r])
         if name not in trackers:
             size = (int(d["size"][r][0]), int(d["size"][r][1]))
-            trackers[name] = camera_tracker(cfg, name, size)
+            cam = next(c for c in cfg.cameras if c.name == name)
+            trackers[name] = camera_tracker(cfg, cam, size)
         a, b = d["offsets"][r], d["offsets"][r + 1]
         placed = trackers[name].update(d["boxes"][a:b], d["scores"][a:b], d["looks"][a:b])
         by_index.setdefault(int(d["index"][r]), (float(d["ts"][r]), []))[1].append(placed)

@@ -1,7 +1,8 @@
 """conveyor: turn deep-learning inference code into a multi-process pipeline for live video.
 
 The public surface is exactly ``__all__`` (a test checks it): tasks and the graph they form
-(define), the planner (build; ``plan_cluster`` over Ray nodes), ``run`` and every type its
+(define), the planner (build; ``plan_cluster`` over Ray nodes), ``run``, ``start`` (a
+``RunHandle``: cameras added and removed while the run goes on) and every type its
 result exposes (statistics, restarts, dead letters), the observers that watch a run
 (``Dashboard``, ``MetricsServer``), frames, and the errors a run raises. The shared-memory
 transport's low-level pieces (rings, the frame store, doorbells, the codec) and the errors only
@@ -17,9 +18,10 @@ from conveyor._errors import (
     RunStopped,
     TaskFailed,
 )
-from conveyor.api import Backend, run
+from conveyor.api import Backend, run, start
 from conveyor.backends.base import RunResult
 from conveyor.backends.inline import measure_costs
+from conveyor.backends.local.handle import RunHandle
 from conveyor.cluster_plan import ClusterPlan, NodeSpec, plan_cluster
 from conveyor.graph import Edge, Graph
 from conveyor.monitor.dashboard import Dashboard
@@ -56,6 +58,7 @@ __all__ = [
     "RemoteTraceback",
     "Restart",
     "RestartPolicy",
+    "RunHandle",
     "RunResult",
     "RunStopped",
     "Stats",
@@ -70,5 +73,6 @@ __all__ = [
     "plan_cluster",
     "run",
     "source",
+    "start",
     "task",
 ]

@@ -92,6 +92,7 @@ class Prepared:
     coverage: Coverage
     watch: list[Callable[[cv.Stats], Any]]
     graph: cv.Graph  # the pipeline, its tasks bound to this run's settings
+    settings: Any = None  # those settings (``pipeline.RunSettings``)
 
 
 def prepare(
@@ -114,7 +115,7 @@ def prepare(
     from peopleflow import pipeline
 
     cfg = load_config(config)
-    specs, failed, total = _probe(cfg, seconds)
+    specs, failed, total = probe(cfg, seconds)
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
     watch = list(watch)
@@ -138,7 +139,7 @@ def prepare(
         realtime=realtime,
         detector_inputs=tuple(sorted(detector_inputs(cfg, specs).items())),
     )
-    return Prepared(cfg, specs, failed, coverage, watch, pipeline.graph_for(settings))
+    return Prepared(cfg, specs, failed, coverage, watch, pipeline.graph_for(settings), settings)
 
 
 def run_store(
@@ -307,7 +308,7 @@ def check_calibration_fits(cam: Camera, width: int, height: int) -> None:
         )
 
 
-def _probe(
+def probe(
     cfg: StoreConfig, limit: float | None
 ) -> tuple[list[cv.CameraSpec], dict[str, str], float | None]:
     """Each camera's frame shape (the failures, by name), and the seconds of video to read:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import conveyor as cv
-from peopleflow.config import DETECTOR_INPUT, StoreConfig
+from peopleflow.config import DETECTOR_INPUT, Camera, StoreConfig
 from peopleflow.detect import Detector, make_detector
 from peopleflow.sources import CameraReader, interleave
 from peopleflow.track import REID_WINDOW, CameraTracker, FloorTracker, Placed, appearance
@@ -118,6 +118,10 @@ class CameraFrame(cv.Frame):
     behind: int = 0  # frames a live stream dropped to keep up with real time
     reconnects: int = 0
     captured: float = 0.0  # wall clock when it was read (the database's lag is measured from it)
+    # The camera's configuration and detector input (height, width): a camera added while the
+    # service runs is not in the store the tasks were given (``peopleflow.serve``).
+    config: Camera | None = None
+    detector_input: tuple[int, int] | None = None
 
 
 @dataclass
@@ -131,6 +135,7 @@ class Detections:
     looks: np.ndarray  # (n, 128) colour histograms of torso and legs
     health: tuple[int, int] = (0, 0)  # the camera's (behind, reconnects)
     captured: float = 0.0  # wall clock when the frame was read
+    config: Camera | None = None  # the camera's, from its frame (None: the store's)
 
 
 @dataclass
@@ -180,6 +185,8 @@ class Frames:
     def __init__(self, settings: RunSettings, camera: str) -> None:
         s = settings
         c = next(c for c in s.store.cameras if c.name == camera)
+        self.config = c
+        self.detector_input = DetectorChoice.of(s).input_of(camera)
         self.reader = CameraReader(
             c.name,
             c.source,
@@ -213,6 +220,7 @@ class Frames:
             frame = CameraFrame.write(reader.name, pixels, index, ts=seconds)
             frame.behind, frame.reconnects = reader.stats.behind, reader.stats.reconnects
             frame.captured = time.time()
+            frame.config, frame.detector_input = self.config, self.detector_input
             yield frame
 
 
@@ -229,7 +237,8 @@ def camera_sources(settings: RunSettings) -> list[cv.TaskSpec]:
 def detect(batch: list[cv.Frame], *, detector: DetectorChoice) -> list[Detections]:
     """People in a batch of frames (any cameras), with their colours."""
     images = [f.pixels for f in batch]
-    found = detector_for(detector)(images, [detector.input_of(f.camera) for f in batch])
+    inputs = [getattr(f, "detector_input", None) or detector.input_of(f.camera) for f in batch]
+    found = detector_for(detector)(images, inputs)
     return [
         Detections(
             f.camera,
@@ -241,6 +250,7 @@ def detect(batch: list[cv.Frame], *, detector: DetectorChoice) -> list[Detection
             appearance(img, boxes),
             (getattr(f, "behind", 0), getattr(f, "reconnects", 0)),
             float(getattr(f, "captured", 0.0)),
+            getattr(f, "config", None),
         )
         for f, img, (boxes, scores) in zip(batch, images, found, strict=True)
     ]
@@ -253,10 +263,14 @@ class Track:
     def __init__(self, store: StoreConfig) -> None:
         self.store = store
         self.tracker: CameraTracker | None = None
+        self.config: Camera | None = None  # the camera's configuration it tracks with
 
     def __call__(self, d: Detections) -> CameraPeople:
-        if self.tracker is None:
-            self.tracker = camera_tracker(self.store, d.camera, d.size)
+        if self.tracker is None or (d.config is not None and not _same(d.config, self.config)):
+            # First frame, or the camera came back with another calibration (a store file
+            # changed while the service runs): its tracks start again.
+            self.config = d.config or next(c for c in self.store.cameras if c.name == d.camera)
+            self.tracker = camera_tracker(self.store, self.config, d.size)
         p = self.tracker.update(d.boxes, d.scores, d.looks)
         return CameraPeople(
             d.camera,
@@ -300,10 +314,18 @@ class Associate:
         return people
 
 
-def camera_tracker(cfg: StoreConfig, camera: str, size: tuple[int, int]) -> CameraTracker:
-    """The tracker of one of the store's cameras, for frames of ``size`` (width, height)."""
-    cam = next(c for c in cfg.cameras if c.name == camera)
+def camera_tracker(cfg: StoreConfig, cam: Camera, size: tuple[int, int]) -> CameraTracker:
+    """The tracker of a camera of the store, for frames of ``size`` (width, height)."""
     return CameraTracker(cam.name, cam.homography, size, cam.fps, (cfg.plan.width, cfg.plan.height))
+
+
+def _same(a: Camera, b: Camera | None) -> bool:
+    """The same camera configuration (its arrays compared by value)."""
+    return (
+        b is not None
+        and (a.name, a.source, a.fps, a.size) == (b.name, b.source, b.fps, b.size)
+        and np.array_equal(a.calibration, b.calibration)
+    )
 
 
 def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -> FloorPeople:

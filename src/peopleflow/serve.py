@@ -20,6 +20,8 @@ start's clock, kept in the database); a live camera's by the wall clock.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -36,8 +38,9 @@ from typing import Any
 
 import conveyor as cv
 from peopleflow.analytics import WINDOW_SECONDS
-from peopleflow.app import prepare
-from peopleflow.config import StoreConfig, load_config
+from peopleflow.app import Prepared, prepare
+from peopleflow.camera_changes import LiveCameras, camera_changes
+from peopleflow.config import ConfigError, StoreConfig, load_config
 from peopleflow.coverage import Coverage
 from peopleflow.database import DatabaseError, ResultsDB, plan_json
 from peopleflow.live import LiveView
@@ -169,14 +172,17 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
                 print(f"peopleflow serve: the store's page is at {address}", flush=True)
         with writer, _signals_interrupt(), _stopping(page):
             try:
-                cv.run(
-                    prepared.graph,
-                    backend=options.backend,
-                    workers=options.workers,
-                    cameras=prepared.specs,
-                    on_output={"Associate": writer.put},
-                    watch=[*prepared.watch, live_view.watch],
-                )
+                if options.backend == "local":
+                    _run_changing(config, prepared, options, writer, live_view)
+                else:
+                    cv.run(
+                        prepared.graph,
+                        backend=options.backend,
+                        workers=options.workers,
+                        cameras=prepared.specs,
+                        on_output={"Associate": writer.put},
+                        watch=[*prepared.watch, live_view.watch],
+                    )
             except KeyboardInterrupt:
                 stopped = True
                 if options.progress:
@@ -187,6 +193,61 @@ def _serve_once(config: str | Path, url: str, options: ServeOptions, reloads: in
         return _Outcome(writer.batches, writer.people, stopped, reload, resume.position is not None)
     finally:
         db.close()
+
+
+def _run_changing(
+    config: str | Path,
+    prepared: Prepared,
+    options: ServeOptions,
+    writer: Writer,
+    live_view: LiveView,
+) -> None:
+    """The store's run, started (local backend) until its cameras end. A SIGHUP after which
+    only cameras changed in the store file adds and removes them while the run goes on
+    (``peopleflow.camera_changes``); any other change raises ``Reload`` (the run starts
+    again with the new file)."""
+    run = cv.start(
+        prepared.graph,
+        workers=options.workers,
+        cameras=prepared.specs,
+        on_output={"Associate": writer.put},
+        watch=[*prepared.watch, live_view.watch],
+    )
+    cameras = LiveCameras(run, prepared)
+    try:
+        again = False  # a SIGHUP came while cameras were being changed
+        while True:
+            if not again:
+                try:
+                    run.wait()
+                    return
+                except Reload:
+                    pass
+            with _HUP.holding():
+                try:
+                    new = load_config(config)
+                except ConfigError as exc:
+                    log.error("peopleflow serve: the store file is not read again: %s", exc)
+                    new = None
+                changes = camera_changes(cameras.cfg, new) if new is not None else None
+                if new is not None and changes is None:  # more than cameras: start again
+                    raise Reload("the store file changed")
+                if new is not None and changes is not None and changes:
+                    if options.progress:
+                        print(
+                            f"peopleflow serve: cameras changed: {changes.describe()}", flush=True
+                        )
+                    try:
+                        coverage = cameras.apply(new, changes, writer.video_seconds)
+                    except cv.RunStopped:
+                        return  # its sources ended meanwhile: the run is over
+                    writer.set_coverage(coverage)
+            again = _HUP.take_missed()
+    finally:
+        if run.running:
+            run.cancel()
+            with contextlib.suppress(cv.RunStopped):
+                run.wait()
 
 
 def recorder_settings(cfg: StoreConfig, coverage: Coverage, window: int) -> RecorderSettings:
@@ -226,6 +287,13 @@ def record_run(
         db.close()
 
 
+@dataclass(frozen=True)
+class _NewCoverage:
+    """On the writer's queue: the cameras changed, and with them where the floor is seen."""
+
+    coverage: Coverage
+
+
 class Writer:
     """The one thread that feeds the recorder and writes its batches (see the module)."""
 
@@ -246,6 +314,7 @@ class Writer:
         self.error: BaseException | None = None
         self.batches = self.people = 0
         self.everyone_final = True  # at the end: False when the service goes on (a reload)
+        self.latest = 0.0  # the video time of the newest instant that came (seconds)
 
     def __enter__(self) -> Writer:
         self.thread.start()
@@ -263,11 +332,26 @@ class Writer:
         """An instant of the pipeline's people (called by conveyor as they come)."""
         if self.error is not None:
             raise DatabaseError(f"writing results failed: {self.error}") from self.error
+        self.latest = max(self.latest, float(instant.ts))
         self.queue.put(instant)
+
+    def video_seconds(self) -> float:
+        """Where the video is: the newest instant's time (a file camera added starts there)."""
+        return self.latest
+
+    def set_coverage(self, coverage: Coverage) -> None:
+        """The cameras changed: the recorder judges the next instants with their coverage."""
+        self.queue.put(_NewCoverage(coverage))
 
     def _run(self) -> None:
         try:
             while (instant := self.queue.get()) is not None:
+                if isinstance(instant, _NewCoverage):
+                    settings = dataclasses.replace(
+                        self.recorder.settings, coverage=instant.coverage
+                    )
+                    self.recorder.settings = settings
+                    continue
                 self._add(instant)
             last = self.recorder.finish() if self.everyone_final else self.recorder.checkpoint()
             self._write(last)
@@ -313,6 +397,29 @@ def _stopping(page: WebServer | None) -> Iterator[None]:
             page.stop()
 
 
+class _HeldReloads:
+    """While cameras are being changed, a SIGHUP does not interrupt: it is noted, and the file
+    is read again once they are (``_run_changing``)."""
+
+    def __init__(self) -> None:
+        self.held = self.missed = False
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+
+    def take_missed(self) -> bool:
+        missed, self.missed = self.missed, False
+        return missed
+
+
+_HUP = _HeldReloads()
+
+
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """SIGTERM (what systemd and ``docker stop`` send) acts as Ctrl-C does, and SIGHUP reads
@@ -325,6 +432,9 @@ def _signals_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt(f"signal {signum}")
 
     def reload(signum: int, _frame: FrameType | None) -> None:
+        if _HUP.held:  # cameras are being changed: read the file again once they are
+            _HUP.missed = True
+            return
         raise Reload(f"signal {signum}")
 
     before = signal.signal(signal.SIGTERM, interrupt)

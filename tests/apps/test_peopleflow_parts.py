@@ -390,3 +390,34 @@ def test_a_calibration_on_floor_tiles_is_accepted_and_checked(
     check_calibration_fits(cfg.cameras[0], width, height)
     with pytest.raises(ConfigError, match="outside its .* frame: was the calibration made"):
         check_calibration_fits(cfg.cameras[0], width // 2, height // 2)
+
+
+def test_a_store_file_changed_in_its_cameras_only_is_applied_camera_by_camera(
+    tmp_path: Path,
+) -> None:
+    """What a SIGHUP applies while the service runs (``peopleflow.camera_changes``): cameras
+    gone, come, or changed (out and in again); any other change starts the run again."""
+    from peopleflow.camera_changes import camera_changes
+
+    relinked = 'identities = "relinked"\n'
+    cam2 = '\n[[cameras]]\nname = "cam2"\nsource = "rtsp://cam2/s"\nfps = 10\ncalibration = {c}\n'
+    square = "[[100, 900, 0, 0], [1800, 900, 10, 0], [1500, 200, 10, 10], [300, 200, 0, 10]]"
+    moved = "[[100, 900, 0, 0], [1800, 900, 12, 0], [1500, 200, 12, 10], [300, 200, 0, 10]]"
+    one = load_config(_write(tmp_path, store_extra=relinked), check_sources=False)
+    two = load_config(
+        _write(tmp_path, extra=cam2.format(c=square), store_extra=relinked), check_sources=False
+    )
+    assert camera_changes(one, one) is not None and not camera_changes(one, one)
+    added = camera_changes(one, two)
+    assert added is not None and added.removed == () and [c.name for c in added.added] == ["cam2"]
+    gone = camera_changes(two, one)
+    assert gone is not None and gone.removed == ("cam2",) and gone.added == ()
+    recalibrated = load_config(
+        _write(tmp_path, extra=cam2.format(c=moved), store_extra=relinked), check_sources=False
+    )
+    both = camera_changes(two, recalibrated)
+    assert both is not None and both.removed == ("cam2",) and both.added[0].name == "cam2"
+    assert both.describe() == "-cam2 +cam2"
+    zone = '\n[[zones]]\nname = "more"\npolygon = [[5, 5], [6, 5], [6, 6], [5, 6]]\n'
+    more = load_config(_write(tmp_path, extra=zone, store_extra=relinked), check_sources=False)
+    assert camera_changes(one, more) is None  # the plan changed: not cameras alone

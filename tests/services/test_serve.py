@@ -32,10 +32,18 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.5, seed=5), progress=None)
 
 
-def _serve(config: Path, db: str, *extra: str) -> subprocess.Popen[str]:
+def _serve(config: Path, db: str, *extra: str, quiet: bool = True) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config)]
-    cmd += ["--db", db, "--quiet", "--workers", "2", "--start", START, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd += ["--db", db, *(["--quiet"] if quiet else []), "--workers", "2", "--start", START]
+    return subprocess.Popen(
+        [*cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _copy(store: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the store to change (its configuration), and a database for it."""
+    shutil.copytree(store.parent, tmp_path / "store")
+    return tmp_path / "store" / "store.toml", f"sqlite:///{tmp_path / 'r.sqlite'}"
 
 
 @pytest.fixture
@@ -169,19 +177,8 @@ def test_sighup_reads_the_store_file_again_and_goes_on(
 ) -> None:
     """A zone added to the file while the service runs, then SIGHUP (what a calibration saved
     on the page sends): the service goes on with the new file, losing and doubling nothing."""
-    copy = tmp_path / "store"
-    shutil.copytree(store.parent, copy)
-    config = copy / "store.toml"
-    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
-    cmd = [sys.executable, "-m", "peopleflow.cli", "serve", "--config", str(config), "--db", db]
-    service.append(
-        subprocess.Popen(
-            [*cmd, "--workers", "2", "--start", START, "--no-web"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    )
+    config, db = _copy(store, tmp_path)
+    service.append(_serve(config, db, "--no-web", quiet=False))
     _wait_for_batches(db, service[-1], at_least=4)
     with config.open("a") as f:
         f.write('\n[[zones]]\nname = "added"\npolygon = [[12, 1], [15, 1], [15, 2.5], [12, 2.5]]\n')
@@ -193,3 +190,31 @@ def test_sighup_reads_the_store_file_again_and_goes_on(
     assert "added" in report["zone_dwell_s"]  # the new file's plan
     frames = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
     assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]
+
+
+def test_sighup_with_cameras_changed_adds_and_removes_them_while_the_run_goes_on(
+    store: Path, tmp_path: Path, service: list[subprocess.Popen[str]]
+) -> None:
+    """cam2 removed from the file, SIGHUP: its source ends, cam1 goes on untouched (no restart
+    of the run); cam2 put back, SIGHUP: it joins again at the video's current time."""
+    config, db = _copy(store, tmp_path)
+    # The report's identities said: its default depends on the camera count (one: "live").
+    text = config.read_text().replace("[store]\n", '[store]\nidentities = "relinked"\n')
+    config.write_text(text)
+    cam2 = text[text.index('[[cameras]]\nname = "cam2"') :]
+    service.append(_serve(config, db, "--no-web", quiet=False))
+    _wait_for_batches(db, service[-1], at_least=2)
+    config.write_text(text.replace(cam2, ""))
+    service[-1].send_signal(signal.SIGHUP)
+    time.sleep(1.0)  # away for a second (the video goes on at a few times real time)
+    config.write_text(text)
+    service[-1].send_signal(signal.SIGHUP)
+    out, _ = service[-1].communicate(timeout=120)
+    assert service[-1].returncode == 0, out
+    assert "cameras changed: -cam2" in out and "cameras changed: +cam2" in out, out
+    assert "reading the store file again" not in out  # the run was never started again
+    _report(db, tmp_path / "r")
+    frames = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
+    counts = {line.split(",")[1]: int(line.split(",")[2]) for line in frames[1:]}
+    assert counts["cam1"] == 180  # every frame of the camera that stayed
+    assert 0 < counts["cam2"] < 180, counts  # away for a while

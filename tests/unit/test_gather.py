@@ -8,7 +8,7 @@ import pytest
 import conveyor as cv
 from conveyor.graph import Graph
 from conveyor.runtime.context import LoopContext
-from conveyor.runtime.gather import Pending, oldest_group
+from conveyor.runtime.gather import QUIET, Pending, oldest_group
 from conveyor.runtime.loop import PipelineLoop
 
 
@@ -30,6 +30,41 @@ def test_a_group_goes_out_when_it_waited_max_wait_or_input_ended() -> None:
     assert oldest_group(pending, latest, 0.5, 1.0, False)[0] is None
     assert oldest_group(pending, latest, 1.0, 1.0, False)[0] == [0]
     assert oldest_group(pending, latest, 0.5, 1.0, True)[0] == [0]
+
+
+def test_a_member_waited_for_in_vain_leaves_the_population_until_it_sends_again() -> None:
+    """Camera c stops (stalled, or removed from the run): group 1 waits max_wait for it, once;
+    group 2 then goes out as soon as a and b have sent it. When c sends again it is back."""
+    latest: dict = {"a": 0, "b": 0, "c": 0}
+    pending = [Pending(1, "a", 0.0), Pending(1, "b", 0.0), Pending(2, "a", 0.1)]
+    assert oldest_group(pending, latest, 0.5, 1.0, False)[0] is None  # c may still send 1
+    assert oldest_group(pending, latest, 1.0, 1.0, False)[0] == [0, 1]  # waited enough
+    assert "c" not in latest
+    pending = [Pending(2, "a", 0.1), Pending(2, "b", 1.1), Pending(3, "a", 1.2)]
+    assert oldest_group(pending, latest, 1.2, 1.0, False)[0] == [0, 1]  # no wait for c
+    pending = [Pending(3, "a", 1.2), Pending(3, "c", 1.3), Pending(4, "c", 1.4)]
+    assert oldest_group(pending, latest, 1.4, 1.0, False)[0] is None  # b has not sent 3
+    assert latest["c"] == 4
+
+
+def test_when_a_stream_is_removed_groups_stop_waiting_for_its_member() -> None:
+    """Three cameras; c's source is removed (the gather is told: two streams now). Once c has
+    been silent for QUIET seconds, group 5 goes out without it as soon as a and b sent it
+    (not after max_wait), and c is let go. A camera merely behind is not taken for gone."""
+    latest: dict = {"a": 4, "b": 4, "c": 4}
+    heard = {"a": 0.0, "b": 0.0, "c": 0.0}
+    pending = [Pending(5, "a", 0.0), Pending(5, "b", 0.0), Pending(6, "a", 0.1)]
+    assert oldest_group(pending, latest, 0.1, 30.0, False, 3, heard)[0] is None
+    # two streams now, but c was heard 0.1 s ago: maybe its last items are on their way
+    got = oldest_group(pending, latest, 0.1, 30.0, False, 2, heard)
+    assert got == (None, pytest.approx(QUIET - 0.1))
+    assert oldest_group(pending, latest, QUIET, 30.0, False, 2, heard)[0] == [0, 1]
+    assert "c" not in latest
+    # b is behind but not silent: group 6 waits for it
+    pending = [Pending(6, "a", 0.1), Pending(7, "a", 0.2), Pending(6, "c", QUIET)]
+    latest = {"a": 5, "b": 5, "c": 5}
+    heard = {"a": 0.2, "b": QUIET, "c": QUIET}
+    assert oldest_group(pending, latest, QUIET + 0.1, 30.0, False, 2, heard)[0] is None
 
 
 def test_below_sources_per_camera_a_group_waits_for_cameras_not_seen_yet() -> None:

@@ -31,6 +31,9 @@ class LoopSettings:
     quarantine: Origins = frozenset()  # crashed or hung too often: skipped
     suspects: Origins = frozenset()  # crashed or hung before: run alone
     faults: tuple[Fault, ...] = ()  # injected for tests (conveyor.testing)
+    # Changes made while the run goes on (``runtime.control``), kept for a replacement:
+    ended: frozenset[str] = frozenset()  # sources removed from the run: they yield nothing
+    streams: tuple[tuple[str, int], ...] = ()  # (gathering task, streams it waits for)
 
 
 @dataclass
@@ -49,6 +52,10 @@ class LoopContext:
     instruments: Sequence[Instrument] = ()  # statistics, trace, heartbeats, faults
     collect: Mapping[str, Callable[[Any], None]] = field(default_factory=dict)
     on_dead_letter: Callable[[DeadLetter], None] | None = None
+    control: str | None = None  # the driver's ring of changes into this pipeline
+    # A source was attached after the task taking its items had ended (the run was ending):
+    # the driver is told, by the source's name, and ends it.
+    on_late_source: Callable[[str], None] | None = None
 
     @property
     def supervised(self) -> bool:

@@ -190,6 +190,7 @@ class GatherInputs(Inputs):
     gather: Gather | None = None
     max_wait: float = 0.0
     latest: dict[Any, Any] = field(default_factory=dict)  # member -> newest group key
+    heard: dict[Any, float] = field(default_factory=dict)  # member -> its newest arrival
     expected: int = 0  # members to see before the population is trusted (streams above)
 
     def args(self, values: list[Any]) -> tuple[Any, ...]:
@@ -229,5 +230,5 @@ class GatherInputs(Inputs):
             Pending(gather.key_of(e.value), gather.member_of(e.value), e.arrived) for e in queue
         ]
         return oldest_group(
-            pending, self.latest, now, self.max_wait, self.upstream_done, self.expected
+            pending, self.latest, now, self.max_wait, self.upstream_done, self.expected, self.heard
         )

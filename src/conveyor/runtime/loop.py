@@ -19,14 +19,16 @@ import time
 
 from conveyor._errors import TaskFailed
 from conveyor.runtime.context import LoopContext
+from conveyor.runtime.control import Attach, Change, ControlInlet, EndSource, Expect
 from conveyor.runtime.execute import Executor, check_may_skip
 from conveyor.runtime.frames import on_frame_pressure
+from conveyor.runtime.inputs import GatherInputs
 from conveyor.runtime.instrument import Instruments
 from conveyor.runtime.lease import DROPPED, Unit
 from conveyor.runtime.policy import choose
 from conveyor.runtime.source_run import SourceRun
 from conveyor.runtime.task_run import TaskRun
-from conveyor.runtime.wiring import build_tasks, wire
+from conveyor.runtime.wiring import attach_feed, build_tasks, wire
 from conveyor.spec import DeadLetter
 from conveyor.transport.ring import RingWriter
 
@@ -53,6 +55,11 @@ class PipelineLoop:
             )
             for t in mine
         }
+        for name in ctx.settings.ended & self.sources.keys():  # removed before this start
+            self.sources[name].end()
+        # Changes while the run goes on (cameras added and removed): ``runtime.control``.
+        self.control = ControlInlet(ctx.control) if ctx.control is not None else None
+        self.rings_in = {k.ring for k in ctx.links or () if k.dst == ctx.index and k.ring}
         # What the policy chooses among: each task, a source through its SourceRun.
         self.schedulable = [self.sources.get(t.name, t) for t in self.tasks.values()]
         self.blocked: set[RingWriter] = set()  # full output rings: wake when one has room
@@ -76,6 +83,8 @@ class PipelineLoop:
         finally:
             for source in self.sources.values():
                 source.stop()
+            if self.control is not None:
+                self.control.close()
             self.instruments.loop_ended()
             if saving:
                 on_frame_pressure(None)
@@ -122,13 +131,39 @@ class PipelineLoop:
         """Worth waking for: input arrived (or closed), or a full output ring has room now."""
         return (
             any(f.inlet.news() for f in self.feeds)
+            or (self.control is not None and self.control.news())
             or any(w.has_space(1 << 16) for w in self.blocked)
             or any(not s.waiting() for s in self.awaited)
         )
 
     def _pull(self) -> None:
         """Move items that arrived from other processes into input queues, while they fit."""
+        if self.control is not None and self.control.news():
+            for change in self.control.read():
+                self._apply(change)
         self.feeds = [feed for feed in self.feeds if feed.pull()]
+
+    def _apply(self, change: Change) -> None:
+        """A change the driver made to the running run (each may come twice: see
+        ``runtime.control``)."""
+        if isinstance(change, Attach):
+            link = change.link
+            if link.ring in self.rings_in or link.consumer not in self.tasks:
+                return
+            self.rings_in.add(link.ring_name)
+            if self.tasks[link.consumer].done:  # every source had ended: the run is ending
+                if self.ctx.on_late_source is not None:
+                    self.ctx.on_late_source(link.producer)
+                return
+            self.feeds.append(attach_feed(self.tasks, link))
+        elif isinstance(change, EndSource):
+            source = self.sources.get(change.source)
+            if source is not None and not source.ended:
+                source.end()
+        elif isinstance(change, Expect):
+            inputs = self.tasks[change.task].inputs if change.task in self.tasks else None
+            if isinstance(inputs, GatherInputs):
+                inputs.expected = change.streams
 
     def _finish_idle_task(self) -> bool:
         """Close one task whose inputs are all closed and drained; True if one was."""

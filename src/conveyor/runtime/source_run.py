@@ -37,6 +37,7 @@ holds no one back.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -81,14 +82,30 @@ class SourceRun:
         self.counts_drops: Any = None  # the instance, when it has a ``dropped`` count
         self.in_step = False  # it keeps in step with its siblings (see ``_steps``)
         self.dropped = 0  # of that count, what was reported
+        self.ended = False  # removed from the run: it yields nothing more (``end``)
 
     def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
         """The policy's view: the task's, with whether its next item has come, and when."""
-        return self.t.state(now, blocked, self.waiting(), self.oldest())
+        state = self.t.state(now, blocked, self.waiting(), self.oldest())
+        if self.ended and state.outputs_full and not (self.pump and self.pump.queue):
+            # Ended, nothing left to send: its turn closes it, whatever room its outlets have.
+            return dataclasses.replace(state, outputs_full=False)
+        return state
 
     def waiting(self) -> bool:
         """Started, and its next item (or its end) has not come yet: nothing to take now."""
-        return self.pump is not None and not self.pump.ready()
+        return self.pump is not None and not self.pump.ready() and not self.ended
+
+    def end(self) -> None:
+        """End the source now (its camera was removed from the run): what it yielded goes on
+        through the pipelines (its thread's read-ahead too); an item its thread was reading
+        when the end came is let go; then its turn closes it, and its consumers learn it
+        ended as at a file's end."""
+        self.ended = True
+        if self.pump is not None:
+            self.pump.stop()  # it reads no more; what it read is still taken
+        if self.progress is not None:
+            self.progress.free(self.t.name, True)  # it holds no sibling back any more
 
     def oldest(self) -> float | None:
         """When the item to take next came (monotonic seconds), if one is there."""
@@ -102,6 +119,8 @@ class SourceRun:
         """The unit of the source's next item, or None when it has ended. With its own
         thread, called only when an item (or the end) is there: it does not wait."""
         t = self.t
+        if self.ended and (self.pump is None or not self.pump.queue):
+            return None
         if self.items is None:
             self.start()
             assert self.items is not None
@@ -277,6 +296,9 @@ class _Pump:
                 spent = time.perf_counter() - started
                 k += 1
                 with self.cond:
+                    if self.stopping:  # ended while it read: nobody will take the item
+                        releaser(frame_holds(item))()
+                        return
                     if len(self.queue) >= READ_AHEAD:  # drop_oldest: no room, the oldest goes
                         self._drop_locked()
                     self.queue.append((item, started, spent, time.monotonic()))

@@ -89,7 +89,9 @@ def _inputs(spec: TaskSpec, ctx: LoopContext) -> Inputs:
     size = ctx.settings.queue_size
     if spec.gather is not None:
         # A gathering task holds whole groups (one message per camera): room for several.
-        expected = len(ctx.graph.streams_above(spec.name))
+        expected = dict(ctx.settings.streams).get(
+            spec.name, len(ctx.graph.streams_above(spec.name))
+        )
         return GatherInputs(
             spec.name, params, size * GATHER_ROOM, spec.gather, spec.max_wait, expected=expected
         )
@@ -103,6 +105,15 @@ def _inputs(spec: TaskSpec, ctx: LoopContext) -> Inputs:
     if spec.join_on:
         return JoinInputs(spec.name, params, size, spec.join_on)
     return ZipInputs(spec.name, params, size)
+
+
+def attach_feed(runs: dict[str, TaskRun], link: Link) -> Feed:
+    """A new input of this pipeline from another process while it runs (an added camera's
+    ring into ``link.consumer``): one more open producer of that parameter, and its feed."""
+    assert link.consumer is not None and not link.local and not link.merged
+    inputs = runs[link.consumer].inputs
+    inputs.open[link.param] += 1
+    return Feed(RingInlet(RingReader(link.ring_name)), inputs, link.param)
 
 
 def wire(ctx: LoopContext, runs: dict[str, TaskRun]) -> list[Feed]:

@@ -31,6 +31,8 @@ from conveyor.transport.ring import Ring, RingReader, register_bell
 
 RING_BYTES = 64 << 20  # per channel between pipelines: room for ~10 1080p frames in flight
 COLLECT_BYTES = 16 << 20
+CONTROL_BYTES = 64 << 10  # the driver's changes into a pipeline (a few hundred bytes each)
+ADDED_PIPELINES = 256  # heartbeat slots for pipelines of sources added while a run goes on
 
 
 @dataclass
@@ -43,6 +45,8 @@ class RunResources:
     heartbeats: Heartbeats
     counters: Counters | None
     trace: TraceOutput | None
+    shared: SharedNames  # the names pipelines attach to
+    bells: list[str]  # each pipeline's doorbell
 
 
 def create_resources(
@@ -63,7 +67,8 @@ def create_resources(
     stack.callback(use_frame_store, None)
     pipelines = len(plan.pipelines)
     progress = _closing(stack, SourceProgress.create(graph.sources()))
-    beats = _closing(stack, Heartbeats.create(pipelines))
+    slots = pipelines + ADDED_PIPELINES
+    beats = _closing(stack, Heartbeats.create(slots))
     counters = _closing(stack, Counters.create(pipelines, len(graph.order))) if stats else None
     trace = trace_output(monitor, [p.name for p in plan.pipelines])
     if trace is not None:
@@ -92,7 +97,12 @@ def create_resources(
         frame_store=store.name if store is not None else None,
         counters=counters.name if counters is not None else None,
         trace=trace.prefix if trace is not None else None,
+        heartbeat_slots=slots,
     )
+    controls = [
+        _closing(stack, Ring(CONTROL_BYTES, 64, bells[p.index].name, parent_bell.name)).name
+        for p in plan.pipelines
+    ]
     configs = [
         WorkerConfig(
             p.index,
@@ -105,10 +115,14 @@ def create_resources(
             pipelines=pipelines,
             splitters=splitters,
             gpu=p.device if p.resource == "gpu" else None,
+            control=controls[p.index],
         )
         for p in plan.pipelines
     ]
-    return RunResources(configs, _readers(links), parent_bell, beats, counters, trace)
+    names = [b.name for b in bells]
+    return RunResources(
+        configs, _readers(links), parent_bell, beats, counters, trace, shared, names
+    )
 
 
 def _readers(links: list[Link]) -> dict[str, Inlet]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from conveyor.backends.base import RunResult
+from conveyor.backends.local.changes import RunChanges
 from conveyor.backends.local.launcher import Launcher, ProcessLauncher
 from conveyor.backends.local.resources import create_resources
 from conveyor.backends.local.sinks import Sink
@@ -34,13 +35,16 @@ def run_local(
     forward: Mapping[str, Sink] | None = None,
     stop: threading.Event | None = None,
     faults: Sequence[Fault] = (),
+    on_start: Callable[[Supervisor], None] | None = None,
 ) -> RunResult:
     """Run on this machine. ``launcher`` starts the pipeline processes: child processes by
     default; the Ray backend passes one that starts Ray actors (``backends.ray_backend``).
     The run owns the launcher from here on and closes it at the end. ``forward``: tasks whose
     outputs go, as they come, to a sink (a bridge to another node: ``backends.bridge``).
     ``stop``: when set (from another thread), the run stops its pipelines, cleans up and raises
-    ``RunStopped`` (a node's run that the cluster's driver calls off)."""
+    ``RunStopped`` (a node's run that the cluster's driver calls off). ``on_start`` is given
+    the supervisor once the pipelines are being started: it takes changes while the run goes
+    on (``Supervisor.ask``: a ``RunHandle``'s cameras added and removed)."""
     forward = dict(forward or {})
     monitor = monitor or Monitoring()
     launcher = launcher or ProcessLauncher()
@@ -67,6 +71,12 @@ def run_local(
             stopping=stop,
         )
         stack.callback(supervisor.stop)
+        changes = RunChanges(stack, plan, shared, supervisor.configs)
+        stack.callback(changes.close)  # before its rings go (callbacks run last first)
+        supervisor.changes = changes
+        stack.callback(supervisor.refuse_requests)
+        if on_start is not None:
+            on_start(supervisor)
         placement = [p.tasks for p in plan.pipelines]
         names = [p.name for p in plan.pipelines]
         with (

@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
+import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
 from conveyor._errors import PipelineCrashed, RemoteTraceback, RunStopped, TaskFailed
+from conveyor.backends.local.changes import RunChanges
 from conveyor.backends.local.launcher import Launcher, ProcessLauncher
 from conveyor.backends.local.sinks import Sink, drain
 from conveyor.backends.local.worker import WorkerConfig
@@ -22,6 +26,8 @@ from conveyor.runtime.heartbeat import Heartbeats
 from conveyor.runtime.inlets import Inlet
 from conveyor.spec import DeadLetter, Restart, RestartPolicy
 from conveyor.transport.doorbell import Doorbell
+
+log = logging.getLogger("conveyor")
 
 MONITOR_PERIOD = 0.25  # seconds: the longest a new call's deadline can go unseen
 BLOCKED_WAIT = 0.005  # seconds the supervisor sleeps while an outlet is full (backpressure)
@@ -69,6 +75,45 @@ class Supervisor:
         self.stopping = stopping  # set: stop the run (RunStopped)
         self.offences: dict[tuple[str, int], int] = {}  # (task, origin) -> crashes and hangs
         self._pending_ready: dict[int, Restart] = {}
+        self.pending: set[int] = set()  # pipelines not done yet
+        # Changes asked for by another thread (a ``RunHandle``), made here between two waits.
+        self.changes: RunChanges | None = None
+        self.requests: queue.SimpleQueue[tuple[Callable[[RunChanges], Any], Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+
+    def ask(self, change: Callable[[RunChanges], Any]) -> Future[Any]:
+        """Have ``change`` made on the supervisor's thread (thread-safe): its result, or what
+        it raised, comes in the future."""
+        done: Future[Any] = Future()
+        self.requests.put((change, done))
+        self.bell.ring()
+        return done
+
+    def refuse_requests(self) -> None:
+        """The run is over: changes asked for from now on, and those not made yet, fail."""
+        self.changes = None
+        self._take_requests()
+
+    def _take_requests(self) -> None:
+        while not self.requests.empty():
+            change, done = self.requests.get()
+            try:
+                if self.changes is None:
+                    raise RunStopped("the run has ended: it takes no more changes")
+                config = change(self.changes)
+                if isinstance(config, WorkerConfig):  # a source added: its pipeline starts
+                    i = len(self.configs)
+                    self.configs.append(config)
+                    self.names.append(f"conveyor-p{i}-{config.tasks[0]}")
+                    self.procs.append(None)
+                    self.reports.append(None)  # type: ignore[arg-type]
+                    self.pending.add(i)
+                    self._spawn(i)
+                    config = config.tasks[0]
+                done.set_result(config)
+            except BaseException as exc:  # noqa: BLE001 - the asker gets it
+                done.set_exception(exc)
 
     def _spawn(self, i: int) -> None:
         def register(proc: Any, report: Connection | None) -> None:
@@ -82,11 +127,12 @@ class Supervisor:
     def run(self) -> dict[str, list[Any]]:
         for i in range(len(self.configs)):
             self._spawn(i)
-        pending = set(range(len(self.configs)))
+        self.pending = pending = set(range(len(self.configs)))
         open_readers = self.readers
         while pending or open_readers:
             if self.stopping is not None and self.stopping.is_set():
                 raise RunStopped("the run was stopped before its sources ended")
+            self._take_requests()
             blocked = drain(open_readers, self.outputs, self.forward, self.kept)
             for i in list(pending):
                 if self._check(i):
@@ -100,7 +146,7 @@ class Supervisor:
                 wait = min(wait, BLOCKED_WAIT)
             watched = [r for n, r in open_readers.items() if n not in blocked]
             self.bell.wait(
-                functools.partial(_any_news, watched),
+                functools.partial(_any_news, watched, self.requests),
                 timeout=wait,
                 extra_fds=live,
             )
@@ -146,6 +192,11 @@ class Supervisor:
             if msg[0] == "dead":
                 letter: DeadLetter = msg[2]
                 self.dead_letters.setdefault((letter.task, letter.origin), letter)
+                continue
+            if msg[0] == "late":  # a source added as the run was ending: it ends too
+                if self.changes is not None and msg[2] in self.changes.sources():
+                    log.warning("source %s came after the run's sources had ended: it ends", msg[2])
+                    self.changes.remove(msg[2])
                 continue
             if msg[0] == "done":
                 self.procs[i].join(10)
@@ -228,8 +279,8 @@ class Supervisor:
             proc.join(10)
 
 
-def _any_news(inlets: list[Inlet]) -> bool:
-    return any(inlet.news() for inlet in inlets)
+def _any_news(inlets: list[Inlet], requests: queue.SimpleQueue[Any]) -> bool:
+    return not requests.empty() or any(inlet.news() for inlet in inlets)
 
 
 @contextlib.contextmanager

@@ -41,6 +41,7 @@ class SharedNames:
     frame_store: str | None = None
     counters: str | None = None  # the run's statistics table (monitor.counters)
     trace: str | None = None  # where pipelines write their trace parts (monitor.trace)
+    heartbeat_slots: int = 0  # slots in the heartbeats (0: one per planned pipeline)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class WorkerConfig:
     splitters: tuple[str, ...] = ()  # the tasks that feed replicas
     gpu: int | None = None  # the device of a GPU pipeline
     parent_pid: int | None = None  # a child process: it dies with this process (the driver)
+    control: str | None = None  # the driver's ring of changes into it (``runtime.control``)
 
 
 def process_main(
@@ -115,7 +117,8 @@ def _context(config: WorkerConfig, report: Connection) -> LoopContext:
     counters = None
     if shared.counters is not None:
         counters = Counters.attach(shared.counters, config.pipelines, len(graph.order))
-    beat = Heartbeats.attach(shared.heartbeats, config.pipelines).slot(config.index)
+    slots = shared.heartbeat_slots or config.pipelines
+    beat = Heartbeats.attach(shared.heartbeats, slots).slot(config.index)
     return LoopContext(
         graph,
         config.tasks,
@@ -130,6 +133,8 @@ def _context(config: WorkerConfig, report: Connection) -> LoopContext:
             graph, config.index, config.settings, counters, shared.trace, beat
         ),
         on_dead_letter=lambda letter: report.send(("dead", config.index, letter)),
+        control=config.control,
+        on_late_source=lambda name: report.send(("late", config.index, name)),
     )
 
 
