@@ -4,7 +4,9 @@
 into pipelines:
 
 1. **Cost** of each task, in seconds per item: a measured value (``costs``), else the task's
-   ``cost`` hint, else an assumed 1 ms (said so in the plan's reasons).
+   ``cost`` hint, else an assumed 1 ms (said so in the plan's reasons). A source bound once
+   per camera makes only its share of the items that flow below it: its load is its cost
+   times that share (one of 8 cameras: 1/8), so that loads add up per item of the graph.
 2. **GPU tasks** go to one pipeline per device (the model loads once per process); with no GPU
    they run on the CPU like any other task, and the plan says so.
 3. **Replicas.** A task left at ``replicas="auto"`` (the default) whose cost alone exceeds the
@@ -109,8 +111,9 @@ class Plan:
     def with_costs(self, costs: Mapping[str, float]) -> Plan:
         """The same placement with its loads computed from ``costs`` (e.g. measured ones)."""
         cost = {**self.costs, **costs}
+        load = loads(self.graph, cost)
         pipelines = tuple(
-            replace(p, units=tuple(replace(u, cost=cost[u.task] / u.replicas) for u in p.units))
+            replace(p, units=tuple(replace(u, cost=load[u.task] / u.replicas) for u in p.units))
             for p in self.pipelines
         )
         return replace(self, pipelines=pipelines, costs=cost)
@@ -230,6 +233,13 @@ def task_costs(
     return cost, reasons
 
 
+def loads(graph: Graph, cost: Mapping[str, float]) -> dict[str, float]:
+    """Busy seconds of each task per item flowing through the graph: its cost, times the
+    share of the items it makes for a source bound once per camera (1/8 of 8 cameras, as
+    if the cameras went at one rate)."""
+    return {n: cost[n] / (1 + len(graph.merged_with(n))) for n in graph.tasks}
+
+
 def make_plan(
     graph: Graph,
     workers: int = 2,
@@ -241,7 +251,12 @@ def make_plan(
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
     if gpus < 0:
         raise ConfigurationError(f"gpus must be 0 or more, got {gpus}")
-    cost, reasons = task_costs(graph, costs)
+    measured, reasons = task_costs(graph, costs)
+    cost = loads(graph, measured)  # what packing balances
+    for n in graph.tasks:
+        if cost[n] != measured[n]:
+            share = cost[n] / measured[n]
+            reasons[n] += f"; {measured[n] * 1e3:.2f} ms per own item, {share:.0%} of the items"
 
     gpu_tasks = [n for n in graph.order if graph.tasks[n].resource == "gpu"]
     if gpu_tasks and not gpus:
@@ -277,7 +292,7 @@ def make_plan(
     for b in bins:
         if b:
             pipelines.append(PipelineSpec(len(pipelines), "cpu", tuple(b)))
-    return Plan(graph, tuple(pipelines), cost, reasons, workers, gpus)
+    return Plan(graph, tuple(pipelines), measured, reasons, workers, gpus)
 
 
 def measured_costs(stats: Measured, graph: Graph) -> dict[str, float]:

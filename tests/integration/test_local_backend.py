@@ -252,7 +252,9 @@ def test_sources_per_camera_over_processes_and_a_camera_that_crashes() -> None:
 
     graph = cv.Graph([*per_camera(6, 60), split_scale, Count.bind([])])
     want = cv.run(graph, backend="inline", collect=["Count"]).outputs["Count"]
-    plan = cv.make_plan(graph, workers=2, costs={"split_scale": 0.01, "Count": 0.001})
+    # Cameras as dear as the task they feed (each 1/6 of the items): they spread over both.
+    costs = {"split_scale": 0.01, "Count": 0.001} | {f"ramp[cam{c}]": 0.012 for c in range(6)}
+    plan = cv.make_plan(graph, workers=2, costs=costs)
     sources = {p.index for p in plan.pipelines for u in p.units if u.task.startswith("ramp")}
     assert len(sources) == 2, plan.describe()  # the cameras decode on both cores
     with inject(Fault("ramp[cam3]", item=20, mode="kill")):
@@ -277,7 +279,10 @@ def test_file_cameras_in_other_processes_keep_in_step(in_step: bool) -> None:
     from tests.unit.bind_fixtures import file_cameras, passed
 
     graph = cv.Graph([*file_cameras(in_step), passed])
-    plan = cv.make_plan(graph, workers=2, costs={"passed": 0.001})
+    cams = ("slow", "fast1", "fast2", "short")  # dear enough to spread over both processes
+    plan = cv.make_plan(
+        graph, workers=2, costs={"passed": 0.001} | {f"cam[{c}]": 0.008 for c in cams}
+    )
     homes = {u.task: p.index for p in plan.pipelines for u in p.units}
     assert homes["cam[slow]"] != homes["cam[fast1]"] or homes["cam[slow]"] != homes["cam[fast2]"]
     got = cv.run(graph, backend="local", plan=plan, collect=["passed"]).outputs["passed"]

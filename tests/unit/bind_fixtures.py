@@ -47,6 +47,12 @@ class Sensors:
                 yield Reading(name, i, self.start + i)
 
 
+@cv.source(waits=False)  # CPU work only: read in the loop, in turn with the others
+def busy_ramp(*, count: int, sensor: str = "ramp") -> Iterator[Reading]:
+    for i in range(count):
+        yield Reading(sensor, i, float(i))
+
+
 @cv.source
 def ramp(*, count: int, sensor: str = "ramp") -> Iterator[Reading]:
     for i in range(count):

@@ -219,3 +219,19 @@ def test_replan_keeps_the_hint_of_a_task_that_processed_nothing() -> None:
     plan = make_plan(graph(), workers=2, gpus=0)
     again = plan.replan(_measured({"cameras": 0.001}))
     assert again.reasons["detect"].startswith("cost hint") and again.costs["detect"] == 0.004
+
+
+def test_a_source_bound_per_camera_weighs_its_share_of_the_items() -> None:
+    """8 cameras of 1 ms per frame each, and a 4 ms task that takes every camera's frames:
+    per frame of the graph a camera is 1/8 ms (counted whole, the cameras alone would have
+    looked like 8 ms of a 12 ms frame)."""
+    from tests.unit.bind_fixtures import per_camera, scale
+
+    graph = cv.Graph([*per_camera(8, 3), scale.bind(factor=1.0)])
+    costs = {f"ramp[cam{c}]": 0.001 for c in range(8)} | {"scale": 0.004}
+    plan = make_plan(graph, workers=2, costs=costs)
+    assert plan.costs["ramp[cam0]"] == 0.001  # the measured cost, as given
+    assert "12% of the items" in plan.reasons["ramp[cam0]"]
+    # 5 ms per frame in all: scale in two replicas, four cameras beside each
+    assert sorted(round(p.load, 6) for p in plan.pipelines) == [0.0025, 0.0025]
+    assert plan.with_costs(costs).bottleneck.load == pytest.approx(0.0025)

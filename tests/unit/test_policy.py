@@ -50,3 +50,21 @@ def test_the_source_whose_item_waited_longest_goes_first_and_a_waiting_one_not_a
     assert choose([a, b, c], 10.0).task == "b"
     assert choose([a, c], 10.0).task == "a"
     assert choose([c], 10.0).task is None
+
+
+def test_a_source_item_read_ahead_before_the_queued_work_came_runs_first() -> None:
+    """A pipeline that also takes items from other processes may never run out of them: its
+    own cameras' items, waiting in their threads, are served first come, first served."""
+    src = st("cam", is_source=True, oldest=1.0)
+    assert choose([src, st("t", queued=5, oldest=2.0)], 3.0).task == "cam"  # it came first
+    assert choose([src, st("t", queued=5, oldest=0.5)], 3.0).task == "t"
+    # a source read in the loop (no item waiting: no ``oldest``) still waits for the drain
+    looped = st("cam", is_source=True, turn=1.0)
+    assert choose([looped, st("t", queued=5, oldest=2.0)], 3.0).task == "t"
+
+
+def test_sources_read_in_the_loop_take_turns() -> None:
+    a = st("a", is_source=True, turn=5.0)
+    b = st("b", is_source=True, turn=4.0)
+    assert choose([a, b], 6.0).task == "b"  # b had its turn longer ago
+    assert choose([a, st("b", is_source=True, turn=7.0)], 8.0).task == "a"

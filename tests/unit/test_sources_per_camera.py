@@ -34,8 +34,11 @@ def test_a_replicated_consumer_takes_whole_streams() -> None:
     assert len(plan.replicas_of("split_scale")) == 2
     links = plan_links(plan)
     into = [k for k in links if k.consumer == "split_scale"]
-    # One link per camera, each to one replica, round-robin; no numbering, no merge after.
-    assert [(k.producer, k.replica) for k in into] == [(f"ramp[cam{i}]", i % 2) for i in range(5)]
+    # One link per camera, each to one replica (an even share each); no numbering, no merge.
+    assert sorted(k.producer for k in into) == [f"ramp[cam{i}]" for i in range(5)]
+    assert sorted(sum(k.replica == j for k in into) for j in (0, 1)) == [2, 3]
+    # a camera's frames stay in the process that made them where the shares allow
+    assert sum(k.local for k in into) == 3  # all 5 decode in one pipeline: its share, 3
     assert all(k.replicas == 1 and not k.merged for k in into)
     out_of = [k for k in links if k.producer == "split_scale"]
     assert out_of and not any(k.merged for k in out_of)
@@ -68,3 +71,19 @@ def test_a_camera_waiting_for_frames_holds_no_other_camera_up() -> None:
     )
     assert order.index(("fast", 19)) < order.index(("slow", 2)), order
     assert [i for s, i in order if s == "slow"] == list(range(5))  # each camera in order
+
+
+def test_sources_that_never_wait_are_read_in_the_loop_in_turn() -> None:
+    """``waits=False``: no thread; the loop takes one item of each camera in turn (the
+    first camera in the graph does not run to its end before the second starts)."""
+    from tests.unit.bind_fixtures import busy_ramp
+
+    graph = cv.Graph(
+        [cv.bind(busy_ramp, count=6, sensor=s).named(s) for s in ("a", "b")]
+        + [scale.bind(factor=1.0)]
+    )
+    out = cv.run(graph, backend="inline", collect=["scale"]).outputs["scale"]
+    order = [v.sensor for v in out]
+    assert sorted(order) == ["a"] * 6 + ["b"] * 6
+    assert order.index("b") < order.index("a") + 3, order  # b began while a had items left
+    assert max(len(run) for run in "".join(order).replace("ab", "a b").split()) <= 2, order

@@ -31,6 +31,9 @@ class LoopSettings:
     quarantine: Origins = frozenset()  # crashed or hung too often: skipped
     suspects: Origins = frozenset()  # crashed or hung before: run alone
     faults: tuple[Fault, ...] = ()  # injected for tests (conveyor.testing)
+    # Several sources of a pipeline each read in a thread of their own (``source_run``);
+    # False: in the loop, one after the other (measuring costs: no thread waits for the GIL).
+    source_threads: bool = True
     # Changes made while the run goes on (``runtime.control``), kept for a replacement:
     ended: frozenset[str] = frozenset()  # sources removed from the run: they yield nothing
     streams: tuple[tuple[str, int], ...] = ()  # (gathering task, streams it waits for)

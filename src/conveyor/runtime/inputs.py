@@ -206,7 +206,7 @@ class GatherInputs(Inputs):
             capacity=self.capacity,
             batch=1 if positions else len(queue) + 1,
             max_wait=due_in or 0.0,
-            oldest=now,
+            oldest=min(queue[i].arrived for i in positions) if positions else now,
         )
 
     def take(self, now: float) -> list[Entry]:

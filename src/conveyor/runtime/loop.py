@@ -48,7 +48,8 @@ class PipelineLoop:
         self.came = threading.Event()  # a source's item came (the loop has no doorbell)
         self.awaited: list[SourceRun] = []  # sources whose next item the sleeping loop awaits
         mine = [t for t in self.tasks.values() if t.spec.kind == "source"]
-        limit, threaded = ctx.settings.max_source_items, len(mine) > 1
+        limit = ctx.settings.max_source_items
+        threaded = len(mine) > 1 and ctx.settings.source_threads
         self.sources = {
             t.name: SourceRun(
                 t, ctx.progress, limit, self._wake, threaded, ctx.graph.merged_with(t.name)

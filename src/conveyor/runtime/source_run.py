@@ -13,7 +13,8 @@ everything derived from it is done.
 Where a pipeline holds several sources (cameras), each source's iterator runs in a thread of
 its own (``_Pump``), reading at most ``READ_AHEAD`` items ahead: a camera waiting for its next
 frame never holds up the other cameras of its pipeline, which take their items when they are
-there. So does a *live* source (its instance says ``live = True``: a stream that may wait for
+there. A source declared ``waits=False`` (CPU work that never waits) is iterated in the loop
+instead, the loop's sources taking turns (``turn``: when each last yielded). So does a *live* source (its instance says ``live = True``: a stream that may wait for
 a camera, however long), so that its pipeline's other tasks never wait with it, and a source
 kept in step (below), which may wait for its siblings. Any other lone source is iterated in
 the loop: a thread would cost a switch per item (``bench_pipeline``'s speedup went from 1.65
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import math
 import threading
 import time
 from collections import deque
@@ -83,10 +85,12 @@ class SourceRun:
         self.in_step = False  # it keeps in step with its siblings (see ``_steps``)
         self.dropped = 0  # of that count, what was reported
         self.ended = False  # removed from the run: it yields nothing more (``end``)
+        self.turn = -math.inf  # when it last yielded (monotonic): in-loop sources take turns
 
     def state(self, now: float, blocked: set[RingWriter]) -> TaskState:
-        """The policy's view: the task's, with whether its next item has come, and when."""
-        state = self.t.state(now, blocked, self.waiting(), self.oldest())
+        """The policy's view: the task's, with whether its next item has come, and when (and,
+        read in the loop, when it last had its turn: sources take turns)."""
+        state = self.t.state(now, blocked, self.waiting(), self.oldest(), self.turn)
         if self.ended and state.outputs_full and not (self.pump and self.pump.queue):
             # Ended, nothing left to send: its turn closes it, whatever room its outlets have.
             return dataclasses.replace(state, outputs_full=False)
@@ -148,6 +152,7 @@ class SourceRun:
             instruments.call_ended(t.info, started, spent, produced, n)
         t.calls += 1
         t.items += 1
+        self.turn = time.monotonic()
         dropped = self._dropped()
         if dropped > self.dropped:
             instruments.dropped(t.info, dropped - self.dropped)
@@ -179,7 +184,9 @@ class SourceRun:
             self.prefix = DonePrefix(0)
         steps = self._steps(bool(getattr(made, "keep_in_step", False)))
         live = bool(getattr(made, "live", False))
-        if self.threaded or steps is not None or live:
+        waits = self.t.spec.waits
+        threaded = self.threaded if waits is None else waits
+        if threaded or steps is not None or live:
             left = None if self.limit is None else max(0, self.limit - self.t.calls)
             drop = live and bool(getattr(made, "drop_oldest", False))
             self.pump = _Pump(self.t.name, self.items, self.wake, left, steps, drop)

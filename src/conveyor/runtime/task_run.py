@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class TaskRun:
         blocked: set[RingWriter],
         waiting: bool = False,
         since: float | None = None,
+        turn: float = -math.inf,
     ) -> TaskState:
         """What the scheduling policy needs to know of this task now (a source: whether its
         next item has come, and when)."""
@@ -61,6 +63,7 @@ class TaskRun:
                 is_source=True,
                 exhausted=self.done,
                 waiting=waiting,
+                turn=turn,
             )
         ready = self.inputs.ready(now)
         return TaskState(

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from multiprocessing import connection
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger("conveyor")
 
 MONITOR_PERIOD = 0.25  # seconds: the longest a new call's deadline can go unseen
 BLOCKED_WAIT = 0.005  # seconds the supervisor sleeps while an outlet is full (backpressure)
+COLLECT_LINGER = 0.01  # seconds outputs may wait in their rings after others came (batching)
 
 
 class Supervisor:
@@ -145,11 +147,16 @@ class Supervisor:
             if blocked:  # an outlet is full: look again soon, the rest still wakes us
                 wait = min(wait, BLOCKED_WAIT)
             watched = [r for n, r in open_readers.items() if n not in blocked]
-            self.bell.wait(
+            news = self.bell.wait(
                 functools.partial(_any_news, watched, self.requests),
                 timeout=wait,
                 extra_fds=live,
             )
+            if news and watched and not blocked:
+                # Outputs came: let more gather before the next wake-up (each is a context
+                # switch that a busy machine's pipelines pay for); a pipeline that reports or
+                # ends still cuts it short.
+                connection.wait(live, timeout=COLLECT_LINGER)
         return self.outputs
 
     def _watch(self, pending: set[int]) -> float:
