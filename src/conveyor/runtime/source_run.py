@@ -13,14 +13,15 @@ everything derived from it is done.
 Where a pipeline holds several sources (cameras), each source's iterator runs in a thread of
 its own (``_Pump``), reading at most ``READ_AHEAD`` items ahead: a camera waiting for its next
 frame never holds up the other cameras of its pipeline, which take their items when they are
-there. A source declared ``waits=False`` (CPU work that never waits) is iterated in the loop
-instead, the loop's sources taking turns (``turn``: when each last yielded). So does a *live* source (its instance says ``live = True``: a stream that may wait for
+there. So does a *live* source (its instance says ``live = True``: a stream that may wait for
 a camera, however long), so that its pipeline's other tasks never wait with it, and a source
 kept in step (below), which may wait for its siblings. Any other lone source is iterated in
 the loop: a thread would cost a switch per item (``bench_pipeline``'s speedup went from 1.65
 to 0.78 with every source in a thread). ``resume`` is called before the thread starts;
 ``acknowledge`` is called from the pipeline's loop while the iterator runs in its thread (a
-bridge's only notes the number).
+bridge's only notes the number). A source declared ``waits=False`` (CPU work that never waits)
+is iterated in the loop even beside others, the loop's sources taking turns (``turn``: when
+each last yielded); ``waits=True`` puts even a lone one in a thread.
 
 A live source may also say ``drop_oldest = True``: when its pipeline is behind, a new item
 replaces the oldest one its pipeline has not taken yet instead of waiting for room (a camera
