@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SYSTEM := $(VENV)/.system-stamp
 
-.PHONY: demo demo-real demo-transport test test-fast lint typecheck bench clean
+.PHONY: demo demo-real demo-transport gpu test test-fast lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	# that path is tested too (its tests skip, with a reason, where it cannot be installed).
 	$(BIN)/python -m pip install --quiet torch==2.13.0 || echo "torch not installed: its tests skip"
 	touch $(STAMP)
+
+# On a machine with an NVIDIA GPU: onnxruntime's GPU build in place of the CPU one, with CUDA's
+# and cuDNN's libraries from pip wheels (no system CUDA needed); the detector then runs on the
+# GPU through onnxruntime's CUDA provider, or TensorRT's when `pip install tensorrt-cu12` too.
+ORT_GPU := onnxruntime-gpu[cuda,cudnn]==1.31.1
+gpu: $(STAMP)
+	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
+	$(BIN)/python -m pip install --quiet "$(ORT_GPU)"
 
 # The people-flow application on the synthetic store (generated once, cached in .cache/).
 demo: $(STAMP)

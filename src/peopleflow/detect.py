@@ -141,10 +141,31 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(centres, axis=1), np.concatenate(strides)
 
 
+def execution_providers(
+    available: Sequence[str], tensorrt: bool, engines: Path
+) -> list[str | tuple[str, dict[str, Any]]]:
+    """onnxruntime's providers for the detector, best first, among ``available`` (none: the
+    CPU's): TensorRT when its package is installed too (``tensorrt``; float16, its engines
+    built once per input size and kept under ``engines``), then CUDA, then the CPU."""
+    chosen: list[str | tuple[str, dict[str, Any]]] = []
+    if tensorrt and "TensorrtExecutionProvider" in available:
+        options = {
+            "trt_fp16_enable": True,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(engines),
+        }
+        chosen.append(("TensorrtExecutionProvider", options))
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
 class YoloDetector:
     """YOLOv8s people detector on onnxruntime or PyTorch, on a GPU when one is usable.
 
-    ``engine``: ``"onnxruntime"`` (CUDA provider when installed, else the CPU), ``"torch"``
+    ``engine``: ``"onnxruntime"`` (TensorRT's provider when tensorrt is installed with
+    onnxruntime-gpu, else CUDA's, else the CPU: ``execution_providers``), ``"torch"``
     (``TorchGraph``: CUDA when PyTorch sees a GPU, else the CPU; float16 on a GPU), or
     ``"auto"``: onnxruntime, unless only PyTorch can reach a GPU. Frames are letterboxed into
     ``input_size`` (height, width), run as one batch, and the boxes mapped back to frame
@@ -171,7 +192,12 @@ class YoloDetector:
         self.score, self.iou = score, iou
         self.threads = threads
         self.path = Path(model_path) if model_path else yolo_model_path()
-        ort_cuda = gpu and "CUDAExecutionProvider" in ort.get_available_providers()
+        available = ort.get_available_providers()
+        ort_cuda = gpu and "CUDAExecutionProvider" in available
+        if ort_cuda and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu's CUDA and cuDNN from pip wheels (``make gpu``): loaded from
+            # there, so that no system CUDA is needed.
+            ort.preload_dlls()
         if engine == "auto":
             engine = "torch" if gpu and not ort_cuda and _torch_cuda() else "onnxruntime"
         self.engine = engine
@@ -183,8 +209,11 @@ class YoloDetector:
                 raise DetectorError("engine='torch' needs PyTorch: pip install torch") from exc
             torch.set_num_threads(threads)
             self.device = "cuda" if gpu and _torch_cuda() else "cpu"
-        self._wanted = ["CUDAExecutionProvider"] if ort_cuda else []
-        self._wanted.append("CPUExecutionProvider")
+        self._wanted = execution_providers(
+            available if gpu else [],
+            importlib.util.find_spec("tensorrt") is not None,
+            model_cache() / "tensorrt",
+        )
         # One model per input size, built when a frame first needs it (cameras of other
         # resolutions get inputs of their own: peopleflow.sizing).
         self._models: dict[tuple[int, int], Any] = {}

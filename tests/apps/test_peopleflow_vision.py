@@ -124,6 +124,22 @@ def test_the_torch_engine_gives_onnxruntimes_boxes(scenes: list, device: str) ->
     assert found >= 10
 
 
+def test_onnxruntime_takes_tensorrt_then_cuda_then_the_cpu(tmp_path: Path) -> None:
+    """The detector's providers (what ``make gpu`` installs, and tensorrt when there too): the
+    best one available first, the CPU always last; nothing but the CPU without a GPU."""
+    from peopleflow.detect import YoloDetector, execution_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = execution_providers(gpu, True, tmp_path)
+    assert [p if isinstance(p, str) else p[0] for p in chosen] == gpu
+    trt = chosen[0]
+    assert not isinstance(trt, str) and trt[1]["trt_engine_cache_path"] == str(tmp_path)
+    assert execution_providers(gpu, False, tmp_path) == gpu[1:]  # no tensorrt package
+    assert execution_providers(["CPUExecutionProvider"], True, tmp_path) == gpu[2:]
+    assert execution_providers([], False, tmp_path) == ["CPUExecutionProvider"]
+    assert YoloDetector((96, 160), gpu=False).providers == ["CPUExecutionProvider"]
+
+
 def test_the_torch_engine_refuses_an_operator_it_does_not_know() -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
