@@ -259,3 +259,32 @@ def test_a_partial_last_batch_runs_when_an_inner_task_ends() -> None:
     # 10 odd numbers: batches of 4, 4, then 2 once odd_only (not a source) has finished.
     out = run([numbers, odd_only, odd_batches], "odd_batches")
     assert [o.i for o in out] == list(range(1, 20, 2))
+
+
+def test_changes_from_the_driver_are_applied_once_and_a_late_source_is_reported() -> None:
+    """``runtime.control``: an Attach adds a feed (twice: still one), an EndSource ends a
+    source, an Expect sets a gather's count; a source attached after its consumer ended is
+    reported to the driver instead of joining."""
+    from conveyor.runtime.control import Attach, EndSource, Expect
+    from conveyor.runtime.links import Link
+    from conveyor.transport.ring import Ring
+
+    late: list[str] = []
+    graph = Graph([numbers, batched])
+    loop = PipelineLoop(LoopContext(graph, graph.order, links=[], on_late_source=late.append))
+    with Ring(1 << 16) as ring:
+        link = Link("cam[new]", "batched", "items", 1, 0, ring=ring.name)
+        loop._apply(Attach(link))
+        loop._apply(Attach(link))  # read again by a replacement: already in effect
+        assert len(loop.feeds) == 1 and loop.tasks["batched"].inputs.open["items"] == 1
+        loop._apply(EndSource("numbers"))
+        assert (
+            loop.sources["numbers"].ended and loop.sources["numbers"].next(loop.instruments) is None
+        )
+        loop._apply(Expect("batched", 3))  # not a gather: nothing to set
+        loop.tasks["batched"].done = True
+        other = Link("cam[later]", "batched", "items", 2, 0, ring=ring.name + "-x")
+        loop._apply(Attach(other))
+        assert late == ["cam[later]"] and len(loop.feeds) == 1
+        for feed in loop.feeds:
+            feed.inlet.reader.close()  # type: ignore[attr-defined]
