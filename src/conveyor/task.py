@@ -79,6 +79,10 @@ class TaskSpec:
     # never waits (CPU work only): read in its pipeline's loop, in turn with the others;
     # None: in a thread when it shares its pipeline with other sources.
     waits: bool | None = None
+    # A source bound per camera: how much work its items make below it, against the other
+    # cameras' (a camera whose frames cost twice as much to detect in: 2). A task partitioned
+    # by camera gives each replica an even share of this weight, not of the camera count.
+    weight: float = 1.0
 
     @property
     def stateful(self) -> bool:
@@ -118,8 +122,9 @@ class TaskSpec:
 
     def with_options(self, **options: Any) -> TaskSpec:
         """This task with some of its options set for this graph: ``max_wait``, ``timeout``,
-        ``cost`` or ``retries`` (what suits a run of files may not suit live cameras: a
-        gather below files may wait as long as it takes, one below live cameras not)."""
+        ``cost``, ``retries`` or, for a source bound per camera, ``weight`` (what suits a run
+        of files may not suit live cameras: a gather below files may wait as long as it
+        takes, one below live cameras not)."""
         unknown = sorted(set(options) - _PER_GRAPH)
         if unknown:
             raise ConfigurationError(
@@ -405,7 +410,8 @@ def _declare(target: Any, kind: Kind, options: dict[str, Any]) -> Any:
     return target
 
 
-_PER_GRAPH = {"max_wait", "timeout", "cost", "retries"}  # options with_options may change
+# options with_options may change
+_PER_GRAPH = {"max_wait", "timeout", "cost", "retries", "weight"}
 
 
 def _check_options(name: str, options: dict[str, Any]) -> None:
@@ -417,6 +423,9 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
     batch = options.get("batch", 1)
     if not isinstance(batch, int) or batch < 1:
         raise ConfigurationError(f"task {name!r}: batch must be a positive int, got {batch!r}")
+    weight = options.get("weight", 1.0)
+    if not isinstance(weight, (int, float)) or weight <= 0:
+        raise ConfigurationError(f"task {name!r}: weight must be a positive number, got {weight!r}")
     for opt in ("max_wait", "timeout", "cost"):
         value = options.get(opt)
         if value is not None and (not isinstance(value, (int, float)) or value < 0):

@@ -87,3 +87,21 @@ def test_sources_that_never_wait_are_read_in_the_loop_in_turn() -> None:
     assert sorted(order) == ["a"] * 6 + ["b"] * 6
     assert order.index("b") < order.index("a") + 3, order  # b began while a had items left
     assert max(len(run) for run in "".join(order).replace("ab", "a b").split()) <= 2, order
+
+
+def test_replicas_partitioned_by_camera_get_an_even_share_of_the_cameras_weight() -> None:
+    """Four cameras whose frames cost twice as much (weight 2) and four light ones: each of
+    the two replicas takes work 6, not the four heavy ones on one side (8 against 4)."""
+    heavy = [
+        cv.bind(ramp, count=3, sensor=f"h{i}").named(f"ramp[h{i}]").with_options(weight=2.0)
+        for i in range(4)
+    ]
+    light = [cv.bind(ramp, count=3, sensor=f"l{i}").named(f"ramp[l{i}]") for i in range(4)]
+    graph = cv.Graph([*light, *heavy, split_scale, Count.bind([])])
+    plan = cv.make_plan(graph, workers=2, costs={"split_scale": 0.01})
+    into = [k for k in plan_links(plan) if k.consumer == "split_scale"]
+    weights = {k.producer: graph.tasks[k.producer].weight for k in into}
+    shares = sorted(sum(weights[k.producer] for k in into if k.replica == j) for j in (0, 1))
+    assert shares == [6.0, 6.0]
+    with pytest.raises(cv.ConfigurationError, match="weight must be a positive number"):
+        ramp.bind(count=1).with_options(weight=0)

@@ -98,24 +98,30 @@ def plan_links(plan: Plan, collect: list[str] | None = None) -> list[Link]:
 
 
 def stream_replicas(plan: Plan, consumer: str) -> dict[str, int]:
-    """Which replica of ``consumer`` takes each source of its merge: the one in the source's
-    own pipeline while it has room (an even share: ceil(streams / replicas)), else the next
-    with room, so that a camera's frames stay in the process that decoded them where the
-    placement allows. A function of the plan alone: every process computes the same."""
+    """Which replica of ``consumer`` takes each source of its merge: an even share of the
+    sources' ``weight`` each (a camera whose frames cost twice as much counts twice), the one
+    in the source's own pipeline while it has room, so that a camera's frames stay in the
+    process that decoded them where the placement allows. Heaviest sources first. A function
+    of the plan alone: every process computes the same."""
     streams = plan.graph.streams_into(consumer)
     homes = plan.replicas_of(consumer)
-    room = [-(-len(streams) // len(homes))] * len(homes)
+    weight = {s: float(plan.graph.tasks[s].weight) for s in streams}
+    share = sum(weight.values()) / len(homes)
+    load = [0.0] * len(homes)
     chosen: dict[str, int] = {}
-    for source in streams:
+    order = sorted(streams, key=lambda s: -weight[s])  # stable: graph order among equals
+    for source in order:
         here = plan.replicas_of(source)[0]
-        if here in homes and room[homes.index(here)] > 0:
+        # home while the camera's middle still fits in the share (5 equal cameras on two
+        # replicas: 3 and 2, as ceil(5 / 2) did before weights)
+        if here in homes and load[homes.index(here)] + weight[source] / 2 <= share + 1e-9:
             chosen[source] = homes.index(here)
-            room[chosen[source]] -= 1
-    for source in streams:
+            load[chosen[source]] += weight[source]
+    for source in order:
         if source not in chosen:
-            chosen[source] = next(j for j, left in enumerate(room) if left > 0)
-            room[chosen[source]] -= 1
-    return chosen
+            chosen[source] = min(range(len(homes)), key=lambda j: (load[j], j))
+            load[chosen[source]] += weight[source]
+    return {s: chosen[s] for s in streams}
 
 
 def merges(plan: Plan, task: str) -> bool:

@@ -173,8 +173,11 @@ class RunChanges:
                 "join; bind the source once per camera (several sources) from the start, so "
                 "that the planner partitions it by camera"
             )
-        active = [chosen[s] for s in chosen if s not in self.ended]
-        j = min(range(len(homes)), key=lambda r: (active.count(r), r))
+        load = [0.0] * len(homes)  # the weight of the cameras each replica takes now
+        for s, r in chosen.items():
+            if s not in self.ended:
+                load[r] += self.specs[s].weight
+        j = min(range(len(homes)), key=lambda r: (load[r], r))
         chosen[source] = j
         return homes[j]
 
