@@ -4,7 +4,6 @@ asked for (inline, local, or Ray on one node or several)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -96,8 +95,7 @@ def run(
         launcher = ProcessLauncher()
     if isinstance(plan, ClusterPlan):  # every task on the driver's node: a plan of its own
         plan = plan.node_plan(plan.used[0].id, graph)
-    run = functools.partial(
-        run_local,
+    return run_local(
         graph,
         names,
         plan=plan,
@@ -106,10 +104,10 @@ def run(
         restarts=restarts,
         stats=stats,
         monitor=monitor,
+        launcher=launcher,
         forward={name: CallbackSink(give) for name, give in on_output.items()},
         faults=faults,
     )
-    return run(launcher=launcher)
 
 
 def start(
@@ -142,14 +140,24 @@ def start(
     if isinstance(plan, ClusterPlan):
         raise ConfigurationError("start runs on this machine: give it a Plan, not a ClusterPlan")
 
-    faults = armed()
+    faults = armed()  # set around this call by conveyor.testing.inject
     forward = {name: CallbackSink(give) for name, give in callbacks.items()}
 
     def begin(cancel: threading.Event, started: Callable[[Supervisor], None]) -> RunResult:
         return run_local(
-            graph, names, plan, workers, cameras, restarts, stats, monitor,
-            forward=forward, stop=cancel, faults=faults, on_start=started,
-        )  # fmt: skip
+            graph,
+            names,
+            plan=plan,
+            workers=workers,
+            cameras=cameras,
+            restarts=restarts,
+            stats=stats,
+            monitor=monitor,
+            forward=forward,
+            stop=cancel,
+            faults=faults,
+            on_start=started,
+        )
 
     return RunHandle(begin)
 

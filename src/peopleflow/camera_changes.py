@@ -21,13 +21,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 import conveyor as cv
 from peopleflow.app import Prepared, coverage_of, detector_inputs, probe
 from peopleflow.config import Camera, StoreConfig
 from peopleflow.coverage import Coverage
-from peopleflow.pipeline import Frames
+from peopleflow.pipeline import camera_source
 
 log = logging.getLogger("peopleflow")
 
@@ -51,14 +49,10 @@ def camera_changes(old: StoreConfig, new: StoreConfig) -> CameraChanges | None:
         return None
     before = {c.name: c for c in old.cameras}
     after = {c.name: c for c in new.cameras}
-    changed = {n for n in before.keys() & after.keys() if _key(before[n]) != _key(after[n])}
+    changed = {n for n in before.keys() & after.keys() if not before[n].same_as(after[n])}
     removed = tuple(n for n in before if n not in after or n in changed)
     added = tuple(c for n, c in after.items() if n not in before or n in changed)
     return CameraChanges(removed, added)
-
-
-def _key(c: Camera) -> tuple[object, ...]:
-    return (c.name, c.source, c.fps, c.size, np.asarray(c.calibration).tobytes())
 
 
 def _rest(cfg: StoreConfig) -> tuple[object, ...]:
@@ -112,7 +106,7 @@ class LiveCameras:
             for spec in specs:
                 self.used[spec.name] = count = self.used.get(spec.name, 0) + 1
                 source = f"Frames[{spec.name}]" + (f"#{count}" if count > 1 else "")
-                self.run.add_source(cv.bind(Frames, settings, spec.name).named(source), [spec])
+                self.run.add_source(camera_source(settings, spec.name, source), [spec])
                 self.sources[spec.name] = source
                 self.specs[spec.name] = spec
         self.cfg = new

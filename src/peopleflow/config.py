@@ -98,6 +98,15 @@ class Camera:
     def is_stream(self) -> bool:
         return "://" in self.source
 
+    def same_as(self, other: Camera | None) -> bool:
+        """The same camera set up the same way (its calibration compared by value)."""
+        return (
+            other is not None
+            and (self.name, self.source, self.fps, self.size)
+            == (other.name, other.source, other.fps, other.size)
+            and np.array_equal(self.calibration, other.calibration)
+        )
+
 
 @dataclass(frozen=True)
 class FloorPlan:

@@ -229,14 +229,18 @@ def camera_sources(settings: RunSettings) -> list[cv.TaskSpec]:
     frames cost to detect in (its detector input's pixels): the detector's replicas, each
     taking whole cameras, then get an even share of the work (with 384x640 and 288x512
     cameras counted alike, one replica took all the large ones: 1.53x the inline backend)."""
-    choice = DetectorChoice.of(settings)
     return [
-        cv.bind(Frames, settings, c.name)
-        .named(f"Frames[{c.name}]")
-        .with_options(weight=camera_weight(choice, c.name))
+        camera_source(settings, c.name, f"Frames[{c.name}]")
         for c in settings.store.cameras
         if c.name not in settings.skip
     ]
+
+
+def camera_source(settings: RunSettings, camera: str, name: str) -> cv.TaskSpec:
+    """``camera``'s ``Frames``, named ``name`` (a camera added again while the service runs
+    takes a name of its own), weighed by its detection work (``camera_weight``)."""
+    weight = camera_weight(DetectorChoice.of(settings), camera)
+    return cv.bind(Frames, settings, camera).named(name).with_options(weight=weight)
 
 
 def camera_weight(choice: DetectorChoice, camera: str) -> float:
@@ -281,7 +285,7 @@ class Track:
         self.config: Camera | None = None  # the camera's configuration it tracks with
 
     def __call__(self, d: Detections) -> CameraPeople:
-        if self.tracker is None or (d.config is not None and not _same(d.config, self.config)):
+        if self.tracker is None or (d.config is not None and not d.config.same_as(self.config)):
             # First frame, or the camera came back with another calibration (a store file
             # changed while the service runs): its tracks start again.
             self.config = d.config or next(c for c in self.store.cameras if c.name == d.camera)
@@ -332,15 +336,6 @@ class Associate:
 def camera_tracker(cfg: StoreConfig, cam: Camera, size: tuple[int, int]) -> CameraTracker:
     """The tracker of a camera of the store, for frames of ``size`` (width, height)."""
     return CameraTracker(cam.name, cam.homography, size, cam.fps, (cfg.plan.width, cfg.plan.height))
-
-
-def _same(a: Camera, b: Camera | None) -> bool:
-    """The same camera configuration (its arrays compared by value)."""
-    return (
-        b is not None
-        and (a.name, a.source, a.fps, a.size) == (b.name, b.source, b.fps, b.size)
-        and np.array_equal(a.calibration, b.calibration)
-    )
 
 
 def associate(floor: FloorTracker, index: int, t: float, placed: list[Placed]) -> FloorPeople:

@@ -224,30 +224,39 @@ def _run_changing(
                 except Reload:
                     pass
             with _HUP.holding():
-                try:
-                    new = load_config(config)
-                except ConfigError as exc:
-                    log.error("peopleflow serve: the store file is not read again: %s", exc)
-                    new = None
-                changes = camera_changes(cameras.cfg, new) if new is not None else None
-                if new is not None and changes is None:  # more than cameras: start again
-                    raise Reload("the store file changed")
-                if new is not None and changes is not None and changes:
-                    if options.progress:
-                        print(
-                            f"peopleflow serve: cameras changed: {changes.describe()}", flush=True
-                        )
-                    try:
-                        coverage = cameras.apply(new, changes, writer.video_seconds)
-                    except cv.RunStopped:
-                        return  # its sources ended meanwhile: the run is over
-                    writer.set_coverage(coverage)
+                if not _change_cameras(config, cameras, options.progress, writer):
+                    return  # its sources ended meanwhile: the run is over
             again = _HUP.take_missed()
     finally:
         if run.running:
             run.cancel()
             with contextlib.suppress(cv.RunStopped):
                 run.wait()
+
+
+def _change_cameras(
+    config: str | Path, cameras: LiveCameras, progress: bool, writer: Writer
+) -> bool:
+    """Read the store file again and add and remove the cameras it changed in the running
+    run; ``Reload`` when more than cameras changed; False when the run ended meanwhile."""
+    try:
+        new = load_config(config)
+    except ConfigError as exc:
+        log.error("peopleflow serve: the store file is not read again: %s", exc)
+        return True
+    changes = camera_changes(cameras.cfg, new)
+    if changes is None:  # more than cameras: the run starts again with the file
+        raise Reload("the store file changed")
+    if not changes:
+        return True
+    if progress:
+        print(f"peopleflow serve: cameras changed: {changes.describe()}", flush=True)
+    try:
+        coverage = cameras.apply(new, changes, writer.video_seconds)
+    except cv.RunStopped:
+        return False
+    writer.set_coverage(coverage)
+    return True
 
 
 def recorder_settings(cfg: StoreConfig, coverage: Coverage, window: int) -> RecorderSettings:

@@ -116,15 +116,18 @@ def frame_store_for(cameras: Sequence[CameraSpec]) -> Iterator[FrameStore | None
             store.close()
 
 
-def create_frame_store(cameras: Sequence[CameraSpec]) -> FrameStore | None:
-    """The run's store for ``cameras`` (None if there are none), made current here."""
+def create_frame_store(cameras: Sequence[CameraSpec], current: bool = True) -> FrameStore | None:
+    """The run's store for ``cameras`` (None if there are none), made current here unless
+    ``current`` is False (the store of a camera added to a running run: its own process
+    makes it current there)."""
     if not cameras:
         return None
     for c in cameras:
         if not isinstance(c, CameraSpec):
             raise ConfigurationError(f"cameras must be conveyor.CameraSpec values, got {c!r}")
     store = FrameStore.create(list(cameras))
-    use_frame_store(store)
+    if current:
+        use_frame_store(store)
     return store
 
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Sequence
 
 from conveyor._errors import ConfigurationError
 from conveyor.backends.local.resources import (
@@ -30,17 +29,18 @@ from conveyor.backends.local.resources import (
     CONTROL_BYTES,
     RING_BYTES,
     RunResources,
+    closing,
 )
 from conveyor.backends.local.worker import WorkerConfig
 from conveyor.graph import Graph
 from conveyor.plan import Plan
 from conveyor.runtime.control import Attach, Change, EndSource, Expect
+from conveyor.runtime.frames import create_frame_store
 from conveyor.runtime.links import Link, stream_replicas
 from conveyor.runtime.progress import SourceProgress
 from conveyor.spec import CameraSpec
 from conveyor.task import TaskSpec, spec_of
 from conveyor.transport.doorbell import Doorbell
-from conveyor.transport.framestore import FrameStore
 from conveyor.transport.ring import Ring, RingWriter
 
 
@@ -54,8 +54,10 @@ class RunChanges:
         plan: Plan,
         shared: RunResources,
         configs: list[WorkerConfig],
+        launch: Callable[[WorkerConfig], None],
     ) -> None:
         self.stack, self.plan, self.shared, self.configs = stack, plan, shared, configs
+        self.launch = launch  # starts an added source's pipeline (the supervisor's)
         graph = plan.graph
         self.specs: dict[str, TaskSpec] = dict(graph.tasks)
         self.home = {s: plan.replicas_of(s)[0] for s in graph.sources()}  # source -> pipeline
@@ -75,9 +77,9 @@ class RunChanges:
         """The sources still in the run (neither removed nor added and removed)."""
         return [s for s in self.home if s not in self.ended]
 
-    def add(self, source: object, cameras: Sequence[CameraSpec]) -> WorkerConfig:
-        """Prepare ``source`` (a bound source) and tell its consumers' pipelines; the config
-        of the pipeline that runs it, for the caller to start."""
+    def add(self, source: object, cameras: Sequence[CameraSpec]) -> str:
+        """Start ``source`` (a bound source) in a pipeline of its own and tell its consumers'
+        pipelines; its name."""
         spec = spec_of(source)
         if spec.kind != "source":
             raise ConfigurationError(f"add_source takes a source, got {spec.kind} {spec.name!r}")
@@ -102,23 +104,27 @@ class RunChanges:
                 f"add_source {spec.name!r}: no task of the run takes what it yields"
             )
         Graph([spec]).check_importable()
-        store = self._frame_store(cameras)
-        bell = self._own(Doorbell.create())
-        progress = self._own(SourceProgress.create([spec.name]))
+        store = create_frame_store(cameras, current=False)
+        if store is not None:
+            closing(self.stack, store)
+        bell = closing(self.stack, Doorbell.create())
+        progress = closing(self.stack, SourceProgress.create([spec.name]))
         links = []
         for edge in edges:
             dst = self._consumer_pipeline(edge.consumer, spec.name)
-            ring = self._own(
-                Ring(RING_BYTES, consumer_bell=self.shared.bells[dst], producer_bell=bell.name)
+            ring = closing(
+                self.stack,
+                Ring(RING_BYTES, consumer_bell=self.shared.bells[dst], producer_bell=bell.name),
             )
             links.append(Link(spec.name, edge.consumer, edge.param, index, dst, ring=ring.name))
-        control = self._own(
-            Ring(CONTROL_BYTES, 64, consumer_bell=bell.name, producer_bell=self.shared.bell.name)
+        control = closing(
+            self.stack,
+            Ring(CONTROL_BYTES, 64, consumer_bell=bell.name, producer_bell=self.shared.bell.name),
         )
         names = dataclasses.replace(
             self.shared.shared,
             progress=progress.name,
-            frame_store=store if store is not None else self.shared.shared.frame_store,
+            frame_store=store.name if store is not None else self.shared.shared.frame_store,
             counters=None,  # the statistics table has a column per task of the planned graph
             trace=None,
         )
@@ -140,7 +146,8 @@ class RunChanges:
         for link in links:
             self._change(link.dst, Attach(link))
         self._expect(graph)
-        return config
+        self.launch(config)
+        return spec.name
 
     def remove(self, name: str) -> None:
         """End source ``name`` where it runs; gathers below learn the new count."""
@@ -216,23 +223,3 @@ class RunChanges:
             assert config.control is not None
             writer = self.writers[pipeline] = RingWriter(config.control, wait_for_consumer=True)
         writer.write(change, timeout=10.0)
-
-    def _frame_store(self, cameras: Sequence[CameraSpec]) -> str | None:
-        if not cameras:
-            return None
-        for c in cameras:
-            if not isinstance(c, CameraSpec):
-                raise ConfigurationError(f"cameras must be conveyor.CameraSpec values, got {c!r}")
-        return self._own(FrameStore.create(list(cameras))).name
-
-    def _own(self, obj: _T) -> _T:
-        """``obj`` is closed (unlinked) with the run."""
-        self.stack.callback(obj.close)
-        return obj
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-_T = TypeVar("_T", bound=_Closable)

@@ -66,29 +66,29 @@ def create_resources(
         stack.callback(store.close)
     stack.callback(use_frame_store, None)
     pipelines = len(plan.pipelines)
-    progress = _closing(stack, SourceProgress.create(graph.sources()))
+    progress = closing(stack, SourceProgress.create(graph.sources()))
     slots = pipelines + ADDED_PIPELINES
-    beats = _closing(stack, Heartbeats.create(slots))
-    counters = _closing(stack, Counters.create(pipelines, len(graph.order))) if stats else None
+    beats = closing(stack, Heartbeats.create(slots))
+    counters = closing(stack, Counters.create(pipelines, len(graph.order))) if stats else None
     trace = trace_output(monitor, [p.name for p in plan.pipelines])
     if trace is not None:
         stack.callback(trace.close)
     checkpoints = new_checkpoint_prefix()
     stack.callback(remove_checkpoints, checkpoints)
-    parent_bell = _closing(stack, Doorbell.create())
+    parent_bell = closing(stack, Doorbell.create())
     register_bell(parent_bell)
-    bells = [_closing(stack, Doorbell.create()) for _ in plan.pipelines]
+    bells = [closing(stack, Doorbell.create()) for _ in plan.pipelines]
     links = []
     for link in plan_links(plan, list(back)):
         if not link.local:
             dst_bell = parent_bell.name if link.dst == PARENT else bells[link.dst].name
             size = COLLECT_BYTES if link.dst == PARENT else RING_BYTES
             ring = Ring(size, consumer_bell=dst_bell, producer_bell=bells[link.src].name)
-            _closing(stack, ring)
+            closing(stack, ring)
             link = link.with_ring(ring.name)
         links.append(link)
     splitters = tuple(sorted({k.producer for k in links if k.replicas > 1}))
-    numbers = _closing(stack, SplitNumbers.create(list(splitters)))
+    numbers = closing(stack, SplitNumbers.create(list(splitters)))
     shared = SharedNames(
         progress.name,
         beats.name,
@@ -100,7 +100,7 @@ def create_resources(
         heartbeat_slots=slots,
     )
     controls = [
-        _closing(stack, Ring(CONTROL_BYTES, 64, bells[p.index].name, parent_bell.name)).name
+        closing(stack, Ring(CONTROL_BYTES, 64, bells[p.index].name, parent_bell.name)).name
         for p in plan.pipelines
     ]
     configs = [
@@ -151,6 +151,7 @@ class _Closable(Protocol):
 _T = TypeVar("_T", bound=_Closable)
 
 
-def _closing(stack: contextlib.ExitStack, obj: _T) -> _T:
+def closing(stack: contextlib.ExitStack, obj: _T) -> _T:
+    """``obj``, closed (unlinked) with ``stack``."""
     stack.callback(obj.close)
     return obj

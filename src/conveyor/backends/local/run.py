@@ -71,7 +71,7 @@ def run_local(
             stopping=stop,
         )
         stack.callback(supervisor.stop)
-        changes = RunChanges(stack, plan, shared, supervisor.configs)
+        changes = RunChanges(stack, plan, shared, supervisor.configs, supervisor.add_pipeline)
         stack.callback(changes.close)  # before its rings go (callbacks run last first)
         supervisor.changes = changes
         stack.callback(supervisor.refuse_requests)

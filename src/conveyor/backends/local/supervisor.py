@@ -103,19 +103,19 @@ class Supervisor:
             try:
                 if self.changes is None:
                     raise RunStopped("the run has ended: it takes no more changes")
-                config = change(self.changes)
-                if isinstance(config, WorkerConfig):  # a source added: its pipeline starts
-                    i = len(self.configs)
-                    self.configs.append(config)
-                    self.names.append(f"conveyor-p{i}-{config.tasks[0]}")
-                    self.procs.append(None)
-                    self.reports.append(None)  # type: ignore[arg-type]
-                    self.pending.add(i)
-                    self._spawn(i)
-                    config = config.tasks[0]
-                done.set_result(config)
+                done.set_result(change(self.changes))
             except BaseException as exc:  # noqa: BLE001 - the asker gets it
                 done.set_exception(exc)
+
+    def add_pipeline(self, config: WorkerConfig) -> None:
+        """Start one more pipeline while the run goes on (an added source's)."""
+        i = len(self.configs)
+        self.configs.append(config)
+        self.names.append(f"conveyor-p{i}-{config.tasks[0]}")
+        self.procs.append(None)
+        self.reports.append(None)  # type: ignore[arg-type]
+        self.pending.add(i)
+        self._spawn(i)
 
     def _spawn(self, i: int) -> None:
         def register(proc: Any, report: Connection | None) -> None:
