@@ -6,6 +6,7 @@ yielded to ``log`` before each, so a test can tell whether any was lost."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +52,11 @@ class Ticker:
         while self.count is None or i < self.count:
             time.sleep(PERIOD)
             frame = cv.Frame.write(self.camera, np.full(SHAPE, i % 256, np.uint8), i)
-            self.log.write_text(str(i + 1))
+            # Written whole or not at all: a source stopped in the middle of write_text
+            # (which truncates first) would leave the test an empty count.
+            part = self.log.with_suffix(".part")
+            part.write_text(str(i + 1))
+            os.replace(part, self.log)
             yield Shot(self.camera, i, int(time.time() // PERIOD), frame)
             i += 1
 
