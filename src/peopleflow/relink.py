@@ -6,9 +6,12 @@ moves 0.6 m between frames). The report is made after the run, so it can look at
 run. Each observation is a person at one instant: a place on the floor and a look (colour
 histograms of torso and legs). Three steps:
 
-1. **Tracklets.** The same person at consecutive instants, linked only where the link is
-   unambiguous: near in place and look, and no rival nearly as good on either side. They are
-   short and nearly pure.
+1. **Tracklets.** The same person from instant to instant, followed by where they walk: each
+   tracklet takes the observation nearest where its walk says it is now (one assignment over
+   all tracklets at each instant), if alike enough in look; a second observation of one person
+   at one instant (a double detection) goes with the first. Look alone cannot follow people
+   (a third of a store's shoppers may wear alike dark clothes): motion leads, look only
+   vetoes. A tracklet unseen for a few seconds ends.
 2. **People.** Tracklets are joined, most alike first (their looks averaged over every frame
    in them, which is far steadier than one frame's look), wherever one person could have made
    both: where one hands over to the other, the two places are within walking reach, and
@@ -32,9 +35,14 @@ from peopleflow.track import LOOK_SIZE, appearance_distance
 
 @dataclass(frozen=True)
 class RelinkOptions:
-    link: float = 0.9  # metres: the farthest a tracklet steps between instants
-    link_look: float = 0.3  # the least alike a tracklet's consecutive looks may be
-    rival: float = 0.3  # a link with a rival within this much cost is ambiguous: not made
+    link: float = 0.9  # metres: the farthest an observation may be from a tracklet's guess
+    link_look: float = 0.15  # the least alike an observation and its tracklet's look may be
+    link_look_weight: float = 1.0  # metres of distance one unit of look distance weighs
+    coast: float = 3.0  # seconds: a tracklet unseen this long ends (hidden, or gone)
+    coast_reach: float = 1.0  # m/s: how much farther it may be found per second unseen
+    velocity_smoothing: float = 0.5  # weight of the newest step in a tracklet's velocity
+    double: float = 0.8  # metres: a second observation this near one taken, and alike
+    double_look: float = 0.1  # (within this), is the same person seen twice
     join_look: float = 0.3  # tracklets less alike than this are never joined
     speed: float = 3.0  # m/s: walking, plus the error of two floor positions
     reach: float = 1.0  # metres added to the walking reach
@@ -94,32 +102,73 @@ def relink_people(
 
 
 def _tracklets(t: np.ndarray, xy: np.ndarray, looks: np.ndarray, o: RelinkOptions) -> np.ndarray:
-    """A tracklet number for each observation."""
+    """A tracklet number for each observation: instant by instant, each tracklet takes the
+    observation nearest where its walk so far says it is now (a constant-velocity guess), by
+    one assignment over all of them; a second observation of one person at one instant (a
+    double detection) goes with the first; a tracklet unseen for ``coast`` seconds ends."""
     from scipy.optimize import linear_sum_assignment
 
     label = np.full(len(t), -1)
+    active: list[_Tracklet] = []
     count = 0
-    prev = np.zeros(0, int)
-    for now in np.unique(t):
+    times = np.unique(t)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.5
+    for now in times:
         cur = np.flatnonzero(t == now)
-        if len(prev):
-            dist = np.linalg.norm(xy[prev][:, None] - xy[cur][None], axis=2)
-            unlike = appearance_distance(looks[prev], looks[cur])
-            cost = np.where((dist <= o.link) & (unlike <= o.link_look), dist + unlike, np.inf)
-            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
-            for a, b in zip(rows, cols, strict=True):
-                c = cost[a, b]
-                if not np.isfinite(c):
-                    continue
-                rivals = np.r_[np.delete(cost[a], b), np.delete(cost[:, b], a)]
-                if rivals.size and rivals.min() < c + o.rival:
-                    continue  # two people close together: leave it to the joining step
-                label[cur[b]] = label[prev[a]]
-        for k in cur:
-            if label[k] < 0:
-                label[k], count = count, count + 1
-        prev = cur
+        active = [k for k in active if now - k.last <= o.coast]
+        taken: dict[int, int] = {}  # index into active -> observation
+        if active:
+            dt = now - np.array([k.last for k in active])
+            guess = np.stack([k.guess(now) for k in active])
+            dist = np.linalg.norm(guess[:, None] - xy[cur][None], axis=2)
+            unlike = appearance_distance(np.stack([k.look for k in active]), looks[cur])
+            reach = o.link + o.coast_reach * np.maximum(dt - step, 0.0)
+            fits = (dist <= reach[:, None]) & (unlike <= o.link_look)
+            cost = np.where(fits, dist + o.link_look_weight * unlike, 1e6)
+            for a, b in zip(*linear_sum_assignment(cost), strict=True):
+                if fits[a, b]:
+                    taken[int(a)] = int(cur[b])
+                    label[cur[b]] = active[a].number
+        if taken and o.double > 0:
+            mine = np.array(list(taken.values()))
+            owners = [active[a] for a in taken]
+            for j in cur[label[cur] < 0]:
+                near = np.linalg.norm(xy[mine] - xy[j], axis=1)
+                unlike = appearance_distance(looks[j][None], np.stack([k.look for k in owners]))[0]
+                alike = np.flatnonzero((near <= o.double) & (unlike <= o.double_look))
+                if len(alike):
+                    label[j] = owners[int(alike[np.argmin(near[alike])])].number
+        for a in taken:
+            k = active[a]
+            k.see(now, xy[cur[label[cur] == k.number]].mean(0), looks[taken[a]], o)
+        for j in cur[label[cur] < 0]:
+            label[j] = count
+            active.append(_Tracklet(count, now, xy[j].copy(), looks[j].copy()))
+            count += 1
     return label
+
+
+class _Tracklet:
+    """One tracklet being built: where it was last seen, how fast it walked, how it looks."""
+
+    def __init__(self, number: int, t: float, xy: np.ndarray, look: np.ndarray) -> None:
+        self.number, self.last, self.xy, self.look = number, t, xy, look
+        self.velocity = np.zeros(2)
+
+    def guess(self, now: float) -> np.ndarray:
+        """Where it is at ``now`` if it walked on as before (at most a second's walk: people
+        stop and turn)."""
+        return self.xy + self.velocity * min(now - self.last, 1.0)
+
+    def see(self, now: float, xy: np.ndarray, look: np.ndarray, o: RelinkOptions) -> None:
+        dt = now - self.last
+        if dt <= 1.0:
+            step = (xy - self.xy) / dt
+            self.velocity = (1 - o.velocity_smoothing) * self.velocity + o.velocity_smoothing * step
+        else:  # seen again after a while: how it walks now is not known
+            self.velocity = np.zeros(2)
+        self.xy, self.last = xy, now
+        self.look = 0.9 * self.look + 0.1 * look
 
 
 class _People:

@@ -68,6 +68,31 @@ def test_two_people_crossing_keep_their_own_identities() -> None:
         assert len(ts) == len(a[0])  # each whole, one place per instant
 
 
+def test_look_alikes_who_cross_are_told_apart_by_how_they_walk() -> None:
+    # Six people in the same dark clothes: three pairs, 5 m apart, each pair crossing at an
+    # angle (passing 0.6 m apart). Their looks cannot tell them apart; where each walks can.
+    # (Tracklets broken wherever two were near, then joined by look, mixed the pairs up.)
+    walks = []
+    for pair in range(3):
+        y = 3.0 + 5.0 * pair
+        walks.append(_walk(0, 10, (2.0, y - 2.0), (12.0, y + 2.0)))
+        walks.append(_walk(0, 10, (2.0, y + 2.6), (12.0, y - 1.4)))
+    t, xy, looks, who = _observations(*[(ts, ps, 5) for ts, ps in walks])
+    people = relink(t, xy, looks)
+    assert sorted(_who_is_where(people, t, xy, who), key=min) == [{k} for k in range(6)]
+
+
+def test_a_person_detected_twice_at_once_is_one_person() -> None:
+    # Every other instant a second box (0.4 m off) finds the same walker: one person.
+    ts, ps = _walk(0, 10, (2.0, 2.0), (12.0, 8.0))
+    twice = ts[::2]
+    t = np.r_[ts, twice]
+    xy = np.r_[ps, ps[::2] + [0.4, 0.0]]
+    looks = np.stack([_look(9, NOISE, seed=k) for k in range(len(t))])
+    (person,) = relink(t, xy, looks)
+    assert np.array_equal(person[0], ts)  # one place per instant
+
+
 def test_a_person_hidden_for_a_while_is_one_person_but_a_stranger_is_not() -> None:
     t1, p1 = _walk(0, 6, (2.0, 2.0), (6.0, 6.0))
     t2, p2 = _walk(12, 20, (8.0, 6.0), (14.0, 6.0))  # 6 s behind a shelf, then on
