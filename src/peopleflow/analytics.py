@@ -68,6 +68,8 @@ class Report:
     min_visit: float = MIN_VISIT  # seconds in a zone that made a visit
     # how many identities were made, kept and dropped, and why (``peopleflow.evidence``)
     identities: dict[str, float | int] = field(default_factory=dict)
+    # each zone's share of floor some camera shows: what is out of view is not counted
+    zones_in_view: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -85,6 +87,11 @@ class Report:
             "heatmap_cell_m": self.cell,
             "heatmap_smoothing_m": self.smooth,
             **({"identities": self.identities} if self.identities else {}),
+            **(
+                {"zone_in_view_share": {k: round(v, 3) for k, v in self.zones_in_view.items()}}
+                if self.zones_in_view
+                else {}
+            ),
             **self.extra,
         }
 

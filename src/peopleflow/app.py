@@ -6,7 +6,7 @@ cameras and writes, under ``out``::
     heatmap.png      dwell time on the floor plan
     flowmap.png      zone-to-zone flows
     report.json      visitors, zone dwell (total and by hour), visits, transitions, run speed
-    zones.csv        zone, dwell seconds, visits
+    zones.csv        zone, dwell seconds, visits, share of its floor in some camera's view
     transitions.csv  from, to, count
     tracks.csv       identity, seconds, x, y (floor metres): no image of anyone is kept
 
@@ -205,9 +205,27 @@ def run_store(
     return summary
 
 
+IN_VIEW_WARNING = 0.9  # a zone with less of its floor in some camera's view is warned about
+
+
 def coverage_of(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> Coverage:
-    """Where the store's cameras that opened (``specs``: their frame shapes) see the floor."""
-    return Coverage.of(cfg.plan, cfg.cameras, frame_sizes(specs))
+    """Where the store's cameras that opened (``specs``: their frame shapes) see the floor;
+    zones mostly out of view are logged (their dwell, visits and flows count only what is
+    seen: no report can say what no camera shows)."""
+    coverage = Coverage.of(cfg.plan, cfg.cameras, frame_sizes(specs))
+    warn_zones_out_of_view(coverage.zone_shares(cfg.plan))
+    return coverage
+
+
+def warn_zones_out_of_view(shares: dict[str, float]) -> None:
+    for zone, share in shares.items():
+        if share < IN_VIEW_WARNING:
+            log.warning(
+                "zone %s: only %.0f%% of its floor is in some camera's view; its dwell, visits "
+                "and flows count only that part (move or add a camera to see it)",
+                zone,
+                100 * share,
+            )
 
 
 def detector_inputs(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:
@@ -237,6 +255,8 @@ def store_report(
     )
     report = analyse(people.tracks, cfg.plan, min_visit=cfg.min_visit)
     report.identities = people.verdict.to_json()
+    if coverage is not None:
+        report.zones_in_view = coverage.zone_shares(cfg.plan)
     if people.verdict.dropped > people.verdict.made / 2:
         log.warning(
             "the report drops more than half of the identities the pipeline made: %s. "

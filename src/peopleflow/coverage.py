@@ -6,7 +6,9 @@ camera's horizon, with the opposite sign of the projective scale). The calibrati
 points are in view by definition, so their sign is the one "in front" has.
 
 The report's noise filter uses the count: a person where three cameras look should be seen at
-nearly every instant, one seen by a single camera on a crowded street far less often.
+nearly every instant, one seen by a single camera on a crowded street far less often. And a
+zone that no camera shows, or shows in part, is counted only where it is seen: the report says
+each zone's share in view, and a run warns at start-up about zones mostly out of view.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ class Coverage:
         inside = (c >= 0) & (c < cols) & (r >= 0) & (r < rows)
         out = np.zeros(len(pts), np.int32)
         out[inside] = self.counts[r[inside], c[inside]]
+        return out
+
+    def zone_shares(self, plan: FloorPlan) -> dict[str, float]:
+        """Each zone's share of floor that at least one camera shows (by the grid's cells
+        whose centres lie inside it; a zone smaller than a cell, by its corners)."""
+        rows, cols = self.counts.shape
+        ys, xs = np.mgrid[0:rows, 0:cols]
+        centres = np.c_[(xs.ravel() + 0.5) * self.cell, (ys.ravel() + 0.5) * self.cell]
+        seen = self.counts.ravel() > 0
+        out = {}
+        for zone in plan.zones:
+            inside = zone.contains(centres)
+            cells = seen[inside] if inside.any() else self.at(zone.polygon) > 0
+            out[zone.name] = float(np.mean(cells)) if len(cells) else 0.0
         return out
 
     def share_seen(self) -> float:

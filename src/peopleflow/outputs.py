@@ -35,8 +35,11 @@ def write_report(
     paths["report"].write_text(json.dumps({"store": name, **rep.to_json(), **extra}, indent=2))
     write_csv(
         paths["zones"],
-        ["zone", "dwell_seconds", "visits"],
-        ([z, round(s, 2), rep.visits.get(z, 0)] for z, s in rep.zone_dwell.items()),
+        ["zone", "dwell_seconds", "visits", "in_view_share"],
+        (
+            [z, round(s, 2), rep.visits.get(z, 0), _share(rep.zones_in_view.get(z))]
+            for z, s in rep.zone_dwell.items()
+        ),
     )
     write_csv(
         paths["transitions"],
@@ -52,3 +55,7 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
         w.writerow(header)
         w.writerows(rows)
     return path
+
+
+def _share(value: float | None) -> str | float:
+    return "" if value is None else round(value, 3)

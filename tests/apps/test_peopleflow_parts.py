@@ -421,3 +421,34 @@ def test_a_store_file_changed_in_its_cameras_only_is_applied_camera_by_camera(
     zone = '\n[[zones]]\nname = "more"\npolygon = [[5, 5], [6, 5], [6, 6], [5, 6]]\n'
     more = load_config(_write(tmp_path, extra=zone, store_extra=relinked), check_sources=False)
     assert camera_changes(one, more) is None  # the plan changed: not cameras alone
+
+
+def test_zones_out_of_view_are_measured_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from peopleflow.app import warn_zones_out_of_view
+    from peopleflow.config import FloorPlan, Zone
+    from peopleflow.coverage import CELL, Coverage
+
+    def square(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+    plan = FloorPlan(
+        10.0,
+        4.0,
+        (
+            Zone("seen", square(0.0, 0.0, 4.0, 4.0)),
+            Zone("half", square(3.0, 0.0, 7.0, 4.0)),  # its left half is in view
+            Zone("dark", square(8.0, 0.0, 10.0, 4.0)),
+            Zone("tiny", square(1.0, 1.0, 1.1, 1.1)),  # no cell centre inside: its corners
+        ),
+    )
+    counts = np.zeros((int(4.0 / CELL), int(10.0 / CELL)), np.int32)
+    counts[:, : int(5.0 / CELL)] = 2  # cameras show x < 5 m
+    shares = Coverage(CELL, counts).zone_shares(plan)
+    assert shares == pytest.approx({"seen": 1.0, "half": 0.5, "dark": 0.0, "tiny": 1.0})
+    with caplog.at_level(logging.WARNING, logger="peopleflow"):
+        warn_zones_out_of_view(shares)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "zone half: only 50%" in warned and "zone dark: only 0%" in warned
+    assert "zone seen" not in warned and "zone tiny" not in warned

@@ -59,9 +59,15 @@ def test_the_inline_and_local_runs_agree_and_write_the_outputs(store: Path, tmp_
     for name in ("heatmap.png", "flowmap.png", "report.json", "zones.csv", "tracks.csv"):
         assert (tmp_path / "local" / name).stat().st_size > 100, name
     assert (tmp_path / "local" / "transitions.csv").read_text().startswith("from,to,count")
+    zones_csv = (tmp_path / "local" / "zones.csv").read_text()
+    assert zones_csv.startswith("zone,dwell_seconds,visits,in_view_share")
     report = json.loads((tmp_path / "local" / "report.json").read_text())
     assert report["visitors"] == local.report.visitors >= 1
     assert report["speed"]["frames"] == local.frames
+    # Each zone's share in view (two of the store's cameras: some zones are out of view).
+    in_view = report["zone_in_view_share"]
+    assert set(in_view) == set(local.report.zone_dwell)
+    assert all(0 <= v <= 1 for v in in_view.values()) and max(in_view.values()) > 0.5
     # Where the pipeline puts people is where they were: most placed points lie within 0.75 m
     # of a true shopper at that instant (the demo measures the store-wide accuracy).
     truth, _ = load_truth(store.parent / "truth.npz")
