@@ -29,6 +29,10 @@ def test_quick_mode_scores_two_unseen_stores(tmp_path: Path) -> None:
         worst = min(values) if figure == "heatmap_correlation" else max(values)
         assert written[f"worst_{figure}"] == worst
         assert abs(written[f"mean_{figure}"] - sum(values) / 2) < 1e-3
+        in_view = [s["in_view"][figure] for s in written["stores"]]
+        assert abs(written[f"in_view_mean_{figure}"] - sum(in_view) / 2) < 1e-3
+    # Scored again where the cameras look: the share of the shoppers' time in view is known.
+    assert all(0.5 < s["truth_in_view_share"] <= 1.0 for s in written["stores"]), written
     # A real run, not a stub: the pipeline found people and their heat map follows the truth.
     assert all(s["heatmap_correlation"] > 0.5 for s in written["stores"]), written
     assert all(0.0 <= s["visitors_error"] <= 1.0 for s in written["stores"]), written
