@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     }
     for key, value in summary.items():
         if key.startswith(("worst_", "mean_", "in_view_")):
-            print(f"{key:<30}{value}")
+            print(f"{key:<40}{value}")
     write_json(args.json, summary)
     return summary
 
