@@ -148,6 +148,10 @@ def _tracklets(t: np.ndarray, xy: np.ndarray, looks: np.ndarray, o: RelinkOption
     return label
 
 
+GUESS_AHEAD = 1.0  # seconds: the longest a tracklet's walk is carried on (people stop, turn)
+LOOK_MEMORY = 0.9  # a tracklet's look: this much of what it was, the rest the newest frame's
+
+
 class _Tracklet:
     """One tracklet being built: where it was last seen, how fast it walked, how it looks."""
 
@@ -156,19 +160,18 @@ class _Tracklet:
         self.velocity = np.zeros(2)
 
     def guess(self, now: float) -> np.ndarray:
-        """Where it is at ``now`` if it walked on as before (at most a second's walk: people
-        stop and turn)."""
-        return self.xy + self.velocity * min(now - self.last, 1.0)
+        """Where it is at ``now`` if it walked on as before (``GUESS_AHEAD`` at most)."""
+        return self.xy + self.velocity * min(now - self.last, GUESS_AHEAD)
 
     def see(self, now: float, xy: np.ndarray, look: np.ndarray, o: RelinkOptions) -> None:
         dt = now - self.last
-        if dt <= 1.0:
+        if dt <= GUESS_AHEAD:
             step = (xy - self.xy) / dt
             self.velocity = (1 - o.velocity_smoothing) * self.velocity + o.velocity_smoothing * step
         else:  # seen again after a while: how it walks now is not known
             self.velocity = np.zeros(2)
         self.xy, self.last = xy, now
-        self.look = 0.9 * self.look + 0.1 * look
+        self.look = LOOK_MEMORY * self.look + (1 - LOOK_MEMORY) * look
 
 
 class _People:
