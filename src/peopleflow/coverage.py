@@ -43,8 +43,7 @@ class Coverage:
         """The count over ``plan`` for the cameras whose frame size (width, height) is known
         (a camera that could not be opened shows nothing)."""
         rows, cols = _grid_shape(plan, CELL)
-        ys, xs = np.mgrid[0:rows, 0:cols]
-        centres = np.c_[(xs.ravel() + 0.5) * CELL, (ys.ravel() + 0.5) * CELL]
+        centres = _cell_centres(rows, cols, CELL)
         counts = np.zeros(rows * cols, np.int32)
         for cam in cameras:
             if cam.name in sizes:
@@ -65,9 +64,7 @@ class Coverage:
     def zone_shares(self, plan: FloorPlan) -> dict[str, float]:
         """Each zone's share of floor that at least one camera shows (by the grid's cells
         whose centres lie inside it; a zone smaller than a cell, by its corners)."""
-        rows, cols = self.counts.shape
-        ys, xs = np.mgrid[0:rows, 0:cols]
-        centres = np.c_[(xs.ravel() + 0.5) * self.cell, (ys.ravel() + 0.5) * self.cell]
+        centres = _cell_centres(*self.counts.shape, self.cell)
         seen = self.counts.ravel() > 0
         out = {}
         for zone in plan.zones:
@@ -94,6 +91,12 @@ def shows(cam: Camera, size: tuple[int, int], floor: np.ndarray) -> np.ndarray:
         u = proj[:, 0] / proj[:, 2]
         v = proj[:, 1] / proj[:, 2]
     return np.asarray(ahead & (u >= 0) & (u < width) & (v >= 0) & (v < height))
+
+
+def _cell_centres(rows: int, cols: int, cell: float) -> np.ndarray:
+    """The floor points (rows * cols, 2) at the centres of the grid's cells, row by row."""
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    return np.c_[(xs.ravel() + 0.5) * cell, (ys.ravel() + 0.5) * cell]
 
 
 def _grid_shape(plan: FloorPlan, cell: float) -> tuple[int, int]:
