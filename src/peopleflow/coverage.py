@@ -64,7 +64,8 @@ class Coverage:
     def zone_shares(self, plan: FloorPlan) -> dict[str, float]:
         """Each zone's share of floor that at least one camera shows (by the grid's cells
         whose centres lie inside it; a zone smaller than a cell, by its corners)."""
-        centres = _cell_centres(*self.counts.shape, self.cell)
+        rows, cols = self.counts.shape
+        centres = _cell_centres(rows, cols, self.cell)
         seen = self.counts.ravel() > 0
         out = {}
         for zone in plan.zones:
@@ -96,7 +97,7 @@ def shows(cam: Camera, size: tuple[int, int], floor: np.ndarray) -> np.ndarray:
 def _cell_centres(rows: int, cols: int, cell: float) -> np.ndarray:
     """The floor points (rows * cols, 2) at the centres of the grid's cells, row by row."""
     ys, xs = np.mgrid[0:rows, 0:cols]
-    return np.c_[(xs.ravel() + 0.5) * cell, (ys.ravel() + 0.5) * cell]
+    return np.asarray(np.c_[(xs.ravel() + 0.5) * cell, (ys.ravel() + 0.5) * cell])
 
 
 def _grid_shape(plan: FloorPlan, cell: float) -> tuple[int, int]:
