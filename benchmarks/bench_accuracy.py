@@ -130,12 +130,13 @@ def evaluate(
     figures = score(report, truth, cfg)
     # The same report against the truth cut to where some camera looks: what the pipeline
     # gets wrong where it can see (the targets are the figures above, against all the truth).
-    in_view = score(report, truth_in_view(truth, coverage), cfg) if coverage else figures
+    seen = truth_in_view(truth, coverage or Coverage.everywhere(cfg.plan))
+    in_view = score(report, seen, cfg)
     return {
         "params": asdict(params),
         "seconds": round(time.perf_counter() - started, 1),
         **{f: round(float(figures[f]), 4) for f in FIGURES},
-        "truth_in_view_share": round(in_view_share(truth, coverage), 4) if coverage else 1.0,
+        "truth_in_view_share": round(_samples(seen) / max(_samples(truth), 1), 4),
         "in_view": {f: round(float(in_view[f]), 4) for f in FIGURES},
     }
 
@@ -150,11 +151,8 @@ def truth_in_view(truth: list[FloorTrack], coverage: Coverage) -> list[FloorTrac
     return out
 
 
-def in_view_share(truth: list[FloorTrack], coverage: Coverage) -> float:
-    """The share of the shoppers' time spent where some camera looks."""
-    seen = [coverage.at(t.xy) > 0 for t in truth]
-    total = sum(len(s) for s in seen)
-    return sum(int(s.sum()) for s in seen) / total if total else 1.0
+def _samples(tracks: list[FloorTrack]) -> int:
+    return sum(len(t.t) for t in tracks)
 
 
 def summarise(stores: list[dict[str, object]]) -> dict[str, object]:

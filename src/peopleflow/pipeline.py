@@ -245,7 +245,8 @@ def camera_source(settings: RunSettings, camera: str, name: str) -> cv.TaskSpec:
 
 def camera_weight(choice: DetectorChoice, camera: str) -> float:
     """A camera's detection work against a 288x512 input's (the detector's cost goes with the
-    input's pixels: 79 ms at 288x512, 146 at 384x640 on one core)."""
+    input's pixels: 68-71 ms a frame at 288x512, 111-119 at 384x640, batches of 4 on one core
+    of this project's 2-core VM, 2026-12-06)."""
     if choice.kind == "hog":
         return 1.0
     h, w = choice.input_of(camera)

@@ -70,20 +70,14 @@ def choose(tasks: Sequence[TaskState], now: float) -> Decision:
         key = (t.queued / max(t.capacity, 1), t.order)
         if best_key is None or key > best_key:
             best, best_key = t, key
-    if best is not None:
-        came_first = (
-            source is not None
-            and source.oldest is not None
-            and best.oldest is not None
-            and source.oldest < best.oldest
-        )
-        if came_first:
-            assert source is not None
-            return Decision(source.name, wake)
-        return Decision(best.name, wake)
-    if source is not None:
+    if source is not None and (best is None or _came_first(source, best)):
         return Decision(source.name, wake)
-    return Decision(None, wake)
+    return Decision(best.name if best is not None else None, wake)
+
+
+def _came_first(source: TaskState, task: TaskState) -> bool:
+    """Whether ``source``'s item, read ahead, came before ``task``'s oldest (rule 4)."""
+    return source.oldest is not None and task.oldest is not None and source.oldest < task.oldest
 
 
 def _since(t: TaskState) -> float:
