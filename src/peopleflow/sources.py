@@ -52,9 +52,12 @@ class SourceStats:
 # FFmpeg probes a stream for 5 s before the first frame by default. A camera's stream is one
 # known video track whose parameters RTSP announces (the SDP), so 0.2 s and 64 KB find it: a
 # reconnection then takes ~1 s instead of ~5.5 s (measured on a 2 fps stream, where the probe
-# waits longest). OpenCV reads its FFmpeg options only from this variable; a value already
-# set wins.
-STREAM_PROBE = "analyzeduration;200000|probesize;65536"
+# waits longest). RTP goes over the RTSP connection (TCP), not UDP: a reader that a busy
+# machine schedules late loses UDP packets once the socket's buffer is full, and a camera
+# whose frames arrive broken looks to FFmpeg like a stream that stopped (what most camera
+# recorders default to, for the same reason). OpenCV reads its FFmpeg options only from this
+# variable; a value already set wins.
+STREAM_PROBE = "rtsp_transport;tcp|analyzeduration;200000|probesize;65536"
 
 
 def _open(source: str, timeout_ms: int) -> Any:  # a cv2.VideoCapture
