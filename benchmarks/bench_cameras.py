@@ -218,9 +218,8 @@ def detect_ms(config: Path) -> tuple[float, list[int]]:
     frames = [cap.read()[1] for _ in range(8)]
     cap.release()
     size = (frames[0].shape[1], frames[0].shape[0])
-    chosen = detector_inputs(cfg.cameras, {cfg.cameras[0].name: size}, cfg.plan)[
-        cfg.cameras[0].name
-    ]
+    name = cfg.cameras[0].name
+    chosen = detector_inputs(cfg.cameras, {name: size}, cfg.plan, cfg.detector.person_pixels)[name]
     det = YoloDetector(chosen, threads=1)
     det(frames[:4])
     started = time.perf_counter()

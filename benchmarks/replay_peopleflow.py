@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import write_json  # noqa: E402
 from peopleflow.analytics import accuracy, analyse  # noqa: E402
 from peopleflow.app import store_report  # noqa: E402
-from peopleflow.config import StoreConfig, load_config  # noqa: E402
+from peopleflow.config import PERSON_PIXELS, StoreConfig, load_config  # noqa: E402
 from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.detect import make_detector  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
@@ -44,7 +44,7 @@ from peopleflow.track import (  # noqa: E402
 
 DEFAULT_STORE = Path(".cache/peopleflow/store-c8-s40-m2-f2-r0")
 CACHE_SCORE = 0.1
-SIZING_VERSION = 1  # bump when peopleflow.sizing chooses other inputs: per-camera caches go
+SIZING_VERSION = 2  # bump when peopleflow.sizing chooses other inputs: per-camera caches go
 
 
 def detect_all(cfg: StoreConfig, inputs: dict[str, tuple[int, int]], batch: int = 8) -> dict:
@@ -116,12 +116,17 @@ def cached_detections(
     at ``fixed`` input, else the store's, else each camera's own (what a run chooses)."""
     fixed = fixed or cfg.detector.input
     sizes = {c.name: CameraReader(c.name, c.source, c.fps).probe()[::-1] for c in cfg.cameras}
+    pixels = cfg.detector.person_pixels
     inputs = (
         {c.name: fixed for c in cfg.cameras}
         if fixed
-        else detector_inputs(cfg.cameras, sizes, cfg.plan)  # type: ignore[arg-type]
+        else detector_inputs(cfg.cameras, sizes, cfg.plan, pixels)  # type: ignore[arg-type]
     )
-    label = f"{fixed[0]}x{fixed[1]}" if fixed else f"per-camera-v{SIZING_VERSION}"
+    label = (
+        f"{fixed[0]}x{fixed[1]}"
+        if fixed
+        else f"per-camera-v{SIZING_VERSION}" + ("" if pixels == PERSON_PIXELS else f"-{pixels:g}px")
+    )
     cache = cache or store / f"detections-{label}.npz"
     if not cache.is_file():
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)

@@ -231,7 +231,9 @@ def warn_zones_out_of_view(shares: dict[str, float]) -> None:
 def detector_inputs(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:
     """Each opened camera's detector input (height, width), from how small people appear in
     it (``peopleflow.sizing``); logged, since it sets the run's cost."""
-    inputs = sizing.detector_inputs(cfg.cameras, frame_sizes(specs), cfg.plan)
+    inputs = sizing.detector_inputs(
+        cfg.cameras, frame_sizes(specs), cfg.plan, cfg.detector.person_pixels
+    )
     for name, (h, w) in sorted(inputs.items()):
         log.info("camera %s: detector input %dx%d", name, h, w)
     return inputs

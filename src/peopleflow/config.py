@@ -13,6 +13,9 @@
                                                  # camera (default: each camera's own, from
                                                  # how small people appear in it)
     score = 0.2                                  # lowest confidence kept (the default)
+    person_pixels = 75                           # how tall the farthest person is made at
+                                                 # each camera's own input (75; 50: faster,
+                                                 # fewer people found)
 
     [[zones]]
     name = "entrance"
@@ -59,6 +62,10 @@ DETECTOR_INPUT = (288, 512)
 # reported: one point mistyped bends the whole fit.
 REPROJECTION_WARN = 0.5
 DETECTOR_SCORE = 0.2
+# How tall (pixels at the detector's input) each camera's farthest person is made, which sets
+# each camera's input (peopleflow.sizing): the model finds people best at 75 px and up, more
+# than at the 50 px that is cheaper (docs/peopleflow.md, "Each camera's detector input").
+PERSON_PIXELS = 75.0
 
 
 class ConfigError(ValueError):
@@ -157,6 +164,7 @@ class DetectorSettings:
     # from its resolution and how small people appear in it (peopleflow.sizing)
     input: tuple[int, int] | None = None
     score: float = DETECTOR_SCORE  # the lowest confidence kept
+    person_pixels: float = PERSON_PIXELS  # the farthest person's height at the input
 
 
 @dataclass(frozen=True)
@@ -235,9 +243,9 @@ def parse_config(
 def _detector(raw: Any, where: str) -> DetectorSettings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a [detector] table, got {raw!r}")
-    unknown = sorted(set(raw) - {"input", "score"})
+    unknown = sorted(set(raw) - {"input", "score", "person_pixels"})
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown} (expected input, score)")
+        raise ConfigError(f"{where}: unknown keys {unknown} (expected input, score, person_pixels)")
     size = raw.get("input")
     if size is not None and (
         not isinstance(size, list)
@@ -252,7 +260,14 @@ def _detector(raw: Any, where: str) -> DetectorSettings:
     score = raw.get("score", DETECTOR_SCORE)
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 < score < 1:
         raise ConfigError(f"{where}.score: expected a number between 0 and 1, got {score!r}")
-    return DetectorSettings(None if size is None else (size[0], size[1]), float(score))
+    pixels = raw.get("person_pixels", PERSON_PIXELS)
+    if isinstance(pixels, bool) or not isinstance(pixels, (int, float)) or not 20 <= pixels <= 200:
+        raise ConfigError(
+            f"{where}.person_pixels: expected a number of pixels from 20 to 200, got {pixels!r}"
+        )
+    return DetectorSettings(
+        None if size is None else (size[0], size[1]), float(score), float(pixels)
+    )
 
 
 def _zone(raw: Any, where: str, width: float, height: float) -> Zone:

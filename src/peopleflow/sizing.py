@@ -1,12 +1,14 @@
 """How big the detector's input must be for each camera, from how tall people appear in it.
 
-The detector finds people reliably from about ``AT_INPUT`` pixels tall at its input (measured
-on the default store, whose farthest people are 60-65 px tall in its 640x360 frames: at
-224x384 the far ones, 36-54 px at the input, were missed; at 288x512, 48-72 px, 94% were
-found; docs/peopleflow.md). A camera's frames are shrunk
-only as far as keeps its smallest person that tall: the smallest person is a 1.7 m one at the
-far edge of the camera's floor view, or one ``SMALLEST_SHOWN`` pixels tall if the camera shows
-people smaller than that (they are too few pixels to be found at any input).
+The detector finds people best from about ``AT_INPUT`` (75) pixels tall at its input: on
+drawn 640x360 tuning stores, people 50-80 px tall in the frame are found 80% of the time at
+384x640 (the frame's own size), 90% at 1.25x and 96% at 1.5x; at 2x every band falls
+(docs/peopleflow.md). A camera's frames are scaled so that its smallest person is that tall
+(shrunk where people are large, enlarged up to 1.5x where they are small), within the
+``LARGEST`` input: the smallest person is a 1.7 m one at the far edge of the camera's floor
+view, or one ``SMALLEST_SHOWN`` pixels tall if the camera shows people smaller than that (they
+are too few pixels to be found at any input). A store's ``[detector] person_pixels`` trades
+people found for speed (50: the cheaper rule before).
 
 How tall a person stands at a floor point comes from the calibration alone: with square pixels
 and the principal point at the frame's centre, the floor homography fixes the focal length and
@@ -22,12 +24,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from peopleflow.config import Camera, FloorPlan
+from peopleflow.config import PERSON_PIXELS, Camera, FloorPlan
 from peopleflow.coverage import shows
 
 PERSON = 1.7  # metres
 SMALLEST_SHOWN = 50.0  # pixels: people shown at least this tall must be found
-AT_INPUT = 50.0  # pixels: how tall the smallest such person must be at the detector's input
+AT_INPUT = PERSON_PIXELS  # pixels: how tall the smallest such person is made at the input
 # The largest input (pixels, height x width): past it a CPU spends more than 4x the default's
 # 288x512 on a frame (315 ms against 80 on one thread, docs/peopleflow.md); a 1920x1080 frame is
 # shrunk to no less than half, a 1280x720 one to three quarters.
@@ -103,28 +105,32 @@ def _stretch(to_image: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.svd(np.stack([du, dv], axis=-1), compute_uv=False)[:, 0])
 
 
-def input_for(size: tuple[int, int], smallest: float) -> tuple[int, int]:
+def input_for(
+    size: tuple[int, int], smallest: float, at_input: float = AT_INPUT
+) -> tuple[int, int]:
     """The detector input (height, width; multiples of 32) for frames of ``size`` (width,
-    height) whose smallest person to find is ``smallest`` pixels tall."""
+    height) whose smallest person to find is ``smallest`` pixels tall, made ``at_input``
+    pixels tall (a frame is enlarged where its people are smaller than that)."""
     width, height = size
-    scale = min(
-        1.0, AT_INPUT / max(smallest, SMALLEST_SHOWN), math.sqrt(LARGEST / (width * height))
-    )
+    scale = min(at_input / max(smallest, SMALLEST_SHOWN), math.sqrt(LARGEST / (width * height)))
     return up32(height * scale), up32(width * scale)
 
 
 def detector_inputs(
-    cameras: tuple[Camera, ...], sizes: Mapping[str, tuple[int, int]], plan: FloorPlan
+    cameras: tuple[Camera, ...],
+    sizes: Mapping[str, tuple[int, int]],
+    plan: FloorPlan,
+    at_input: float = AT_INPUT,
 ) -> dict[str, tuple[int, int]]:
     """Each camera's detector input (height, width), for the cameras whose frame size (width,
-    height) is known."""
+    height) is known, its farthest person made ``at_input`` pixels tall."""
     out = {}
     for cam in cameras:
         if cam.name not in sizes:
             continue
         heights = person_heights(cam, sizes[cam.name], plan)
         smallest = float(heights.min()) if len(heights) else SMALLEST_SHOWN
-        out[cam.name] = input_for(sizes[cam.name], smallest)
+        out[cam.name] = input_for(sizes[cam.name], smallest, at_input)
     return out
 
 

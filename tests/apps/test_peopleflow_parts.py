@@ -92,10 +92,12 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     relinked = _write(tmp_path, store_extra='identities = "relinked"\n')
     assert load_config(relinked).identities == "relinked"
     # no [detector] input: each camera gets its own (peopleflow.sizing)
-    assert config.detector == DetectorSettings(None, 0.2) and config.min_visit == 5.0
+    assert config.detector == DetectorSettings(None, 0.2, 75.0) and config.min_visit == 5.0
     assert load_config(_write(tmp_path, store_extra="min_visit = 8\n")).min_visit == 8.0
     tuned = load_config(_write(tmp_path, extra="[detector]\ninput = [384, 640]\nscore = 0.3\n"))
     assert tuned.detector == DetectorSettings((384, 640), 0.3)
+    cheaper = load_config(_write(tmp_path, extra="[detector]\nperson_pixels = 50\n"))
+    assert cheaper.detector.person_pixels == 50.0 and cheaper.detector.input is None
 
 
 def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
@@ -135,6 +137,7 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
         ({"extra": "[detector]\ninput = [300, 512]\n"}, r"detector\.input: expected \[height"),
         ({"extra": "[detector]\ninput = 288\n"}, r"detector\.input: expected \[height"),
         ({"extra": "[detector]\nscore = 1.5\n"}, r"detector\.score: expected a number"),
+        ({"extra": "[detector]\nperson_pixels = 5\n"}, r"detector\.person_pixels: expected"),
         ({"extra": "[detector]\nthreshold = 0.3\n"}, r"detector: unknown keys \['threshold'\]"),
     ],
 )

@@ -123,16 +123,21 @@ def test_how_tall_people_stand_is_read_from_the_calibration(
 
 
 def test_each_camera_gets_the_input_its_smallest_people_need() -> None:
-    assert input_for((640, 360), 65.0) == (288, 512)  # the default store's far people
-    assert input_for((640, 360), 20.0) == input_for((640, 360), SMALLEST_SHOWN) == (384, 640)
-    assert input_for((1920, 1080), 250.0) == (224, 384)
+    # The default store's far people (65 px) are made 75 px tall: the frame is enlarged.
+    assert input_for((640, 360), 65.0) == (416, 768)
+    # People under 50 px are not asked for; the frame is enlarged at most to the cap.
+    assert input_for((640, 360), 20.0) == input_for((640, 360), SMALLEST_SHOWN) == (544, 960)
+    assert input_for((1920, 1080), 250.0) == (352, 576)
+    # A store that wants speed asks for 50 px: nothing is enlarged.
+    assert input_for((640, 360), 65.0, 50.0) == (288, 512)
+    assert input_for((640, 360), 20.0, 50.0) == (384, 640)
     small, large = input_for((1920, 1080), 100.0), input_for((1920, 1080), 200.0)
     assert small[0] > large[0] and small[1] > large[1]
     assert all(v % 32 == 0 for v in small + large)
     plan = default_plan()
     cams = cameras_for(plan, 3)
     inputs = detector_inputs(tuple(_camera(c, plan) for c in cams), {"cam1": (640, 360)}, plan)
-    assert inputs == {"cam1": (288, 512)}  # only the cameras whose frame size is known
+    assert inputs == {"cam1": (448, 768)}  # only the cameras whose frame size is known
 
 
 def test_the_detector_runs_each_frame_at_its_own_input() -> None:
