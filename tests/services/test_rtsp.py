@@ -38,6 +38,8 @@ def cameras(tmp_path: Path) -> Iterator[tuple[Path, dict[str, RtspCamera]]]:
     for name, stream in streams.items():
         text = text.replace(f'source = "videos/{name}.mp4"', f'source = "{stream.url}"')
     text = text.replace("fps = 2\n", "fps = 2\nsize = [640, 360]\n")
+    # About live cameras, not the detector: the cheaper input rule halves detection's time.
+    text = text.replace("[[zones]]", "[detector]\nperson_pixels = 50\n\n[[zones]]", 1)
     live = tmp_path / "live.toml"
     live.write_text(text)
     try:
