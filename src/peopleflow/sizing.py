@@ -1,6 +1,6 @@
 """How big the detector's input must be for each camera, from how tall people appear in it.
 
-The detector finds people best from about ``AT_INPUT`` (75) pixels tall at its input: on
+The detector finds people best from about ``PERSON_PIXELS`` (75) pixels tall at its input: on
 drawn 640x360 tuning stores, people 50-80 px tall in the frame are found 80% of the time at
 384x640 (the frame's own size), 90% at 1.25x and 96% at 1.5x; at 2x every band falls
 (docs/peopleflow.md). A camera's frames are scaled so that its smallest person is that tall
@@ -29,7 +29,6 @@ from peopleflow.coverage import shows
 
 PERSON = 1.7  # metres
 SMALLEST_SHOWN = 50.0  # pixels: people shown at least this tall must be found
-AT_INPUT = PERSON_PIXELS  # pixels: how tall the smallest such person is made at the input
 # The largest input (pixels, height x width): past it a CPU spends more than 4x the default's
 # 288x512 on a frame (315 ms against 80 on one thread, docs/peopleflow.md); a 1920x1080 frame is
 # shrunk to no less than half, a 1280x720 one to three quarters.
@@ -106,7 +105,7 @@ def _stretch(to_image: np.ndarray, floor: np.ndarray) -> np.ndarray:
 
 
 def input_for(
-    size: tuple[int, int], smallest: float, at_input: float = AT_INPUT
+    size: tuple[int, int], smallest: float, at_input: float = PERSON_PIXELS
 ) -> tuple[int, int]:
     """The detector input (height, width; multiples of 32) for frames of ``size`` (width,
     height) whose smallest person to find is ``smallest`` pixels tall, made ``at_input``
@@ -120,7 +119,7 @@ def detector_inputs(
     cameras: tuple[Camera, ...],
     sizes: Mapping[str, tuple[int, int]],
     plan: FloorPlan,
-    at_input: float = AT_INPUT,
+    at_input: float = PERSON_PIXELS,
 ) -> dict[str, tuple[int, int]]:
     """Each camera's detector input (height, width), for the cameras whose frame size (width,
     height) is known, its farthest person made ``at_input`` pixels tall."""

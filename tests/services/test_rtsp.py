@@ -19,6 +19,7 @@ pytest.importorskip("sqlalchemy")
 
 from peopleflow.database import ResultsDB  # noqa: E402
 from peopleflow.generate import StoreParams, generate  # noqa: E402
+from tests.services import cheaper_detector  # noqa: E402
 from tests.services.rtsp import RtspCamera  # noqa: E402
 
 CUT = 10.0  # seconds the first camera is away
@@ -38,8 +39,7 @@ def cameras(tmp_path: Path) -> Iterator[tuple[Path, dict[str, RtspCamera]]]:
     for name, stream in streams.items():
         text = text.replace(f'source = "videos/{name}.mp4"', f'source = "{stream.url}"')
     text = text.replace("fps = 2\n", "fps = 2\nsize = [640, 360]\n")
-    # About live cameras, not the detector: the cheaper input rule halves detection's time.
-    text = text.replace("[[zones]]", "[detector]\nperson_pixels = 50\n\n[[zones]]", 1)
+    text = cheaper_detector(text)  # live cameras are tested here, not the detector
     live = tmp_path / "live.toml"
     live.write_text(text)
     try:

@@ -21,9 +21,9 @@ pytest.importorskip("sqlalchemy")
 
 from peopleflow.database import ResultsDB  # noqa: E402
 from peopleflow.generate import StoreParams, generate  # noqa: E402
+from tests.services import cheaper_detector  # noqa: E402
 
 START = "2026-12-01T09:00"
-CHEAPER_DETECTOR = "[detector]\nperson_pixels = 50\n\n"
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +31,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two cameras, eight shoppers, 90 s at 2 fps (180 frames a camera)."""
     out = tmp_path_factory.mktemp("store")
     config = generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.5, seed=5), progress=None)
-    # These tests are about the service, not the detector: the cheaper input rule halves
-    # their detection time (the file's other tables stay as generated).
-    text = config.read_text()
-    config.write_text(text.replace("[[zones]]", CHEAPER_DETECTOR + "[[zones]]", 1))
+    config.write_text(cheaper_detector(config.read_text()))  # the service is tested here
     return config
 
 
