@@ -75,6 +75,19 @@ class Homography:
     def to_image(self, floor: np.ndarray) -> np.ndarray:
         return _apply(self.inverse, floor)
 
+    def jacobian(self, pixels: np.ndarray) -> np.ndarray:
+        """How the floor point moves per pixel at each of ``pixels`` (n, 2): (n, 2, 2), rows
+        the floor's x and y, columns the image's u and v."""
+        uv = np.asarray(pixels, np.float64).reshape(-1, 2)
+        m = self.matrix
+        p = np.c_[uv, np.ones(len(uv))] @ m.T  # (x', y', w) for each pixel
+        w = p[:, 2:3]
+        # d(x'/w)/du = (m00 - x m20) / w, and likewise for the other three entries
+        x, y = p[:, 0:1] / w, p[:, 1:2] / w
+        row_x = (m[0, :2][None] - x * m[2, :2][None]) / w
+        row_y = (m[1, :2][None] - y * m[2, :2][None]) / w
+        return np.stack([row_x, row_y], axis=1)
+
     def error(self, image_points: np.ndarray, floor_points: np.ndarray) -> float:
         """Largest distance (floor units) between mapped image points and their floor points."""
         return float(np.max(self.errors(image_points, floor_points)))

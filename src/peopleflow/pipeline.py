@@ -147,6 +147,7 @@ class CameraPeople:
     floor: np.ndarray  # (n, 2) metres
     heights: np.ndarray  # box heights, pixels
     looks: np.ndarray
+    spread: np.ndarray  # (n, 2, 2) m^2: how far off each floor place may be
     health: tuple[int, int] = (0, 0)
     captured: float = 0.0
 
@@ -300,6 +301,7 @@ class Track:
             p.floor,
             p.heights,
             p.looks,
+            p.spreads(),
             (d.health[0], d.health[1]),
             d.captured,
         )
@@ -318,7 +320,7 @@ class Associate:
 
     def __call__(self, group: list[CameraPeople]) -> FloorPeople:
         t = float(group[0].ts)
-        placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks) for g in group]
+        placed = [Placed(g.camera, g.ids, g.floor, g.heights, g.looks, g.spread) for g in group]
         people = associate(self.floor, group[0].index, t, placed)
         people.health = {g.camera: (int(g.health[0]), int(g.health[1])) for g in group}
         people.captured = min(float(g.captured) for g in group)

@@ -30,6 +30,19 @@ def test_a_homography_fitted_to_point_pairs_round_trips() -> None:
     assert np.allclose(h.to_floor(h.to_image(pts)), pts, atol=1e-9)
 
 
+def test_the_homographys_jacobian_is_how_the_floor_point_moves_per_pixel() -> None:
+    h = Homography(np.linalg.inv(FLOOR_TO_IMAGE))
+    pixels = _pixels(np.array([[1.0, 1.0], [5.0, 4.0], [9.0, 8.0]]))
+    step = 1e-3
+    by_u = (h.to_floor(pixels + [step, 0]) - h.to_floor(pixels - [step, 0])) / (2 * step)
+    by_v = (h.to_floor(pixels + [0, step]) - h.to_floor(pixels - [0, step])) / (2 * step)
+    j = h.jacobian(pixels)
+    assert j.shape == (3, 2, 2)
+    assert np.allclose(j[:, :, 0], by_u, atol=1e-7) and np.allclose(j[:, :, 1], by_v, atol=1e-7)
+    # farther from the camera (higher in the image, smaller v) a pixel covers more floor
+    assert np.linalg.det(j[2]) != np.linalg.det(j[0])
+
+
 @pytest.mark.parametrize(
     ("image", "floor", "message"),
     [

@@ -18,7 +18,13 @@ from peopleflow.layouts import cameras_for  # noqa: E402
 from peopleflow.render import Renderer  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
 from peopleflow.sources import REALTIME_WARMUP, CameraReader, SourceError, interleave  # noqa: E402
-from peopleflow.track import CameraTracker, FloorTracker, Placed, appearance  # noqa: E402
+from peopleflow.track import (  # noqa: E402
+    CameraTracker,
+    FloorTracker,
+    Placed,
+    appearance,
+    floor_spread,
+)
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +264,50 @@ def test_a_person_out_of_sight_for_a_while_is_recognised_but_a_stranger_is_not()
     assert back[0][0] == first[0][0][0]
     assert len({i for i, _, _ in stranger}) == 2 and first[0][0][0] in {i for i, _, _ in stranger}
     assert floor.identities == 2
+
+
+def test_a_cameras_places_are_unsure_along_its_line_of_sight_and_sure_across_it() -> None:
+    # a camera behind the floor's y = 0 edge, looking up the store; its lines of sight on the
+    # floor meet below it, at (-1/3, -12.5), where u's numerator and w are both 0
+    floor_to_image = np.array([[60.0, 0.0, 20.0], [0.0, -25.0, 380.0], [0.0, 0.08, 1.0]])
+    below = np.array([-1 / 3, -12.5])
+    h = Homography(np.linalg.inv(floor_to_image))
+    places = np.array([[5.0, 3.0], [5.0, 8.0]])
+    heights = 150.0 / (1 + 0.08 * places[:, 1])  # a person's box shrinks as 1 / w
+    spread = floor_spread(h, h.to_image(places), heights)
+    for s, place in zip(spread, places, strict=True):
+        values, vectors = np.linalg.eigh(s)
+        assert values[1] > 4 * values[0]  # an ellipse, not a circle
+        sight = (place - below) / np.linalg.norm(place - below)
+        assert abs(float(vectors[:, 1] @ sight)) > 0.99  # long along the line of sight
+    assert np.linalg.eigvalsh(spread[1])[1] > np.linalg.eigvalsh(spread[0])[1]  # worse far off
+
+
+def _seen(camera: str, xy: list[float], look: int, along: str) -> Placed:
+    """One person as ``camera`` places them: sure to 0.15 m across its line of sight, to
+    0.8 m along it (``along``: x or y)."""
+    spread = np.diag([0.8**2, 0.15**2] if along == "x" else [0.15**2, 0.8**2])
+    return Placed(
+        camera, np.array([1]), np.array([xy]), np.array([80.0]), _look(look)[None], spread[None]
+    )
+
+
+def test_two_cameras_places_are_one_person_where_their_ellipses_agree() -> None:
+    # A and B both look along y. B places the person 1.8 m farther along it (feet hidden by a
+    # shelf): one person, placed where A, as sure, puts them across and both agree along.
+    one = FloorTracker()._merge([_seen("A", [5.0, 4.0], 5, "y"), _seen("B", [5.1, 5.8], 5, "y")])
+    assert len(one) == 1 and sorted(m[0] for m in one[0].members) == ["A", "B"]
+    assert abs(one[0].xy[0] - 5.05) < 0.01 and 4.0 < one[0].xy[1] < 5.8
+    # two people side by side a metre apart across both lines of sight, each seen by one
+    # camera, in alike dark clothes: two people (a round 1.5 m radius made them one)
+    two = FloorTracker()._merge([_seen("A", [5.0, 4.0], 5, "y"), _seen("B", [6.0, 4.1], 5, "y")])
+    assert len(two) == 2
+    # B looking along x instead, so sure along y where A is not: one person, placed along y
+    # where B says
+    crossed = FloorTracker()._merge(
+        [_seen("A", [5.0, 4.0], 5, "y"), _seen("B", [5.0, 5.8], 5, "x")]
+    )
+    assert len(crossed) == 1 and abs(crossed[0].xy[1] - 5.8) < 0.1  # B is sure along y
 
 
 def test_appearance_histograms_tell_clothes_apart() -> None:
