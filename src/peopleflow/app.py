@@ -31,6 +31,7 @@ from peopleflow.evidence import MIN_TRACK_SECONDS, Verdict
 from peopleflow.outputs import write_csv, write_report
 from peopleflow.people import (
     FILL_GAPS_SECONDS,
+    STANDING_GAP_SECONDS,
     Observations,
     People,
     frame_step,
@@ -275,6 +276,7 @@ def floor_tracks(
     fill_gaps: float = FILL_GAPS_SECONDS,
     doors: tuple[Zone, ...] = (),
     relinked: bool = True,
+    fill_standing: float = STANDING_GAP_SECONDS,
 ) -> People:
     """Per-identity floor tracks from the pipeline's per-instant outputs, noise dropped.
 
@@ -282,10 +284,13 @@ def floor_tracks(
     run (``peopleflow.relink``; ``doors``: the zones people come and go by); otherwise they
     are the live tracker's. Identities shorter than ``min_seconds``, or seen too seldom for
     where the cameras look (``coverage``; ``peopleflow.evidence``), are dropped; hidden spells
-    up to ``fill_gaps`` seconds are filled in (``peopleflow.people``)."""
+    up to ``fill_gaps`` seconds are filled in, and up to ``fill_standing`` seconds where the
+    person stood still (``peopleflow.people``)."""
     obs = Observations.of(instants)
     people = people_of(obs, relinked, doors)
-    return kept_tracks(people, frame_step(obs.t), coverage, min_seconds, fill_gaps)
+    return kept_tracks(
+        people, frame_step(obs.t), coverage, min_seconds, fill_gaps, fill_standing=fill_standing
+    )
 
 
 def write_outputs(summary: RunSummary, cfg: StoreConfig, out: Path) -> dict[str, Path]:

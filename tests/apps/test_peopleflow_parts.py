@@ -235,14 +235,41 @@ def test_a_hidden_persons_gap_is_filled_but_a_long_absence_is_not() -> None:
     def at(ts: float, x: float) -> SimpleNamespace:
         return SimpleNamespace(ts=ts, ids=np.array([3]), xy=np.array([[x, 5.0]]))
 
-    seen = [at(s, 2.0 + 0.1 * s) for s in np.arange(0, 5, 0.5)]  # 0 .. 4.5 s
-    later = [at(s, 2.0 + 0.1 * s) for s in np.arange(10, 15, 0.5)]  # hidden 4.5 .. 10 s
+    seen = [at(s, 2.0 + 0.4 * s) for s in np.arange(0, 5, 0.5)]  # 0 .. 4.5 s
+    later = [at(s, 2.0 + 0.4 * s) for s in np.arange(10, 15, 0.5)]  # hidden 4.5 .. 10 s
     everywhere = Coverage.everywhere(default_plan())
     (track,) = floor_tracks(seen + later, everywhere, fill_gaps=10).tracks
     assert np.allclose(np.diff(track.t), 0.5)  # every frame of the gap, walking on
-    assert np.allclose(track.xy[:, 0], 2.0 + 0.1 * track.t)
+    assert np.allclose(track.xy[:, 0], 2.0 + 0.4 * track.t)
     (track,) = floor_tracks(seen + later, everywhere, fill_gaps=3).tracks
-    assert np.diff(track.t).max() == pytest.approx(5.5)  # too long to assume
+    assert np.diff(track.t).max() == pytest.approx(5.5)  # too long to assume (walked 2.2 m)
+
+
+def test_a_person_hidden_for_long_where_they_stood_is_filled_in_one_who_moved_is_not() -> None:
+    from types import SimpleNamespace
+
+    from peopleflow.app import floor_tracks
+    from peopleflow.coverage import Coverage
+
+    def at(ts: float, x: float) -> SimpleNamespace:
+        return SimpleNamespace(ts=ts, ids=np.array([3]), xy=np.array([[x, 5.0]]))
+
+    everywhere = Coverage.everywhere(default_plan())
+    before = [at(s, 4.0) for s in np.arange(0, 10, 0.5)]  # standing at a table, then hidden
+
+    def longest_gap(after: list[SimpleNamespace], standing: float = 60.0) -> float:
+        # (seen at most instants of its span, or the noise filter would drop it)
+        instants = before + after
+        (track,) = floor_tracks(instants, everywhere, fill_standing=standing).tracks
+        return float(np.diff(track.t).max())
+
+    again = [at(s, 4.6) for s in np.arange(50, 120, 0.5)]  # 40 s later, 0.6 m off
+    assert longest_gap(again) == pytest.approx(0.5)  # stood there: every instant filled
+    assert longest_gap(again, standing=20.0) == pytest.approx(40.5)  # the rule's limit
+    moved = [at(s, 7.0) for s in np.arange(50, 120, 0.5)]  # 40 s later, 3 m away
+    assert longest_gap(moved) == pytest.approx(40.5)
+    much_later = [at(s, 4.2) for s in np.arange(90, 200, 0.5)]  # hidden 80 s
+    assert longest_gap(much_later) == pytest.approx(80.5)
 
 
 def test_an_identity_seen_too_seldom_is_dropped_as_noise() -> None:
