@@ -107,6 +107,7 @@ class Placed:
     # (``floor_spread``); None: round, ``UNKNOWN_SPREAD``
 
     def spreads(self) -> np.ndarray:
+        """Each place's covariance (n, 2, 2), round where none was given."""
         if self.spread is not None:
             return np.asarray(self.spread, np.float64).reshape(-1, 2, 2)
         return np.broadcast_to(np.eye(2) * UNKNOWN_SPREAD**2, (len(self.ids), 2, 2))
