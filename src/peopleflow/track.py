@@ -212,12 +212,29 @@ class _Person:
 
     def add(self, xy: np.ndarray, spread: np.ndarray, look: np.ndarray, weight: float) -> None:
         """Another camera's view: each place weighs by how sure it is in each direction."""
-        sure = np.linalg.inv(spread)
+        sure = _inverse(spread)
         total = self.sureness + sure
-        self.xy = np.linalg.solve(total, self.sureness @ self.xy + sure @ xy)
+        self.xy = _inverse(total) @ (self.sureness @ self.xy + sure @ xy)
         self.sureness = total
         self.look = (self.look * self.weight + look * weight) / (self.weight + weight)
         self.weight += weight
+
+
+def _inverse(m: np.ndarray) -> np.ndarray:
+    """Inverses of symmetric 2 x 2 matrices (..., 2, 2), in closed form (a store's instant
+    compares thousands of pairs; ``np.linalg.inv`` takes several times as long)."""
+    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 1, 1]
+    det = a * c - b * b
+    if m.ndim == 2:
+        return np.array([[c, -b], [-b, a]]) / det
+    return np.stack([np.stack([c, -b], -1), np.stack([-b, a], -1)], -2) / det[..., None, None]
+
+
+def _squared_mahalanobis(d: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """d^T cov^-1 d for differences ``d`` (..., 2) and symmetric covariances (..., 2, 2)."""
+    a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+    x, y = d[..., 0], d[..., 1]
+    return np.asarray((c * x * x - 2 * b * x * y + a * y * y) / (a * c - b * b))
 
 
 class FloorTracker:
@@ -257,20 +274,16 @@ class FloorTracker:
         current = [tr for tr in self.active.values() if t - tr.last <= 2.0]
         assigned: dict[int, int] = {}
         if people and current:
-            cost = np.full((len(people), len(current)), 1e6)
             looks = appearance_distance(
                 np.stack([p.look for p in people]), np.stack([c.look for c in current])
             )
-            for i, p in enumerate(people):
-                for j, tr in enumerate(current):
-                    pred = tr.xy + tr.velocity * min(t - tr.last, 1.0)
-                    d = float(np.linalg.norm(p.xy - pred))
-                    bound = any(m in tr.bound for m in p.members if m[1] >= 0)
-                    if d > self.gate * (1.5 if bound else 1.0):
-                        continue
-                    if not bound and looks[i, j] > self.look_gate:
-                        continue  # someone else in the same place (at a door, in a crowd)
-                    cost[i, j] = d + self.appearance_weight * looks[i, j] - (0.8 if bound else 0.0)
+            guess = np.stack([tr.xy + tr.velocity * min(t - tr.last, 1.0) for tr in current])
+            d = np.linalg.norm(np.stack([p.xy for p in people])[:, None] - guess[None], axis=2)
+            bound = self._bound(people, current)
+            fits = (d <= np.where(bound, 1.5 * self.gate, self.gate)) & (
+                bound | (looks <= self.look_gate)  # else someone else in the same place
+            )
+            cost = np.where(fits, d + self.appearance_weight * looks - 0.8 * bound, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows, cols, strict=True):
                 if cost[i, j] < 1e5:
@@ -296,6 +309,20 @@ class FloorTracker:
         self._forget(t)
         return out
 
+    @staticmethod
+    def _bound(people: list[_Person], tracks: list[_Track]) -> np.ndarray:
+        """Which people (rows) hold a camera track already bound to which floor track."""
+        owners: dict[tuple[str, int], list[int]] = {}
+        for j, tr in enumerate(tracks):
+            for member in tr.bound:
+                owners.setdefault(member, []).append(j)
+        out = np.zeros((len(people), len(tracks)), bool)
+        for i, p in enumerate(people):
+            for member in p.members:
+                if member[1] >= 0:
+                    out[i, owners.get(member, [])] = True
+        return out
+
     def _merge(self, placed: list[Placed]) -> list[_Person]:
         """One person per cluster of observations from different cameras: camera by camera
         (those seeing people nearest first), each camera's people are assigned to the
@@ -313,8 +340,8 @@ class FloorTracker:
             match: dict[int, int] = {}
             if people:
                 apart = cam.floor[:, None] - np.stack([p.xy for p in people])[None]
-                both = spread[:, None] + np.linalg.inv(np.stack([p.sureness for p in people]))
-                far = np.einsum("nmi,nmij,nmj->nm", apart, np.linalg.inv(both), apart)
+                both = spread[:, None] + _inverse(np.stack([p.sureness for p in people]))[None]
+                far = _squared_mahalanobis(apart, both)
                 looks = appearance_distance(cam.looks, np.stack([p.look for p in people]))
                 fits = (
                     (far <= SAME_PLACE)
@@ -339,7 +366,7 @@ class FloorTracker:
                             cam.looks[k].copy(),
                             [member],
                             w,
-                            np.linalg.inv(spread[k]),
+                            _inverse(spread[k]),
                         )
                     )
         return people
