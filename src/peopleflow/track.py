@@ -226,8 +226,9 @@ def _inverse(m: np.ndarray) -> np.ndarray:
     a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 1, 1]
     det = a * c - b * b
     if m.ndim == 2:
-        return np.array([[c, -b], [-b, a]]) / det
-    return np.stack([np.stack([c, -b], -1), np.stack([-b, a], -1)], -2) / det[..., None, None]
+        return np.asarray(np.array([[c, -b], [-b, a]]) / det)
+    rows = np.stack([np.stack([c, -b], -1), np.stack([-b, a], -1)], -2)
+    return np.asarray(rows / det[..., None, None])
 
 
 def _squared_mahalanobis(d: np.ndarray, cov: np.ndarray) -> np.ndarray:
