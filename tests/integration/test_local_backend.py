@@ -187,6 +187,50 @@ def _still_runs(proc: psutil.Process) -> bool:
         return False
 
 
+_LATE_WRITER = r"""
+import os, sys, time
+from conveyor.transport import janitor
+janitor.watch(f"conveyor-{os.getpid()}-segment")
+if os.fork() == 0:  # a worker of the owner's: it does not hold the janitor's pipe (spawned)
+    os.close(janitor._proc.stdin.fileno())
+    owner = os.getppid()
+    while os.getppid() == owner:
+        time.sleep(0.001)
+    time.sleep(0.3)  # its owner was killed a moment ago; it saves one more checkpoint
+    with open(f"/dev/shm/conveyor-{owner}-ckpt-late", "w") as f:
+        f.write("state")
+    os._exit(0)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="checkpoints live in /dev/shm")
+def test_a_file_written_just_after_its_owner_was_killed_is_swept_too() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LATE_WRITER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    late = f"conveyor-{proc.pid}-ckpt-late"
+    deadline = time.monotonic() + 6
+    while leaked_segments({proc.pid}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert leaked_segments({proc.pid}) == []  # the watched name, and the late file
+    finally:
+        for name in leaked_segments({proc.pid}):
+            os.unlink(f"/dev/shm/{name}")
+    assert not os.path.exists(f"/dev/shm/{late}")
+
+
 def test_bound_arguments_reach_the_workers_and_their_replacements() -> None:
     from conveyor.testing import Fault, inject
     from tests.unit.bind_fixtures import Count, Sensors, scale

@@ -4,8 +4,10 @@ A process that creates segments starts one janitor: a tiny Python child that hol
 of a pipe. The owner writes ``+name`` / ``-name`` lines as it creates and removes names. When the
 owner exits for any reason (even SIGKILL) the kernel closes the pipe, the janitor reads EOF and
 unlinks whatever is left: the names it was told about plus, where /dev/shm exists, every entry
-that starts with ``conveyor-<owner pid>-`` (which also covers doorbell FIFOs and overflow
-segments made on the owner's behalf by other processes). Then it exits.
+that starts with ``conveyor-<owner pid>-`` (which also covers doorbell FIFOs, checkpoints and
+overflow segments made on the owner's behalf by other processes). An owner that was killed
+(it did not say goodbye at exit) gets that sweep again over the next 3 s: its children die
+just after it and may write one more file meanwhile. Then the janitor exits.
 
 The janitor runs in its own session and ignores SIGINT, so Ctrl-C or a process-group kill that
 takes down the owner does not take the janitor with it before it has cleaned up.
@@ -22,19 +24,21 @@ import threading
 
 # Runs as `python -I -S -c`: standard library only, starts in ~20 ms.
 _JANITOR_SOURCE = r"""
-import os, signal, sys
+import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-prefix, shm_dir = sys.argv[1], sys.argv[2]
+prefix, shm_dir, owner = sys.argv[1], sys.argv[2], int(sys.argv[3])
 names = set()
+said_goodbye = False
 for line in sys.stdin.buffer:
     line = line.decode().strip()
     if line[:1] == "+":
         names.add(line[1:])
     elif line[:1] == "-":
         names.discard(line[1:])
-if os.path.isdir(shm_dir):
-    names.update(n for n in os.listdir(shm_dir) if n.startswith(prefix))
-for name in names:
+    elif line == "=":
+        said_goodbye = True
+
+def unlink(name):
     try:
         import _posixshmem
         _posixshmem.shm_unlink("/" + name)
@@ -43,6 +47,30 @@ for name in names:
             os.unlink(os.path.join(shm_dir, name))
         except OSError:
             pass
+
+def owned():
+    return [n for n in os.listdir(shm_dir) if n.startswith(prefix)] if os.path.isdir(shm_dir) else []
+
+def running(pid):  # a zombie (killed, not yet reaped by its parent) is not
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+for name in names | set(owned()):
+    unlink(name)
+if not said_goodbye:
+    # Killed: the kernel closes the owner's files (our EOF) before it signals the owner's
+    # children that their parent died, so a child may still write a file with the owner's
+    # prefix (a checkpoint) just after the sweep above. Sweep again, unless the pid was
+    # given to a new process meanwhile.
+    for pause in (0.2, 1.0, 2.0):
+        time.sleep(pause)
+        if running(owner):
+            break
+        for name in owned():
+            unlink(name)
 """
 
 _lock = threading.Lock()
@@ -56,7 +84,7 @@ def _janitor() -> subprocess.Popen[bytes]:
         return _proc
     prefix = f"conveyor-{os.getpid()}-"
     _proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", _JANITOR_SOURCE, prefix, "/dev/shm"],
+        [sys.executable, "-I", "-S", "-c", _JANITOR_SOURCE, prefix, "/dev/shm", str(os.getpid())],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         start_new_session=True,
@@ -96,6 +124,7 @@ def _stop_at_exit() -> None:
         return
     try:
         assert proc.stdin is not None
+        proc.stdin.write(b"=\n")  # a normal exit: nothing of ours is still writing
         proc.stdin.close()
         proc.wait(timeout=5)
     except (OSError, subprocess.TimeoutExpired):
