@@ -49,7 +49,9 @@ def unlink(name):
             pass
 
 def owned():
-    return [n for n in os.listdir(shm_dir) if n.startswith(prefix)] if os.path.isdir(shm_dir) else []
+    if not os.path.isdir(shm_dir):
+        return []
+    return [n for n in os.listdir(shm_dir) if n.startswith(prefix)]
 
 def running(pid):  # a zombie (killed, not yet reaped by its parent) is not
     try:
