@@ -196,7 +196,7 @@ if os.fork() == 0:  # a worker of the owner's: it does not hold the janitor's pi
     owner = os.getppid()
     while os.getppid() == owner:
         time.sleep(0.001)
-    time.sleep(0.3)  # its owner was killed a moment ago; it saves one more checkpoint
+    time.sleep(0.05)  # its owner was killed a moment ago; it saves one more checkpoint
     with open(f"/dev/shm/conveyor-{owner}-ckpt-late", "w") as f:
         f.write("state")
     os._exit(0)
@@ -220,7 +220,7 @@ def test_a_file_written_just_after_its_owner_was_killed_is_swept_too() -> None:
             proc.kill()
             proc.communicate()
     late = f"conveyor-{proc.pid}-ckpt-late"
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 10  # the janitor sweeps again for 8 s
     while leaked_segments({proc.pid}) and time.monotonic() < deadline:
         time.sleep(0.05)
     try:

@@ -6,7 +6,7 @@ owner exits for any reason (even SIGKILL) the kernel closes the pipe, the janito
 unlinks whatever is left: the names it was told about plus, where /dev/shm exists, every entry
 that starts with ``conveyor-<owner pid>-`` (which also covers doorbell FIFOs, checkpoints and
 overflow segments made on the owner's behalf by other processes). An owner that was killed
-(it did not say goodbye at exit) gets that sweep again over the next 3 s: its children die
+(it did not say goodbye at exit) gets that sweep again over the next 8 s: its children die
 just after it and may write one more file meanwhile. Then the janitor exits.
 
 The janitor runs in its own session and ignores SIGINT, so Ctrl-C or a process-group kill that
@@ -67,7 +67,7 @@ if not said_goodbye:
     # children that their parent died, so a child may still write a file with the owner's
     # prefix (a checkpoint) just after the sweep above. Sweep again, unless the pid was
     # given to a new process meanwhile.
-    for pause in (0.2, 1.0, 2.0):
+    for pause in (0.2, 0.5, 1.0, 2.0, 4.0):
         time.sleep(pause)
         if running(owner):
             break
