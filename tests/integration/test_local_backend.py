@@ -190,11 +190,12 @@ def _still_runs(proc: psutil.Process) -> bool:
 _LATE_WRITER = r"""
 import os, sys, time
 from conveyor.transport import janitor
-janitor.watch(f"conveyor-{os.getpid()}-segment")
+owner = os.getpid()
+janitor.watch(f"conveyor-{owner}-segment")
 if os.fork() == 0:  # a worker of the owner's: it does not hold the janitor's pipe (spawned)
     os.close(janitor._proc.stdin.fileno())
-    owner = os.getppid()
-    while os.getppid() == owner:
+    deadline = time.monotonic() + 30  # never outlive the test
+    while os.getppid() == owner and time.monotonic() < deadline:
         time.sleep(0.001)
     time.sleep(0.05)  # its owner was killed a moment ago; it saves one more checkpoint
     with open(f"/dev/shm/conveyor-{owner}-ckpt-late", "w") as f:
