@@ -210,9 +210,9 @@ class _Person:
     weight: float  # of the look: the box heights squared (a nearer camera sees clothes better)
     sureness: np.ndarray  # (2, 2): the inverse of the place's covariance
 
-    def add(self, xy: np.ndarray, spread: np.ndarray, look: np.ndarray, weight: float) -> None:
-        """Another camera's view: each place weighs by how sure it is in each direction."""
-        sure = _inverse(spread)
+    def add(self, xy: np.ndarray, sure: np.ndarray, look: np.ndarray, weight: float) -> None:
+        """Another camera's view (``sure``: the inverse of its place's covariance): each place
+        weighs by how sure it is in each direction."""
         total = self.sureness + sure
         self.xy = _inverse(total) @ (self.sureness @ self.xy + sure @ xy)
         self.sureness = total
@@ -338,6 +338,7 @@ class FloorTracker:
             if n == 0:
                 continue
             spread = cam.spreads()
+            sure = _inverse(spread)  # once per camera, for every person it places
             match: dict[int, int] = {}
             if people:
                 apart = cam.floor[:, None] - np.stack([p.xy for p in people])[None]
@@ -358,7 +359,7 @@ class FloorTracker:
                 w = float(cam.heights[k]) ** 2
                 if k in match:
                     p = people[match[k]]
-                    p.add(cam.floor[k], spread[k], cam.looks[k], w)
+                    p.add(cam.floor[k], sure[k], cam.looks[k], w)
                     p.members.append(member)
                 else:
                     people.append(
@@ -367,7 +368,7 @@ class FloorTracker:
                             cam.looks[k].copy(),
                             [member],
                             w,
-                            _inverse(spread[k]),
+                            sure[k],
                         )
                     )
         return people
