@@ -3,7 +3,9 @@
 A camera shows a floor point when the point, mapped into the image by the camera's homography,
 lands inside its frame and in front of the camera (a homography also maps points behind the
 camera's horizon, with the opposite sign of the projective scale). The calibration's own floor
-points are in view by definition, so their sign is the one "in front" has.
+points are in view by definition, so their sign is the one "in front" has. A point just below
+the frame's bottom edge is shown too where a person standing on it shows their head (a
+``PERSON`` metres up) in the frame: the trackers place such people by their head.
 
 The report's noise filter uses the count: a person where three cameras look should be seen at
 nearly every instant, one seen by a single camera on a crowded street far less often. And a
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peopleflow.config import Camera, FloorPlan
+from peopleflow.geometry import PERSON, camera_matrix
 
 CELL = 0.25  # metres: the grid the count is kept on
 
@@ -91,7 +94,18 @@ def shows(cam: Camera, size: tuple[int, int], floor: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         u = proj[:, 0] / proj[:, 2]
         v = proj[:, 1] / proj[:, 2]
-    return np.asarray(ahead & (u >= 0) & (u < width) & (v >= 0) & (v < height))
+    across = ahead & (u >= 0) & (u < width)
+    feet = across & (v >= 0) & (v < height)
+    projection = camera_matrix(inv, size)
+    if projection is None:
+        return np.asarray(feet)
+    below = across & (v >= height)
+    top = np.c_[pts, np.full(len(pts), PERSON), np.ones(len(pts))] @ projection.T
+    bottom = np.c_[pts, np.zeros(len(pts)), np.ones(len(pts))] @ projection.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hu, hv = top[:, 0] / top[:, 2], top[:, 1] / top[:, 2]
+    head = (top[:, 2] * bottom[:, 2] > 0) & (hu >= 0) & (hu < width) & (hv > 3) & (hv < height)
+    return np.asarray(feet | (below & head))
 
 
 def _cell_centres(rows: int, cols: int, cell: float) -> np.ndarray:

@@ -6,16 +6,22 @@ by the normalised direct linear transform (Hartley & Zisserman, alg. 4.2), and r
 clear error when the points cannot define one (fewer than four, no four of them in general
 position, a reflection folding the plane, or a badly conditioned fit). Three points on a line
 are fine (floor-tile corners always have them) as long as four others are not.
+
+The floor homography also fixes the whole camera (``camera_matrix``: its focal length and pose,
+taking square pixels and the principal point at the frame's centre), so points above the floor
+can be projected too: the top of a person's head, ``PERSON`` metres up (``plane_homography``).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 MAX_CONDITION = 1e10  # past this, the fit is numerically meaningless
+PERSON = 1.7  # metres: how tall a person stands, where it must be taken as known
 
 
 class HomographyError(ValueError):
@@ -120,6 +126,50 @@ def _degenerate(pts: np.ndarray, i: int, j: int, k: int) -> bool:
     """Whether points i, j, k lie on one line (relative to the spread of all the points)."""
     span = max(float(np.ptp(pts, axis=0).max()), 1e-12)
     return abs(_area2(pts[i], pts[j], pts[k])) < 1e-6 * span * span
+
+
+def camera_matrix(to_image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """The 3x4 projection of the camera whose floor-to-image homography is ``to_image``,
+    taking square pixels and the principal point at the frame's centre (the focal length and
+    the pose then follow from the homography: Zhang's constraints on a plane's rotation); None
+    when no positive focal length fits (a camera looking straight down, a bad calibration)."""
+    centre = np.array([[1.0, 0.0, -size[0] / 2], [0.0, 1.0, -size[1] / 2], [0.0, 0.0, 1.0]])
+    h = centre @ to_image
+    (a1, a2, _), (b1, b2, _), (c1, c2, _) = h
+    # r1 . r2 = 0 and |r1| = |r2|, for K = diag(f, f, 1): two estimates of f^2
+    guesses = []
+    if abs(c1 * c2) > 1e-12:
+        guesses.append(-(a1 * a2 + b1 * b2) / (c1 * c2))
+    if abs(c1 * c1 - c2 * c2) > 1e-12:
+        guesses.append(-(a1 * a1 + b1 * b1 - a2 * a2 - b2 * b2) / (c1 * c1 - c2 * c2))
+    guesses = [g for g in guesses if g > 0]
+    if not guesses:
+        return None
+    f = math.sqrt(float(np.median(guesses)))
+    k = np.diag([f, f, 1.0])
+    m = np.linalg.inv(k) @ h
+    scale = (np.linalg.norm(m[:, 0]) + np.linalg.norm(m[:, 1])) / 2
+    r1, r2, t = m[:, 0] / scale, m[:, 1] / scale, m[:, 2] / scale
+    if t[2] < 0:  # the floor in front of the camera: positive depth
+        r1, r2, t = -r1, -r2, -t
+    r3 = np.cross(r1, r2)
+    centre_of = -np.c_[r1, r2, r3].T @ t
+    if centre_of[2] < 0:  # up is towards the camera, which hangs above the floor
+        r3 = -r3
+    return np.asarray(np.linalg.inv(centre) @ k @ np.c_[r1, r2, r3, t])
+
+
+def project(projection: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (n, 3) in floor metres (z up) to pixels (n, 2) through a 3x4 ``projection``."""
+    p = np.c_[points, np.ones(len(points))] @ projection.T
+    return np.asarray(p[:, :2] / p[:, 2:3])
+
+
+def plane_homography(projection: np.ndarray, height: float) -> Homography:
+    """Image -> floor for points ``height`` metres above the floor (the top of a person's head)
+    in the camera whose 3x4 projection is ``projection``: a pixel's floor point below it."""
+    m = np.c_[projection[:, 0], projection[:, 1], height * projection[:, 2] + projection[:, 3]]
+    return Homography(np.linalg.inv(m))
 
 
 def _four_in_general_position(src: np.ndarray, dst: np.ndarray) -> bool:

@@ -26,8 +26,8 @@ import numpy as np
 
 from peopleflow.config import PERSON_PIXELS, Camera, FloorPlan
 from peopleflow.coverage import shows
+from peopleflow.geometry import PERSON, camera_matrix, project
 
-PERSON = 1.7  # metres
 SMALLEST_SHOWN = 50.0  # pixels: people shown at least this tall must be found
 # The largest input (pixels, height x width): past it a CPU spends more than 4x the default's
 # 288x512 on a frame (315 ms against 80 on one thread, docs/peopleflow.md); a 1920x1080 frame is
@@ -49,45 +49,9 @@ def person_heights(cam: Camera, size: tuple[int, int], plan: FloorPlan) -> np.nd
     projection = camera_matrix(cam.homography.inverse, size)
     if projection is None:  # no focal length fits: the homography's stretch instead
         return PERSON * _stretch(cam.homography.inverse, floor)
-    feet = _project(projection, np.c_[floor, np.zeros(len(floor))])
-    heads = _project(projection, np.c_[floor, np.full(len(floor), PERSON)])
+    feet = project(projection, np.c_[floor, np.zeros(len(floor))])
+    heads = project(projection, np.c_[floor, np.full(len(floor), PERSON)])
     return np.asarray(np.abs(feet[:, 1] - heads[:, 1]))
-
-
-def camera_matrix(to_image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
-    """The 3x4 projection of the camera whose floor-to-image homography is ``to_image``,
-    taking square pixels and the principal point at the frame's centre (the focal length and
-    the pose then follow from the homography: Zhang's constraints on a plane's rotation); None
-    when no positive focal length fits (a camera looking straight down, a bad calibration)."""
-    centre = np.array([[1.0, 0.0, -size[0] / 2], [0.0, 1.0, -size[1] / 2], [0.0, 0.0, 1.0]])
-    h = centre @ to_image
-    (a1, a2, _), (b1, b2, _), (c1, c2, _) = h
-    # r1 . r2 = 0 and |r1| = |r2|, for K = diag(f, f, 1): two estimates of f^2
-    guesses = []
-    if abs(c1 * c2) > 1e-12:
-        guesses.append(-(a1 * a2 + b1 * b2) / (c1 * c2))
-    if abs(c1 * c1 - c2 * c2) > 1e-12:
-        guesses.append(-(a1 * a1 + b1 * b1 - a2 * a2 - b2 * b2) / (c1 * c1 - c2 * c2))
-    guesses = [g for g in guesses if g > 0]
-    if not guesses:
-        return None
-    f = math.sqrt(float(np.median(guesses)))
-    k = np.diag([f, f, 1.0])
-    m = np.linalg.inv(k) @ h
-    scale = (np.linalg.norm(m[:, 0]) + np.linalg.norm(m[:, 1])) / 2
-    r1, r2, t = m[:, 0] / scale, m[:, 1] / scale, m[:, 2] / scale
-    if t[2] < 0:  # the floor in front of the camera: positive depth
-        r1, r2, t = -r1, -r2, -t
-    r3 = np.cross(r1, r2)
-    centre_of = -np.c_[r1, r2, r3].T @ t
-    if centre_of[2] < 0:  # up is towards the camera, which hangs above the floor
-        r3 = -r3
-    return np.asarray(np.linalg.inv(centre) @ k @ np.c_[r1, r2, r3, t])
-
-
-def _project(projection: np.ndarray, points: np.ndarray) -> np.ndarray:
-    p = np.c_[points, np.ones(len(points))] @ projection.T
-    return np.asarray(p[:, :2] / p[:, 2:3])
 
 
 def _stretch(to_image: np.ndarray, floor: np.ndarray) -> np.ndarray:

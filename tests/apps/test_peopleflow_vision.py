@@ -10,7 +10,12 @@ import supervision as sv
 
 cv2 = pytest.importorskip("cv2")
 
-from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE  # noqa: E402
+from peopleflow.config import (  # noqa: E402
+    DETECTOR_INPUT,
+    DETECTOR_SCORE,
+    Camera,  # noqa: E402
+)
+from peopleflow.coverage import shows  # noqa: E402
 from peopleflow.detect import HogDetector, YoloDetector, retarget, yolo_model_path  # noqa: E402
 from peopleflow.generate import people_at  # noqa: E402
 from peopleflow.geometry import Homography  # noqa: E402
@@ -281,6 +286,53 @@ def test_a_cameras_places_are_unsure_along_its_line_of_sight_and_sure_across_it(
         sight = (place - below) / np.linalg.norm(place - below)
         assert abs(float(vectors[:, 1] @ sight)) > 0.99  # long along the line of sight
     assert np.linalg.eigvalsh(spread[1])[1] > np.linalg.eigvalsh(spread[0])[1]  # worse far off
+
+
+def _cut_off_person(
+    stature: float,
+) -> tuple[CameraTracker, Camera, np.ndarray, np.ndarray, np.ndarray]:
+    """A drawn camera's tracker, its configuration, and a floor point where a person of
+    ``stature`` metres has their feet below the frame's bottom edge and their head in it; the
+    box the detector would give them (cut off at the bottom edge); and a box from the head of
+    a person standing wholly in the frame down to the bottom edge (no one's box)."""
+    plan = default_plan()
+    cam = cameras_for(plan, 1)[0]
+    pairs = cam.calibration(plan)
+    h = Homography.fit(pairs[:, :2], pairs[:, 2:])
+    width, height = cam.size
+    xs, ys = np.meshgrid(np.arange(0.2, plan.width, 0.1), np.arange(0.2, plan.height, 0.1))
+    floor = np.c_[xs.ravel(), ys.ravel()]
+    feet, depth = cam.project(np.c_[floor, np.zeros(len(floor))])
+    heads, _ = cam.project(np.c_[floor, np.full(len(floor), stature)])
+    cut = (depth > 0) & (feet[:, 1] > height + 20) & (heads[:, 1] > 30)
+    cut &= (np.abs(feet[:, 0] - width / 2) < width / 4) & (heads[:, 1] < height - 80)
+    assert cut.any(), "the drawn camera shows no one with their feet cut off"
+    k = int(np.flatnonzero(cut)[0])
+    box = np.array([[heads[k, 0] - 25, heads[k, 1], heads[k, 0] + 25, height]])
+    whole = (depth > 0) & (feet[:, 1] > height / 2) & (feet[:, 1] < height - 60)
+    whole &= np.abs(feet[:, 0] - width / 2) < width / 4
+    j = int(np.flatnonzero(whole)[0])
+    wrong = np.array([[heads[j, 0] - 25, heads[j, 1], heads[j, 0] + 25, height]])
+    tracker = CameraTracker(cam.name, h, cam.size, 2.0, (plan.width, plan.height))
+    config = Camera(cam.name, "cam.mp4", 2.0, pairs, h)
+    return tracker, config, floor[k], box, wrong
+
+
+@pytest.mark.parametrize(("stature", "within"), [(1.7, 0.15), (1.85, 0.6)])
+def test_a_person_whose_feet_the_frame_cuts_off_is_placed_by_their_head(
+    stature: float, within: float
+) -> None:
+    tracker, camera, where, box, wrong = _cut_off_person(stature)
+    placed = tracker.update(box, np.array([0.9]), _look(3)[None])
+    assert len(placed.ids) == 1, "a person cut off at the bottom edge was not placed"
+    assert np.linalg.norm(placed.floor[0] - where) < within, (placed.floor[0], where)
+    # less sure than a whole person's foot point, most of all along the line of sight
+    assert np.linalg.eigvalsh(placed.spreads()[0])[1] > 0.1**2
+    # the floor there counts as shown by the camera (a person standing on it is seen)
+    assert shows(camera, (tracker.width, tracker.height), where[None])[0]
+    # a box down to the bottom edge whose top is the head of someone standing wholly in the
+    # frame: placed by that head, their feet would be inside the frame; so no one is placed
+    assert len(tracker.update(wrong, np.array([0.9]), _look(3)[None]).ids) == 0
 
 
 def _seen(camera: str, xy: list[float], look: int, along: str) -> Placed:

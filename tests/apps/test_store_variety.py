@@ -104,15 +104,14 @@ def test_how_tall_people_stand_is_read_from_the_calibration(
         feet, depth = pinhole.project(np.c_[floor, np.zeros(len(floor))])
         heads, _ = pinhole.project(np.c_[floor, np.full(len(floor), 1.7)])
         w, h = size
-        seen = (
-            (depth > 0.5)
-            & (feet[:, 0] >= 0)
-            & (feet[:, 0] < w)
-            & (feet[:, 1] >= 0)
-            & (feet[:, 1] < h)
-        )
+        across = (depth > 0.5) & (feet[:, 0] >= 0) & (feet[:, 0] < w)
+        # the floor shown: the feet in the frame, or below it with the head in it
+        head_in = (heads[:, 0] >= 0) & (heads[:, 0] < w) & (heads[:, 1] > 3) & (heads[:, 1] < h)
+        seen = across & (feet[:, 1] >= 0) & ((feet[:, 1] < h) | head_in)
         true = feet[seen, 1] - heads[seen, 1]
-        assert len(est) == int(seen.sum())
+        # (where the head is in the frame comes from the camera the calibration implies, not
+        # the renderer's own: a few points along the frame's edges may differ)
+        assert abs(len(est) - int(seen.sum())) <= 0.02 * seen.sum(), (len(est), seen.sum())
         # The far edge, which sets the input, within 10% (exact where the fit is good).
         assert abs(est.min() - true.min()) < 0.1 * true.min(), (
             pinhole.name,
