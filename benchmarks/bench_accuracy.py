@@ -180,12 +180,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "as benchmarks/replay_peopleflow.py does: the same figures, re-scored in seconds",
     )
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--data", type=Path, default=Path(".cache/peopleflow/eval-stores"))
+    ap.add_argument(
+        "--data",
+        type=Path,
+        help="where the stores are kept (default: .cache/peopleflow/eval-stores, or "
+        "tune-stores with --tune)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.stores < 1:
         ap.error("--stores must be at least 1")
     count = 2 if args.quick else args.stores
+    data = args.data or Path(".cache/peopleflow", "tune-stores" if args.tune else "eval-stores")
     stores = []
     first = TUNE_SEED if args.tune else EVAL_SEED
     for k, params in enumerate(draw_stores(count, args.quick, first)):
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"(+{params.standing} standing), {params.doors} door(s) ...",
             flush=True,
         )
-        result = evaluate(params, args.data, args.workers, args.replay)
+        result = evaluate(params, data, args.workers, args.replay)
         print("  " + ", ".join(f"{f} {result[f]}" for f in FIGURES), flush=True)
         in_view = result["in_view"]
         print(
