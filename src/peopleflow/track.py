@@ -144,28 +144,30 @@ class HeadPlacer:
     """Places people by the top of their head, taken ``PERSON`` metres up, for one camera:
     for those whose feet the frame's bottom edge cuts off."""
 
-    def __init__(self, projection: np.ndarray, floor: Homography, frame_size: tuple[int, int]):
+    def __init__(self, projection: np.ndarray, homography: Homography, frame_size: tuple[int, int]):
         self.projection, (self.width, self.height) = projection, frame_size
         self.plane = plane_homography(projection, PERSON)
         self.taller = plane_homography(projection, PERSON + STATURE_SPREAD)
         # the sign of the depth of points in front of the camera: the frame's bottom centre
         # shows the floor (the camera looks at it)
-        near = floor.to_floor(np.array([[self.width / 2, self.height - 1.0]]))
+        near = homography.to_floor(np.array([[self.width / 2, self.height - 1.0]]))
         self.front = float(np.sign(self._image(near, 0.0)[0, 2])) or 1.0
 
     @classmethod
-    def of(cls, floor: Homography, frame_size: tuple[int, int]) -> HeadPlacer | None:
-        """The placer for the camera of ``floor`` homography and ``frame_size`` (width,
+    def of(cls, homography: Homography, frame_size: tuple[int, int]) -> HeadPlacer | None:
+        """The placer for the camera of floor ``homography`` and ``frame_size`` (width,
         height); None where no camera fits the calibration, or it hangs too low for heads to
         be below it (then feet only)."""
-        projection = camera_matrix(floor.inverse, frame_size)
+        projection = camera_matrix(homography.inverse, frame_size)
         if projection is None:
             return None
         centre = np.linalg.svd(projection)[2][-1]  # the camera's centre: projection @ it = 0
+        # a camera at head height sees heads on its horizon, where a pixel spans metres: it
+        # must hang 0.3 m above tall people's heads
         if abs(centre[3]) < 1e-12 or centre[2] / centre[3] < PERSON + 2 * STATURE_SPREAD + 0.3:
             return None
         try:
-            return cls(projection, floor, frame_size)
+            return cls(projection, homography, frame_size)
         except HomographyError:
             return None
 
