@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peopleflow.config import Camera, FloorPlan
-from peopleflow.geometry import PERSON, camera_matrix
+from peopleflow.geometry import PERSON, camera_matrix, project
 
 CELL = 0.25  # metres: the grid the count is kept on
 
@@ -100,11 +100,9 @@ def shows(cam: Camera, size: tuple[int, int], floor: np.ndarray) -> np.ndarray:
     if projection is None:
         return np.asarray(feet)
     below = across & (v >= height)
-    top = np.c_[pts, np.full(len(pts), PERSON), np.ones(len(pts))] @ projection.T
-    bottom = np.c_[pts, np.zeros(len(pts)), np.ones(len(pts))] @ projection.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hu, hv = top[:, 0] / top[:, 2], top[:, 1] / top[:, 2]
-    head = (top[:, 2] * bottom[:, 2] > 0) & (hu >= 0) & (hu < width) & (hv > 3) & (hv < height)
+    top, depth = project(projection, np.c_[pts, np.full(len(pts), PERSON)])
+    hu, hv = top[:, 0], top[:, 1]
+    head = (depth > 0) & (hu >= 0) & (hu < width) & (hv > 3) & (hv < height)
     return np.asarray(feet | (below & head))
 
 

@@ -150,7 +150,10 @@ def camera_matrix(to_image: np.ndarray, size: tuple[int, int]) -> np.ndarray | N
     m = np.linalg.inv(k) @ h
     scale = (np.linalg.norm(m[:, 0]) + np.linalg.norm(m[:, 1])) / 2
     r1, r2, t = m[:, 0] / scale, m[:, 1] / scale, m[:, 2] / scale
-    if t[2] < 0:  # the floor in front of the camera: positive depth
+    # The floor the frame shows is in front of the camera, at positive depth: the point at the
+    # frame's bottom centre (a floor point's depth has the sign of its projective scale, the
+    # inverse of the third coordinate the homography's inverse gives that pixel).
+    if np.linalg.solve(to_image, [size[0] / 2, size[1] - 1.0, 1.0])[2] < 0:
         r1, r2, t = -r1, -r2, -t
     r3 = np.cross(r1, r2)
     centre_of = -np.c_[r1, r2, r3].T @ t
@@ -159,10 +162,12 @@ def camera_matrix(to_image: np.ndarray, size: tuple[int, int]) -> np.ndarray | N
     return np.asarray(np.linalg.inv(centre) @ k @ np.c_[r1, r2, r3, t])
 
 
-def project(projection: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Points (n, 3) in floor metres (z up) to pixels (n, 2) through a 3x4 ``projection``."""
+def project(projection: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (n, 3) in floor metres (z up) to pixels (n, 2) through a 3x4 ``projection``
+    (``camera_matrix``'s), and their depths (n,): positive in front of the camera."""
     p = np.c_[points, np.ones(len(points))] @ projection.T
-    return np.asarray(p[:, :2] / p[:, 2:3])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(p[:, :2] / p[:, 2:3]), np.asarray(p[:, 2])
 
 
 def plane_homography(projection: np.ndarray, height: float) -> Homography:

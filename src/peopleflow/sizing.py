@@ -49,8 +49,8 @@ def person_heights(cam: Camera, size: tuple[int, int], plan: FloorPlan) -> np.nd
     projection = camera_matrix(cam.homography.inverse, size)
     if projection is None:  # no focal length fits: the homography's stretch instead
         return PERSON * _stretch(cam.homography.inverse, floor)
-    feet = project(projection, np.c_[floor, np.zeros(len(floor))])
-    heads = project(projection, np.c_[floor, np.full(len(floor), PERSON)])
+    feet, _ = project(projection, np.c_[floor, np.zeros(len(floor))])
+    heads, _ = project(projection, np.c_[floor, np.full(len(floor), PERSON)])
     return np.asarray(np.abs(feet[:, 1] - heads[:, 1]))
 
 

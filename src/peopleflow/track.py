@@ -37,6 +37,7 @@ from peopleflow.geometry import (
     HomographyError,
     camera_matrix,
     plane_homography,
+    project,
 )
 
 HIST_BINS = 4  # per colour channel: 64 bins per body part
@@ -129,13 +130,19 @@ class Placed:
         return np.broadcast_to(np.eye(2) * UNKNOWN_SPREAD**2, (len(self.ids), 2, 2))
 
 
-def floor_spread(homography: Homography, feet: np.ndarray, heights: np.ndarray) -> np.ndarray:
+def floor_spread(
+    homography: Homography,
+    feet: np.ndarray,
+    heights: np.ndarray,
+    row_share: float = FOOT_ROW_SPREAD,
+) -> np.ndarray:
     """How far off the floor places of foot points ``feet`` (n, 2) pixels, of boxes
-    ``heights`` (n,) pixels tall, may be: covariances (n, 2, 2) in square metres."""
+    ``heights`` (n,) pixels tall, may be: covariances (n, 2, 2) in square metres. (``row_share``
+    of the height down the image; a head's through its plane's ``homography``: ``HeadPlacer``.)"""
     h = np.asarray(heights, np.float64).reshape(-1)
     pixel = np.zeros((len(h), 2, 2))
     pixel[:, 0, 0] = (FOOT_COLUMN_SPREAD * h) ** 2
-    pixel[:, 1, 1] = (FOOT_ROW_SPREAD * h) ** 2
+    pixel[:, 1, 1] = (row_share * h) ** 2
     j = homography.jacobian(feet)
     return np.asarray(j @ pixel @ j.transpose(0, 2, 1) + FLOOR_SPREAD**2 * np.eye(2))
 
@@ -144,14 +151,10 @@ class HeadPlacer:
     """Places people by the top of their head, taken ``PERSON`` metres up, for one camera:
     for those whose feet the frame's bottom edge cuts off."""
 
-    def __init__(self, projection: np.ndarray, homography: Homography, frame_size: tuple[int, int]):
+    def __init__(self, projection: np.ndarray, frame_size: tuple[int, int]):
         self.projection, (self.width, self.height) = projection, frame_size
         self.plane = plane_homography(projection, PERSON)
         self.taller = plane_homography(projection, PERSON + STATURE_SPREAD)
-        # the sign of the depth of points in front of the camera: the frame's bottom centre
-        # shows the floor (the camera looks at it)
-        near = homography.to_floor(np.array([[self.width / 2, self.height - 1.0]]))
-        self.front = float(np.sign(self._image(near, 0.0)[0, 2])) or 1.0
 
     @classmethod
     def of(cls, homography: Homography, frame_size: tuple[int, int]) -> HeadPlacer | None:
@@ -167,7 +170,7 @@ class HeadPlacer:
         if abs(centre[3]) < 1e-12 or centre[2] / centre[3] < PERSON + 2 * STATURE_SPREAD + 0.3:
             return None
         try:
-            return cls(projection, homography, frame_size)
+            return cls(projection, frame_size)
         except HomographyError:
             return None
 
@@ -182,33 +185,19 @@ class HeadPlacer:
         head ``PERSON`` metres up (heads near a low camera's horizon map tens of metres away; a
         box of an arm or a bag)."""
         floor = self.plane.to_floor(heads)
-        h = np.asarray(heights, np.float64).reshape(-1)
-        pixel = np.zeros((len(h), 2, 2))
-        pixel[:, 0, 0] = (FOOT_COLUMN_SPREAD * h) ** 2
-        pixel[:, 1, 1] = (HEAD_ROW_SPREAD * h) ** 2
-        j = self.plane.jacobian(heads)
         along = self.taller.to_floor(heads) - floor  # a person taller by one deviation
-        spread = (
-            j @ pixel @ j.transpose(0, 2, 1)
-            + along[:, :, None] * along[:, None, :]
-            + FLOOR_SPREAD**2 * np.eye(2)
-        )
-        feet, top = self._image(floor, 0.0), self._image(floor, PERSON)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            feet_row = feet[:, 1] / feet[:, 2]
-        tall = feet_row - heads[:, 1]
+        spread = floor_spread(self.plane, heads, heights, HEAD_ROW_SPREAD)
+        spread += along[:, :, None] * along[:, None, :]
+        feet, feet_depth = project(self.projection, np.c_[floor, np.zeros(len(floor))])
+        _, head_depth = project(self.projection, np.c_[floor, np.full(len(floor), PERSON)])
+        tall = feet[:, 1] - heads[:, 1]
         sound = (
-            (feet[:, 2] * self.front > 0)
-            & (top[:, 2] * self.front > 0)
+            (feet_depth > 0)
+            & (head_depth > 0)
             & (tall > 0)
-            & (feet_row >= self.height - 3 - HEAD_FEET_SLACK * tall)
+            & (feet[:, 1] >= self.height - 3 - HEAD_FEET_SLACK * tall)
         )
-        return floor, np.asarray(spread), np.asarray(sound)
-
-    def _image(self, floor: np.ndarray, up: float) -> np.ndarray:
-        """Homogeneous pixels (n, 3) of floor points (n, 2) raised ``up`` metres."""
-        pts = np.c_[floor, np.full(len(floor), up), np.ones(len(floor))]
-        return np.asarray(pts @ self.projection.T)
+        return floor, spread, np.asarray(sound)
 
 
 class CameraTracker:
