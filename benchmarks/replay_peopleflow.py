@@ -35,6 +35,7 @@ from peopleflow.pipeline import FloorPeople, associate, camera_tracker  # noqa: 
 from peopleflow.sizing import detector_inputs  # noqa: E402
 from peopleflow.sources import CameraReader  # noqa: E402
 from peopleflow.track import (  # noqa: E402
+    LOOK_SIZE,
     CameraTracker,
     FloorTracker,
     Placed,
@@ -76,7 +77,7 @@ def detect_all(cfg: StoreConfig, inputs: dict[str, tuple[int, int]], batch: int 
         "offsets": np.r_[0, np.cumsum(counts)],
         "boxes": np.concatenate(boxes).reshape(-1, 4),
         "scores": np.concatenate(scores),
-        "looks": np.concatenate(looks).reshape(-1, looks[0].shape[1] if looks else 128),
+        "looks": np.concatenate(looks).reshape(-1, LOOK_SIZE),
     }
 
 
@@ -130,10 +131,35 @@ def cached_detections(
     cache = cache or store / f"detections-{label}.npz"
     if not cache.is_file():
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)
-        partial = cache.with_suffix(".part.npz")
-        np.savez_compressed(partial, **detect_all(cfg, inputs))  # type: ignore[arg-type]
-        partial.replace(cache)
-    return dict(np.load(cache))
+        _save(cache, detect_all(cfg, inputs))  # type: ignore[arg-type]
+    d = dict(np.load(cache))
+    if d["looks"].shape[1] != LOOK_SIZE:
+        print(f"looks of another kind in {cache}: made again from the videos ...", flush=True)
+        d["looks"] = looks_of(cfg, d)
+        _save(cache, d)
+    return d
+
+
+def _save(cache: Path, d: dict) -> None:
+    partial = cache.with_suffix(".part.npz")
+    np.savez_compressed(partial, **d)
+    partial.replace(cache)
+
+
+def looks_of(cfg: StoreConfig, d: dict) -> np.ndarray:
+    """The looks (``peopleflow.track.appearance``) of cached detections, from the videos: when
+    the look changes, the boxes need no new detection (seconds a store, not minutes)."""
+    looks = np.zeros((len(d["boxes"]), LOOK_SIZE), np.float32)
+    rows = {
+        (str(c), int(i)): r for r, (c, i) in enumerate(zip(d["camera"], d["index"], strict=True))
+    }
+    for cam in cfg.cameras:
+        for index, _, img in CameraReader(cam.name, cam.source, cam.fps):
+            r = rows.get((cam.name, int(index)))
+            if r is not None:
+                a, b = d["offsets"][r], d["offsets"][r + 1]
+                looks[a:b] = appearance(img, d["boxes"][a:b])
+    return looks
 
 
 def replay_store(cfg: StoreConfig, d: dict) -> tuple[list[FloorPeople], Coverage, float]:

@@ -132,7 +132,7 @@ class Detections:
     size: tuple[int, int]  # frame width, height
     boxes: np.ndarray  # (n, 4) float32 pixels
     scores: np.ndarray  # (n,)
-    looks: np.ndarray  # (n, 128) colour histograms of torso and legs
+    looks: np.ndarray  # (n, LOOK_SIZE) colour histograms of torso and legs (track.appearance)
     health: tuple[int, int] = (0, 0)  # the camera's (behind, reconnects)
     captured: float = 0.0  # wall clock when the frame was read
     config: Camera | None = None  # the camera's, from its frame (None: the store's)
@@ -159,7 +159,7 @@ class FloorPeople:
     ids: np.ndarray  # (n,) store-wide identities
     xy: np.ndarray  # (n, 2) metres
     cameras: int  # how many cameras reported this instant
-    looks: np.ndarray  # (n, 128) appearance: the report links identities again with it
+    looks: np.ndarray  # (n, LOOK_SIZE) appearance: the report links identities again with it
     camera_names: list[str]  # which cameras reported it (their health: frames, gaps)
     health: dict[str, tuple[int, int]]  # camera -> (frames dropped behind, reconnects) so far
     captured: float = 0.0  # wall clock when its first frame was read

@@ -37,7 +37,7 @@ from peopleflow.analytics import WINDOW_SECONDS, Tally, tally
 from peopleflow.config import FloorPlan
 from peopleflow.coverage import Coverage
 from peopleflow.people import Observations, kept_tracks, people_of
-from peopleflow.track import LOOK_SIZE
+from peopleflow.track import HIST_BINS, LOOK_SIZE
 
 FINAL_AFTER = 120.0  # seconds unseen after which a person is final (relinking looks 2 min back)
 FLUSH_EVERY = 5.0  # seconds of camera time between writes: the database's lag behind cameras
@@ -360,7 +360,13 @@ def _encode(h: _Held) -> bytes:
 def _decode(state: bytes) -> _Held:
     with np.load(io.BytesIO(state)) as data:
         meta = json.loads(data["meta"].tobytes().decode())
-        obs = Observations(data["t"], data["ids"], data["xy"], data["looks"])
+        looks = data["looks"]
+        if looks.shape[1:] != (LOOK_SIZE,):
+            # Held by a version whose looks were of another kind: flat histograms instead,
+            # alike one another and unlike any look seen after, so the people held are still
+            # joined by where they walked (not to anyone who comes after). Not an error at start.
+            looks = np.full((len(looks), LOOK_SIZE), 1.0 / HIST_BINS, np.float16)
+        obs = Observations(data["t"], data["ids"], data["xy"], looks)
     return _Held(
         obs,
         list(meta["rates"]),

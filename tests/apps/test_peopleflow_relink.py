@@ -9,7 +9,7 @@ from peopleflow.config import Zone
 from peopleflow.coverage import Coverage
 from peopleflow.relink import RelinkOptions, relink
 from peopleflow.simulate import default_plan
-from peopleflow.track import appearance_distance
+from peopleflow.track import HIST_BINS, HISTOGRAMS, LOOK_SIZE, appearance_distance
 
 STEP = 0.5  # seconds between instants: 2 frames per second
 NOISE = 0.005  # per histogram bin, before normalising
@@ -17,13 +17,13 @@ DOOR = Zone("entrance", np.array([[0.0, 0.0], [3.0, 0.0], [3.0, 3.0], [0.0, 3.0]
 
 
 def _look(colour: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
-    v = np.zeros(128, np.float32)
-    v[colour], v[64 + colour] = 1.0, 1.0
+    """Every histogram of the look (each body part, each channel) at level ``colour``."""
+    v = np.zeros((HISTOGRAMS, HIST_BINS), np.float32)
+    v[:, colour] = 1.0
     if noise:
-        v += np.random.default_rng(seed).uniform(0, noise, 128).astype(np.float32)
-        v[:64] /= v[:64].sum()
-        v[64:] /= v[64:].sum()
-    return v
+        v += np.random.default_rng(seed).uniform(0, noise, v.shape).astype(np.float32)
+        v /= v.sum(axis=1, keepdims=True)
+    return v.reshape(LOOK_SIZE)
 
 
 def _walk(start: float, end: float, a: tuple[float, float], b: tuple[float, float]) -> tuple:
@@ -60,7 +60,7 @@ def _who_is_where(
 def test_two_people_crossing_keep_their_own_identities() -> None:
     # A walks left to right, B right to left; they pass within 0.1 m at the same instant
     a = (*_walk(0, 10, (2.0, 5.0), (12.0, 5.0)), 3)
-    b = (*_walk(0, 10, (12.0, 5.1), (2.0, 5.1)), 40)
+    b = (*_walk(0, 10, (12.0, 5.1), (2.0, 5.1)), 20)
     t, xy, looks, who = _observations(a, b)
     people = relink(t, xy, looks)
     assert sorted(_who_is_where(people, t, xy, who), key=min) == [{0}, {1}]
@@ -97,7 +97,7 @@ def test_a_person_hidden_for_a_while_is_one_person_but_a_stranger_is_not() -> No
     t1, p1 = _walk(0, 6, (2.0, 2.0), (6.0, 6.0))
     t2, p2 = _walk(12, 20, (8.0, 6.0), (14.0, 6.0))  # 6 s behind a shelf, then on
     far_t, far_p = _walk(12, 20, (6.0, 9.0), (12.0, 9.0))  # someone else, elsewhere
-    t, xy, looks, who = _observations((np.r_[t1, t2], np.r_[p1, p2], 7), (far_t, far_p, 50))
+    t, xy, looks, who = _observations((np.r_[t1, t2], np.r_[p1, p2], 7), (far_t, far_p, 25))
     people = relink(t, xy, looks)
     assert sorted(_who_is_where(people, t, xy, who), key=min) == [{0}, {1}]
 
@@ -115,7 +115,7 @@ def test_a_piece_that_begins_away_from_the_door_joins_the_person_it_fits() -> No
     t1, p1 = _walk(0, 8, (1.5, 1.0), (8.0, 6.0))
     t2, p2 = _walk(8.5, 16, (8.3, 6.2), (1.5, 1.0))
     first = np.stack([_look(7, NOISE, k) for k in range(len(t1))])
-    changed = [0.33 * _look(7, NOISE, k) + 0.67 * _look(9, NOISE, k) for k in range(len(t2))]
+    changed = [0.36 * _look(7, NOISE, k) + 0.64 * _look(9, NOISE, k) for k in range(len(t2))]
     second = np.stack(changed)
     t, xy, looks = np.r_[t1, t2], np.r_[p1, p2], np.r_[first, second]
     unlike = float(appearance_distance(first.mean(0)[None], second.mean(0)[None])[0, 0])
@@ -138,7 +138,7 @@ def test_floor_tracks_relink_the_pipelines_instants_and_can_leave_them() -> None
                 ts=ts,
                 ids=np.array([2, 1] if swapped else [1, 2]),
                 xy=np.stack([a_p[k], b_p[k]]),
-                looks=np.stack([_look(3, NOISE, k), _look(40, NOISE, k)]),
+                looks=np.stack([_look(3, NOISE, k), _look(20, NOISE, k)]),
             )
         )
     everywhere = Coverage.everywhere(default_plan())
@@ -154,4 +154,4 @@ def test_floor_tracks_relink_the_pipelines_instants_and_can_leave_them() -> None
 
 
 def test_no_observations_is_no_one() -> None:
-    assert relink(np.zeros(0), np.zeros((0, 2)), np.zeros((0, 128))) == []
+    assert relink(np.zeros(0), np.zeros((0, 2)), np.zeros((0, LOOK_SIZE))) == []

@@ -20,14 +20,19 @@ from peopleflow.detect import HogDetector, YoloDetector, retarget, yolo_model_pa
 from peopleflow.generate import people_at  # noqa: E402
 from peopleflow.geometry import Homography  # noqa: E402
 from peopleflow.layouts import cameras_for  # noqa: E402
+from peopleflow.relink import RelinkOptions  # noqa: E402
 from peopleflow.render import Renderer  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
 from peopleflow.sources import REALTIME_WARMUP, CameraReader, SourceError, interleave  # noqa: E402
 from peopleflow.track import (  # noqa: E402
+    HIST_BINS,
+    HISTOGRAMS,
+    LOOK_SIZE,
     CameraTracker,
     FloorTracker,
     Placed,
     appearance,
+    appearance_distance,
     floor_spread,
 )
 
@@ -187,7 +192,7 @@ def _walk_boxes(steps: int) -> list[np.ndarray]:
 def test_camera_tracker_keeps_one_id_along_a_walk() -> None:
     h = Homography(np.diag([0.02, 0.02, 1.0]))  # 50 px per metre, straight down
     tracker = CameraTracker("cam", h, (640, 360), 2.0, (20.0, 12.0))
-    looks = np.zeros((2, 128), np.float32)
+    looks = np.zeros((2, LOOK_SIZE), np.float32)
     ids = []
     for step, boxes in enumerate(_walk_boxes(30)):
         placed = tracker.update(boxes, np.array([0.9, 0.8], np.float32), looks)
@@ -200,10 +205,10 @@ def test_camera_tracker_keeps_one_id_along_a_walk() -> None:
 
 
 def _look(colour: int) -> np.ndarray:
-    v = np.zeros(128, np.float32)
-    v[colour] = 1.0
-    v[64 + colour] = 1.0
-    return v
+    """Every histogram of the look (each body part, each channel) at level ``colour``."""
+    v = np.zeros((HISTOGRAMS, HIST_BINS), np.float32)
+    v[:, colour % HIST_BINS] = 1.0
+    return v.reshape(LOOK_SIZE)
 
 
 def test_a_person_walking_from_one_camera_into_another_keeps_one_identity() -> None:
@@ -367,8 +372,27 @@ def test_appearance_histograms_tell_clothes_apart() -> None:
     frame[:, :100] = (200, 30, 30)
     frame[:, 100:] = (30, 30, 200)
     looks = appearance(frame, np.array([[10, 10, 90, 190], [110, 10, 190, 190], [20, 0, 80, 150]]))
-    assert np.allclose(looks[:, :64].sum(axis=1), 1) and np.allclose(looks[:, 64:].sum(axis=1), 1)
+    assert np.allclose(looks.reshape(3, HISTOGRAMS, HIST_BINS).sum(axis=2), 1)
     assert np.allclose(looks[0], looks[2]) and not np.allclose(looks[0], looks[1])
+
+
+def test_people_in_dark_clothes_a_few_levels_apart_do_not_look_the_same() -> None:
+    # Two people in near-black clothes, 8-10 levels apart, through a noisy sensor: one of them
+    # in two frames looks like themself, within what a tracklet accepts; the two do not (the
+    # 4-level histogram of all three channels put every dark colour in one bin).
+    rng = np.random.default_rng(3)
+
+    def frame(top: tuple[int, int, int], legs: tuple[int, int, int]) -> np.ndarray:
+        image = np.zeros((200, 100, 3), np.float32)
+        image[:100], image[100:] = top, legs
+        return np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+
+    box = np.array([[0, 0, 100, 200]])
+    first = appearance(frame((34, 36, 33), (22, 24, 20)), box)
+    again = appearance(frame((34, 36, 33), (22, 24, 20)), box)
+    other = appearance(frame((43, 44, 42), (30, 33, 31)), box)
+    same, different = appearance_distance(first, np.r_[again, other])[0]
+    assert same < RelinkOptions().link_look < different
 
 
 def _video(path: Path, frames: int, fps: float) -> Path:

@@ -3,6 +3,7 @@ from any batch without loss or doubling, on SQLite and on a real PostgreSQL serv
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.database import DatabaseError, ResultsDB  # noqa: E402
 from peopleflow.recorder import Batch, Recorder, RecorderSettings  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
+from peopleflow.track import LOOK_SIZE  # noqa: E402
 from tests.services.postgres import postgres_server  # noqa: E402
 
 ORIGIN = 1_796_115_600.0  # 2026-12-01 09:00 UTC
@@ -27,13 +29,15 @@ PLAN_JSON = json.dumps({"plan": PLAN.to_json(), "min_visit": 5.0})
 
 def _instants() -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
     """Every instant of the simulated shoppers, as the pipeline gives it (live ids = truth)."""
-    looks = {s.id: np.random.default_rng(s.id).random(128).astype(np.float32) for s in SHOPPERS}
+    looks = {
+        s.id: np.random.default_rng(s.id).random(LOOK_SIZE).astype(np.float32) for s in SHOPPERS
+    }
     out = []
     for t in np.unique(np.concatenate([s.track.t for s in SHOPPERS])):
         here = [(s.id, s.track.xy[s.track.t == t][0]) for s in SHOPPERS if (s.track.t == t).any()]
         ids = np.array([h[0] for h in here], np.int64)
         xy = np.array([h[1] for h in here]).reshape(-1, 2)
-        lk = np.stack([looks[int(i)] for i in ids]) if len(ids) else np.zeros((0, 128))
+        lk = np.stack([looks[int(i)] for i in ids]) if len(ids) else np.zeros((0, LOOK_SIZE))
         out.append((ORIGIN + float(t), ids, xy, lk))
     return out
 
@@ -162,3 +166,32 @@ def test_a_database_of_another_schema_is_refused(tmp_path: Path) -> None:
         ResultsDB.open(url)
     with pytest.raises(DatabaseError, match="expected sqlite"):
         ResultsDB.open("mysql+nothing://x")
+
+
+def test_a_state_held_by_a_version_with_other_looks_resumes() -> None:
+    # A service upgraded to another kind of look (the histograms' size changed) finds a state
+    # whose held observations carry the old looks: it goes on, with nothing lost.
+    instants = _instants()
+    recorder, batches = Recorder(_settings()), []
+    for t, ids, xy, looks in instants[:100]:
+        batch = recorder.add(t, ids, xy, looks, ["cam1", "cam2"])
+        if batch is not None:
+            batches.append(batch)
+    with np.load(io.BytesIO(batches[-1].state)) as data:
+        held = dict(data)
+    assert len(held["looks"]) > 0  # people held, with their looks
+    held["looks"] = held["looks"][:, :128]  # the old size
+    old = io.BytesIO()
+    np.savez(old, **held)
+    restored = Recorder.restore(_settings(), old.getvalue())
+    tally_ = Tally()
+    for b in batches:
+        tally_.add(b.tally)
+    for t, ids, xy, looks in instants:
+        if t > batches[-1].position:
+            batch = restored.add(t, ids, xy, looks, ["cam1", "cam2"])
+            if batch is not None:
+                tally_.add(batch.tally)
+    tally_.add(restored.finish().tally)
+    got = to_report(tally_, PLAN, hour_of=lambda w: 9)
+    assert got.visitors == 16 and got.transitions == analyse(_truth(), PLAN).transitions

@@ -22,6 +22,7 @@ from peopleflow.database import ResultsDB  # noqa: E402
 from peopleflow.live import LiveView  # noqa: E402
 from peopleflow.recorder import Recorder, RecorderSettings  # noqa: E402
 from peopleflow.simulate import default_plan, simulate  # noqa: E402
+from peopleflow.track import LOOK_SIZE  # noqa: E402
 from peopleflow.web import WebError, WebOptions, WebServer, create_app  # noqa: E402
 from peopleflow.webapi import StoreData  # noqa: E402
 from tests.services.postgres import missing  # noqa: E402
@@ -45,7 +46,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResultsDB]:
         here = [s for s in shoppers if (s.track.t == t).any()]
         ids = np.array([s.id for s in here], np.int64)
         xy = np.array([s.track.xy[s.track.t == t][0] for s in here]).reshape(-1, 2)
-        looks = np.zeros((len(ids), 128), np.float32)
+        looks = np.zeros((len(ids), LOOK_SIZE), np.float32)
         batch = recorder.add(ORIGIN + t, ids, xy, looks, ["cam1", "cam2"], {"cam1": (0, 0)})
         if batch is not None:
             results.write("test store", batch)
