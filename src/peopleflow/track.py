@@ -48,6 +48,7 @@ from peopleflow.geometry import (
 HIST_BINS = 32  # per colour channel and body part
 HISTOGRAMS = 6  # torso and legs, three colour channels each
 LOOK_SIZE = HISTOGRAMS * HIST_BINS  # one look: the torso's three histograms, then the legs'
+CHANNEL_OFFSETS = np.arange(3) * HIST_BINS  # where each channel's bins begin in a body part's
 # How long an identity out of view waits to be recognised again, where the cameras see most of
 # the floor (a person hidden behind a shelf or in a crowd comes back within it).
 REID_WINDOW = 20.0
@@ -105,11 +106,10 @@ def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
             xa, xb = int(max(x0 + 0.25 * bw, 0)), int(min(x1 - 0.25 * bw, w))
             if yb <= ya or xb <= xa:
                 continue
-            pixels = frame[ya:yb, xa:xb].reshape(-1, 3) // (256 // HIST_BINS)
-            for c in range(3):
-                hist = np.bincount(pixels[:, c], minlength=HIST_BINS).astype(np.float32)
-                at = (part * 3 + c) * HIST_BINS
-                out[k, at : at + HIST_BINS] = hist / max(hist.sum(), 1)
+            # the three channels' levels counted at once, each in its own range of bins
+            levels = frame[ya:yb, xa:xb].reshape(-1, 3) // (256 // HIST_BINS) + CHANNEL_OFFSETS
+            hist = np.bincount(levels.ravel(), minlength=3 * HIST_BINS).astype(np.float32)
+            out[k, part * 3 * HIST_BINS : (part + 1) * 3 * HIST_BINS] = hist / len(levels)
     return out
 
 
