@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peopleflow.config import Zone
-from peopleflow.track import LOOK_SIZE, appearance_distance
+from peopleflow.track import LOOK_SIZE, appearance_distance, look_roots, roots_distance
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,44 @@ class _Tracklet:
         self.look = LOOK_MEMORY * self.look + (1 - LOOK_MEMORY) * look
 
 
+class _Candidates:
+    """One group's candidates to join: the groups it may be joined with (``others``, at the
+    ``versions`` they had), most alike first (``unlike``); ``next``: the first not yet tried."""
+
+    def __init__(
+        self,
+        group: int,
+        version: int,
+        unlike: np.ndarray,
+        others: np.ndarray,
+        versions: np.ndarray,
+    ) -> None:
+        self.group, self.version = group, version
+        self.unlike, self.others, self.versions = unlike, others, versions
+        self.next = 0
+
+    def first_current(
+        self, alive: np.ndarray, version: np.ndarray
+    ) -> tuple[float, int, int, int, int] | None:
+        """The first candidate not tried whose group has not changed since (a changed group
+        has candidates of its own, made when it changed), as a heap entry: (unlike, group,
+        other, the group's version, the other's); None when none is left."""
+        rest = self.others[self.next :]
+        current = alive[rest] & (version[rest] == self.versions[self.next :])
+        if not current.any():
+            self.next = len(self.others)
+            return None
+        self.next += int(np.argmax(current))
+        k = self.next
+        return (
+            float(self.unlike[k]),
+            self.group,
+            int(self.others[k]),
+            self.version,
+            int(self.versions[k]),
+        )
+
+
 class _People:
     """Groups of tracklets, each one person; joined greedily, most alike first. A group keeps
     the number of its first tracklet; per-group arrays are indexed by it."""
@@ -199,6 +237,7 @@ class _People:
         }  # observation indices
         self.weight = np.diff(bounds).astype(np.float64)
         self.look = np.stack([looks[m].mean(0) for m in self.members.values()])
+        self.roots = look_roots(self.look)  # compared at every join: kept, not made again
         self.alive = np.ones(n, bool)
         self.version = np.zeros(n, int)
         self._samples = {k: self._place(m) for k, m in self.members.items()}
@@ -212,25 +251,38 @@ class _People:
         return self._samples[k]
 
     def join(self, most_unlike: float, misfit: float) -> None:
-        """Join groups, most alike first, wherever one person could have made both."""
-        heap = [pair for a in range(len(self.alive)) for pair in self._pairs(a, most_unlike, True)]
-        heapq.heapify(heap)
+        """Join groups, most alike first, wherever one person could have made both.
+
+        Each group keeps its own candidates (``_Candidates``: the groups near it in time and
+        alike enough, most alike first), and the heap holds each group's first candidate only:
+        the pairs come off in the order one heap of every pair would give, but a join replaces
+        the joined group's candidates instead of leaving its old pairs in the heap to be
+        popped and thrown away (an hour of a store: 900,000 such pops for 6,000 joins)."""
+        heap: list[tuple[float, int, int, int, int]] = []
+        candidates: dict[int, _Candidates] = {}
+
+        def offer(a: int) -> None:
+            head = candidates[a].first_current(self.alive, self.version)
+            if head is not None:
+                heapq.heappush(heap, head)
+
+        for a in range(len(self.alive)):
+            candidates[a] = self._candidates(a, most_unlike, True)
+            offer(a)
         while heap:
             _, a, b, va, vb = heapq.heappop(heap)
-            if not (self.alive[a] and self.alive[b]):
-                continue
-            if self.version[a] != va or self.version[b] != vb:
-                continue  # either changed since: its pairs were pushed again
-            if not self._fits(a, b, misfit):
-                continue
-            self._merge(a, b)
-            for pair in self._pairs(a, most_unlike):
-                heapq.heappush(heap, pair)
+            if not self.alive[a] or self.version[a] != va:
+                continue  # a's candidates were replaced since, with a head of their own
+            if self.alive[b] and self.version[b] == vb and self._fits(a, b, misfit):
+                self._merge(a, b)
+                del candidates[b]
+                candidates[a] = self._candidates(a, most_unlike)
+            else:
+                candidates[a].next += 1
+            offer(a)
 
-    def _pairs(
-        self, a: int, most_unlike: float, later_only: bool = False
-    ) -> list[tuple[float, int, int, int, int]]:
-        """``a``'s pairs with the groups near it in time and alike enough."""
+    def _candidates(self, a: int, most_unlike: float, later_only: bool = False) -> _Candidates:
+        """``a``'s pairs with the groups near it in time and alike enough, most alike first."""
         near = (
             self.alive
             & (self.start <= self.end[a] + self.o.window)
@@ -239,14 +291,13 @@ class _People:
         near[: a + 1 if later_only else 0] = False
         near[a] = False
         others = np.flatnonzero(near)
-        if not len(others):
-            return []
-        d = appearance_distance(self.look[a][None], self.look[others])[0]
+        d = roots_distance(self.roots[a][None], self.roots[others])[0]
         keep = d <= most_unlike
-        return [
-            (float(dk), a, int(k), int(self.version[a]), int(self.version[k]))
-            for k, dk in zip(others[keep], d[keep], strict=True)
-        ]
+        others, d = others[keep], d[keep]
+        order = np.lexsort((others, d))
+        return _Candidates(
+            a, int(self.version[a]), d[order], others[order], self.version[others[order]]
+        )
 
     def join_pieces(self, doors: tuple[Zone, ...], o: RelinkOptions) -> None:
         """An identity that begins or ends away from every door is part of another one."""
@@ -265,6 +316,9 @@ class _People:
             ended = hi - ts[-1] < o.video_edge or at_door(ps[-1])
             return not (began and ended)
 
+        # pairs found not to fit, at the versions they had: a pass after a join tries every
+        # piece again, and most of its pairs are as they were (an hour of a store: 9 in 10)
+        misfits: set[tuple[int, int, int, int]] = set()
         joined = True
         while joined:  # passes, smallest pieces first, until one joins nothing
             joined = False
@@ -278,33 +332,40 @@ class _People:
                 )
                 near[k] = False
                 others = np.flatnonzero(near)
-                d = appearance_distance(self.look[k][None], self.look[others])[0]
+                d = roots_distance(self.roots[k][None], self.roots[others])[0]
                 for i in np.argsort(d):
                     if d[i] > o.door_look:
                         break
-                    if self._fits(k, int(others[i]), o.door_misfit):
-                        self._merge(int(others[i]), k)
+                    other = int(others[i])
+                    pair = (k, other, int(self.version[k]), int(self.version[other]))
+                    if pair in misfits:
+                        continue
+                    if self._fits(k, other, o.door_misfit):
+                        self._merge(other, k)
                         joined = True
                         break
+                    misfits.add(pair)
 
     def _fits(self, a: int, b: int, misfit: float) -> bool:
         """Could one person have made both? Check every hand-over between the two."""
         (ta, pa), (tb, pb) = self._samples[a], self._samples[b]
-        ts, ps = np.r_[ta, tb], np.r_[pa, pb]
-        src = np.r_[np.zeros(len(ta), bool), np.ones(len(tb), bool)]
-        order = np.argsort(ts, kind="stable")
-        ts, ps, src = ts[order], ps[order], src[order]
-        hand = np.flatnonzero(src[1:] != src[:-1])
+        order = np.argsort(np.concatenate((ta, tb)), kind="stable")
+        from_b = order >= len(ta)
+        hand = np.flatnonzero(from_b[1:] != from_b[:-1])
         if not len(hand):
             return True
-        dt = ts[hand + 1] - ts[hand]
-        moved = np.linalg.norm(ps[hand + 1] - ps[hand], axis=1)
+        ts, ps = np.concatenate((ta, tb)), np.concatenate((pa, pb))
+        before, after = order[hand], order[hand + 1]
+        dt = ts[after] - ts[before]
+        step = ps[after] - ps[before]
+        moved = np.sqrt((step * step).sum(axis=1))
         limit = np.where(dt < 1e-6, self.o.together, self.o.reach + self.o.speed * dt)
-        return int((moved > limit).sum()) <= misfit * len(hand)
+        return int(np.count_nonzero(moved > limit)) <= misfit * len(hand)
 
     def _merge(self, into: int, other: int) -> None:
         w1, w2 = self.weight[into], self.weight[other]
         self.look[into] = (self.look[into] * w1 + self.look[other] * w2) / (w1 + w2)
+        self.roots[into] = look_roots(self.look[into])
         self.weight[into] = w1 + w2
         self.members[into] = np.r_[self.members[into], self.members.pop(other)]
         self._samples[into] = self._place(self.members[into])
@@ -319,12 +380,13 @@ class _People:
         ts = self.t[members]
         order = np.argsort(ts, kind="stable")
         members, ts = members[order], ts[order]
-        times, first = np.unique(ts, return_index=True)
-        places: list[np.ndarray] = []
-        for k, start in enumerate(first):
-            end = first[k + 1] if k + 1 < len(first) else len(ts)
-            pts = self.xy[members[start:end]]
-            if len(pts) > 1 and np.ptp(pts, axis=0).max() > 1.0 and places:
-                pts = pts[[int(np.argmin(np.linalg.norm(pts - places[-1], axis=1)))]]
-            places.append(pts.mean(0))
-        return times, np.array(places).reshape(-1, 2)
+        times, first, counts = np.unique(ts, return_index=True, return_counts=True)
+        pts = self.xy[members]
+        places = np.add.reduceat(pts, first, axis=0) / counts[:, None]
+        spread = np.maximum.reduceat(pts, first, axis=0) - np.minimum.reduceat(pts, first, axis=0)
+        disagree = (counts > 1) & (spread.max(axis=1) > 1.0)
+        disagree[0] = False  # no place before to go by
+        for k in np.flatnonzero(disagree):  # in time order: each goes by the one before
+            seen = pts[first[k] : first[k] + counts[k]]
+            places[k] = seen[int(np.argmin(np.linalg.norm(seen - places[k - 1], axis=1)))]
+        return times, places

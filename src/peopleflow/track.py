@@ -116,8 +116,18 @@ def appearance(frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def appearance_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 - Bhattacharyya coefficient, averaged over the six histograms: 0 same, 1 disjoint.
     (n, m), as one matrix product (a report compares thousands of looks at once)."""
-    sa, sb = np.sqrt(np.maximum(a, 0)), np.sqrt(np.maximum(b, 0))
-    return np.asarray(1.0 - (sa @ sb.T) / HISTOGRAMS)
+    return roots_distance(look_roots(a), look_roots(b))
+
+
+def look_roots(looks: np.ndarray) -> np.ndarray:
+    """The square roots of looks' histograms: what ``roots_distance`` compares (a caller
+    comparing the same looks again and again keeps them, not the looks)."""
+    return np.asarray(np.sqrt(np.maximum(looks, 0)))
+
+
+def roots_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``appearance_distance`` between looks given by their ``look_roots``."""
+    return np.asarray(1.0 - (a @ b.T) / HISTOGRAMS)
 
 
 @dataclass

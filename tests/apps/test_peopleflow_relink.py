@@ -1,5 +1,6 @@
 """The report's identities, decided again over the whole run (peopleflow.relink)."""
 
+import heapq
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from peopleflow.app import floor_tracks
 from peopleflow.config import Zone
 from peopleflow.coverage import Coverage
-from peopleflow.relink import RelinkOptions, relink
+from peopleflow.relink import RelinkOptions, _People, _tracklets, relink
 from peopleflow.simulate import default_plan
 from peopleflow.track import HIST_BINS, HISTOGRAMS, LOOK_SIZE, appearance_distance
 
@@ -155,3 +156,54 @@ def test_floor_tracks_relink_the_pipelines_instants_and_can_leave_them() -> None
 
 def test_no_observations_is_no_one() -> None:
     assert relink(np.zeros(0), np.zeros((0, 2)), np.zeros((0, LOOK_SIZE))) == []
+
+
+def _join_with_one_heap(people: _People, most_unlike: float, misfit: float) -> None:
+    """The joining step as first written, for reference: one heap of every pair, the pairs of a
+    joined group pushed again and the stale ones thrown away as they come off."""
+
+    def pairs(a: int, later_only: bool) -> list[tuple[float, int, int, int, int]]:
+        c = people._candidates(a, most_unlike, later_only)  # the same pairs, as a list
+        return [
+            (float(d), a, int(k), c.version, int(v))
+            for d, k, v in zip(c.unlike, c.others, c.versions, strict=True)
+        ]
+
+    heap = [pair for a in range(len(people.alive)) for pair in pairs(a, True)]
+    heapq.heapify(heap)
+    while heap:
+        _, a, b, va, vb = heapq.heappop(heap)
+        if not (people.alive[a] and people.alive[b]):
+            continue
+        if people.version[a] != va or people.version[b] != vb:
+            continue
+        if people._fits(a, b, misfit):
+            people._merge(a, b)
+            for pair in pairs(a, False):
+                heapq.heappush(heap, pair)
+
+
+def test_joining_gives_what_one_heap_of_every_pair_gives() -> None:
+    # Forty shoppers in four alike colours, each seen in pieces (hidden now and then) and
+    # sometimes twice at once: many pairs alike enough to be tried, most of them not one person.
+    rng = np.random.default_rng(7)
+    walkers = []
+    for _ in range(40):
+        start = float(rng.uniform(0, 60)) // STEP * STEP
+        t, xy = _walk(start, start + float(rng.uniform(10, 40)), *rng.uniform(0, 15, (2, 2)))
+        seen = rng.uniform(size=len(t)) > 0.15
+        seen &= np.convolve(seen, np.ones(3), "same") > 0  # hidden for spells, not single frames
+        walkers.append((t[seen], xy[seen], int(rng.integers(4))))
+    t, xy, looks, _ = _observations(*walkers)
+    twice = rng.uniform(size=len(t)) < 0.1
+    t, xy, looks = np.r_[t, t[twice]], np.r_[xy, xy[twice] + 0.3], np.r_[looks, looks[twice]]
+    o = RelinkOptions()
+    label = _tracklets(t, xy, looks, o)
+    fast, reference = _People(t, xy, looks, label, o), _People(t, xy, looks, label, o)
+    fast.join(o.join_look, o.misfit)
+    _join_with_one_heap(reference, o.join_look, o.misfit)
+    assert len(fast.members) < label.max() + 1  # some joined
+    assert len(fast.members) > len(walkers) // 2  # and not everyone with everyone
+    assert {k: sorted(m) for k, m in fast.members.items()} == {
+        k: sorted(m) for k, m in reference.members.items()
+    }
