@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_chaos.py --seconds 60 --json out/bench_chaos.json
 	$(BIN)/python benchmarks/bench_web.py --json out/bench_web.json
 	$(BIN)/python benchmarks/bench_soak.py --minutes 60 --json out/bench_soak.json
+	$(BIN)/python benchmarks/bench_relink.py --json out/bench_relink.json
 	$(BIN)/python benchmarks/bench_accuracy.py --stores 5 --json out/bench_accuracy.json
 
 clean:

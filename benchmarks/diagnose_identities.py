@@ -1,0 +1,154 @@
+"""How much of a store's error is who is who: the report against the same observations grouped
+by the truth, and where relinking mixes or splits people.
+
+    python benchmarks/diagnose_identities.py [--store DIR]
+
+A tuning tool, like ``replay_peopleflow.py`` (whose cached detections it replays): use it on
+tuning stores, never to choose things on evaluation stores. Each observation (a person at one
+instant, as the pipeline made it) is matched to the true person nearest it then (one
+assignment per instant, within ``--within`` metres). It prints:
+
+1. the four figures with the report's identities, and with the truth's (the matched
+   observations grouped by true person, everything after that as in a run): what perfect
+   identities would give with this detection and placing;
+2. after each of relinking's steps (tracklets, joining, doors): how many groups hold two true
+   people, and how many true people are split over two groups or more (counting a true person
+   in a group where it has ``MAJOR`` or more of its observations);
+3. for each pair of groups one true person is split over: whether the look (over the join's
+   limit) or the check that one person could have made both kept them apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peopleflow.app as app  # noqa: E402
+from peopleflow.analytics import FloorTrack, analyse  # noqa: E402
+from peopleflow.config import load_config  # noqa: E402
+from peopleflow.generate import load_truth  # noqa: E402
+from peopleflow.people import Observations, Person  # noqa: E402
+from peopleflow.relink import RelinkOptions, _People, _tracklets  # noqa: E402
+from peopleflow.track import roots_distance  # noqa: E402
+from replay_peopleflow import DEFAULT_STORE, above, cached_detections, replay_store  # noqa: E402
+
+MAJOR = 6  # observations of one true person that make them part of a group
+
+
+def true_person_of(obs: Observations, truth: list[FloorTrack], within: float) -> np.ndarray:
+    """For each observation, the index of the true person it is (-1: none within reach)."""
+    from scipy.optimize import linear_sum_assignment
+
+    who = np.full(len(obs.t), -1)
+    for now in np.unique(obs.t):
+        cur = np.flatnonzero(obs.t == now)
+        there = [k for k, tr in enumerate(truth) if len(tr.t) and tr.t[0] <= now <= tr.t[-1]]
+        if not there:
+            continue
+        places = np.array(
+            [[np.interp(now, truth[k].t, truth[k].xy[:, i]) for i in (0, 1)] for k in there]
+        )
+        apart = np.linalg.norm(obs.xy[cur][:, None] - places[None], axis=2)
+        rows, cols = linear_sum_assignment(np.where(apart <= within, apart, 1e6))
+        for r, c in zip(rows, cols, strict=True):
+            if apart[r, c] <= within:
+                who[cur[r]] = there[c]
+    return who
+
+
+def by_truth(obs: Observations, who: np.ndarray) -> list[Person]:
+    """The matched observations grouped by true person, as ``people_of`` groups them."""
+    out = []
+    for k in np.unique(who[who >= 0]):
+        members = np.flatnonzero(who == k)
+        members = members[np.argsort(obs.t[members], kind="stable")]
+        times, first = np.unique(obs.t[members], return_index=True)
+        out.append(Person(members, times, obs.xy[members[first]]))
+    return sorted(out, key=lambda p: float(p.t[0]))
+
+
+def mixing(groups: list[np.ndarray], who: np.ndarray) -> tuple[int, int, int]:
+    """(groups holding two true people or more, true people split over two groups or more,
+    true people counted)."""
+    holding: Counter[int] = Counter()
+    mixed = 0
+    for members in groups:
+        ids, counts = np.unique(who[members][who[members] >= 0], return_counts=True)
+        major = ids[counts >= MAJOR]
+        mixed += len(major) > 1
+        holding.update(int(k) for k in major)
+    return mixed, sum(n > 1 for n in holding.values()), len(holding)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="a generated store")
+    ap.add_argument("--within", type=float, default=1.0, help="metres: farthest match")
+    args = ap.parse_args(argv)
+    config = args.store / "store.toml"
+    if not config.is_file():
+        sys.exit(f"{config} not found: run `peopleflow generate` (or make demo) first")
+    cfg = load_config(config)
+    truth, _ = load_truth(args.store / "truth.npz")
+    d = above(cached_detections(cfg, args.store, None), cfg.detector.score)
+    instants, coverage, _ = replay_store(cfg, d)
+    obs = Observations.of(instants)
+    if obs.looks is None:
+        sys.exit("the replay gave no looks: nothing to relink")
+    who = true_person_of(obs, truth, args.within)
+    print(f"{np.mean(who >= 0):.0%} of {len(obs)} observations matched to {len(truth)} people")
+    true = analyse(truth, cfg.plan, min_visit=cfg.min_visit)
+    print(f"{'true dwell':>20}: " + ", ".join(f"{z} {s:.0f} s" for z, s in true.zone_dwell.items()))
+
+    def truths_people(o: Observations, relinked: bool, doors: object) -> list[Person]:
+        return by_truth(o, who)
+
+    for name, grouping in (("report's identities", app.people_of), ("truth's", truths_people)):
+        app.people_of = grouping  # store_report groups the observations through it
+        people, report = app.store_report(instants, cfg, coverage)
+        figures = app.score(report, truth, cfg)
+        print(f"{name:>20}: " + " / ".join(f"{v:.3f}" for v in figures.values()))
+        print(f"{'':>22}{people.verdict.describe()}")
+        print(
+            f"{'':>22}dwell: " + ", ".join(f"{z} {s:.0f} s" for z, s in report.zone_dwell.items())
+        )
+
+    o = RelinkOptions()
+    label = _tracklets(obs.t, obs.xy, obs.looks, o)
+    groups = _People(obs.t, obs.xy, obs.looks, label, o)
+    steps = [("tracklets", [np.flatnonzero(label == k) for k in range(label.max() + 1)])]
+    groups.join(o.join_look, o.misfit)
+    steps.append(("joined", list(groups.members.values())))
+    split_pairs: Counter[str] = Counter()
+    for k in np.unique(who[who >= 0]):
+        mine = [g for g, m in groups.members.items() if np.sum(who[m] == k) >= MAJOR]
+        for i, a in enumerate(mine):
+            for b in mine[i + 1 :]:
+                unlike = float(roots_distance(groups.roots[a][None], groups.roots[b][None])[0, 0])
+                fits = groups._fits(a, b, o.misfit)
+                why = [w for w, no in (("look", unlike > o.join_look), ("fit", not fits)) if no]
+                split_pairs[" and ".join(why) or "neither"] += 1
+    if cfg.plan.doors:
+        groups.join_pieces(cfg.plan.doors, o)
+        steps.append(("doors", list(groups.members.values())))
+    for name, members in steps:
+        mixed, split, counted = mixing(members, who)
+        print(
+            f"after {name:>9}: {len(members)} groups; {mixed} hold two true people or more; "
+            f"{split} of {counted} true people are split over two or more"
+        )
+    print(
+        "split pairs after joining, kept apart by: "
+        + (", ".join(f"{k} {n}" for k, n in split_pairs.items()) or "none")
+    )
+
+
+if __name__ == "__main__":
+    main()
