@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from peopleflow.people import Observations
 from peopleflow.track import HIST_BINS, HISTOGRAMS, LOOK_SIZE, appearance_distance
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.apps.benchmark_scripts import benchmark
 
 
 def test_an_hour_is_copies_of_other_people_one_after_another() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_relink
-    finally:
-        sys.path.remove(str(BENCH))
+    bench_relink = benchmark("bench_relink")
     rng = np.random.default_rng(3)
     looks = np.zeros((12, HISTOGRAMS, HIST_BINS), np.float32)
     looks[:, :, :4] = rng.uniform(size=(12, HISTOGRAMS, 4))  # dark clothes: the low levels

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from peopleflow.analytics import FloorTrack
 from peopleflow.people import Observations
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.apps.benchmark_scripts import benchmark
 
 
 def test_observations_are_matched_to_true_people_and_mixing_is_counted() -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import diagnose_identities as di
-    finally:
-        sys.path.remove(str(BENCH))
+    di = benchmark("diagnose_identities")
     t = np.arange(14) * 0.5
     truth = [  # two people walking side by side, 2 m apart
         FloorTrack(0, t, np.c_[t, np.zeros(14)]),
