@@ -17,6 +17,7 @@ from peopleflow.app import run_store  # noqa: E402
 from peopleflow.cli import main  # noqa: E402
 from peopleflow.config import load_config  # noqa: E402
 from peopleflow.generate import StoreParams, generate, load_truth  # noqa: E402
+from tests.stores import cheaper_detector  # noqa: E402
 
 SECONDS = 24.0
 
@@ -25,9 +26,11 @@ SECONDS = 24.0
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two cameras, six shoppers, 24 s at 2 fps."""
     out = tmp_path_factory.mktemp("store")
-    return generate(
+    config = generate(
         out, StoreParams(cameras=2, shoppers=6, minutes=SECONDS / 60, seed=4), progress=None
     )
+    config.write_text(cheaper_detector(config.read_text()))
+    return config
 
 
 def test_generating_twice_reuses_the_store(store: Path) -> None:

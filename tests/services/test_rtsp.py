@@ -19,8 +19,8 @@ pytest.importorskip("sqlalchemy")
 
 from peopleflow.database import ResultsDB  # noqa: E402
 from peopleflow.generate import StoreParams, generate  # noqa: E402
-from tests.services import cheaper_detector  # noqa: E402
 from tests.services.rtsp import RtspCamera  # noqa: E402
+from tests.stores import cheaper_detector  # noqa: E402
 
 CUT = 10.0  # seconds the first camera is away
 

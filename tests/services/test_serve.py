@@ -21,7 +21,7 @@ pytest.importorskip("sqlalchemy")
 
 from peopleflow.database import ResultsDB  # noqa: E402
 from peopleflow.generate import StoreParams, generate  # noqa: E402
-from tests.services import cheaper_detector  # noqa: E402
+from tests.stores import cheaper_detector  # noqa: E402
 
 START = "2026-12-01T09:00"
 
