@@ -15,7 +15,11 @@ assignment per instant, within ``--within`` metres). It prints:
    people, and how many true people are split over two groups or more (counting a true person
    in a group where it has ``MAJOR`` or more of its observations);
 3. for each pair of groups one true person is split over: whether the look (over the join's
-   limit) or the check that one person could have made both kept them apart.
+   limit) or the check that one person could have made both kept them apart;
+4. where tracklets break: of the steps of a true person from one instant seen to the next, how
+   many land in another tracklet, and why (``breaks``);
+5. the four figures with the tracklets cut wherever the true person changes, everything after
+   that as in a run: what purer tracklets alone would give.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peopleflow.app as app  # noqa: E402
+import peopleflow.relink as relink  # noqa: E402
 from peopleflow.analytics import FloorTrack, analyse  # noqa: E402
-from peopleflow.config import load_config  # noqa: E402
+from peopleflow.config import Zone, load_config  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
 from peopleflow.people import Observations, Person  # noqa: E402
 from peopleflow.relink import RelinkOptions, _People, _tracklets  # noqa: E402
-from peopleflow.track import roots_distance  # noqa: E402
+from peopleflow.track import appearance_distance, roots_distance  # noqa: E402
 from replay_peopleflow import DEFAULT_STORE, above, cached_detections, replay_store  # noqa: E402
 
 MAJOR = 6  # observations of one true person that make them part of a group
+LOOK_STEPS = 10  # a tracklet's look when judging a break: the mean of this many last ones
 
 
 def true_person_of(obs: Observations, truth: list[FloorTrack], within: float) -> np.ndarray:
@@ -87,6 +93,42 @@ def mixing(groups: list[np.ndarray], who: np.ndarray) -> tuple[int, int, int]:
     return mixed, sum(n > 1 for n in holding.values()), len(holding)
 
 
+def breaks(obs: Observations, label: np.ndarray, who: np.ndarray, o: RelinkOptions) -> Counter[str]:
+    """Each true person's steps from one instant seen to the next (their first observation at
+    each), counted as ``kept`` (same tracklet) or by why the tracklet broke, judged against
+    the tracklet's look then (the mean of its last ``LOOK_STEPS`` observations): ``unseen``
+    (hidden longer than ``coast``), ``look`` (over the veto), ``far`` (beyond ``link``), or
+    ``other`` (the assignment gave the observation to another tracklet or a double)."""
+    assert obs.looks is not None
+    out: Counter[str] = Counter()
+    for k in np.unique(who[who >= 0]):
+        mine = np.flatnonzero(who == k)
+        mine = mine[np.argsort(obs.t[mine], kind="stable")]
+        mine = mine[np.unique(obs.t[mine], return_index=True)[1]]
+        for a, b in zip(mine[:-1], mine[1:], strict=True):
+            if label[a] == label[b]:
+                out["kept"] += 1
+                continue
+            before = np.flatnonzero((label == label[a]) & (obs.t <= obs.t[a]))[-LOOK_STEPS:]
+            unlike = appearance_distance(obs.looks[before].mean(0)[None], obs.looks[b][None])
+            if obs.t[b] - obs.t[a] > o.coast:
+                out["unseen"] += 1
+            elif float(unlike[0, 0]) > o.link_look:
+                out["look"] += 1
+            elif float(np.linalg.norm(obs.xy[b] - obs.xy[a])) > o.link:
+                out["far"] += 1
+            else:
+                out["other"] += 1
+    return out
+
+
+def cut_where_the_truth_changes(label: np.ndarray, who: np.ndarray) -> np.ndarray:
+    """Tracklet numbers with each tracklet split by true person (a tracklet's unmatched
+    observations make a piece of their own)."""
+    key = np.c_[label, np.where(who >= 0, who, -1)]
+    return np.unique(key, axis=0, return_inverse=True)[1].ravel()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, default=DEFAULT_STORE, help="a generated store")
@@ -110,7 +152,25 @@ def main(argv: list[str] | None = None) -> None:
     def truths_people(o: Observations, relinked: bool, doors: object) -> list[Person]:
         return by_truth(o, who)
 
-    for name, grouping in (("report's identities", app.people_of), ("truth's", truths_people)):
+    o = RelinkOptions()
+    label = _tracklets(obs.t, obs.xy, obs.looks, o)
+    pure = cut_where_the_truth_changes(label, who)
+    real_tracklets = relink._tracklets
+
+    def pure_people(o_: Observations, relinked: bool, doors: tuple[Zone, ...]) -> list[Person]:
+        assert len(o_.t) == len(pure)  # the same observations, in the same order
+        relink._tracklets = lambda *_: pure
+        try:
+            return relink.relink_people(o_.t, o_.xy, o_.looks, doors)
+        finally:
+            relink._tracklets = real_tracklets
+
+    reports_people = app.people_of
+    for name, grouping in (
+        ("report's identities", reports_people),
+        ("truth's", truths_people),
+        ("pure tracklets'", pure_people),
+    ):
         app.people_of = grouping  # store_report groups the observations through it
         people, report = app.store_report(instants, cfg, coverage)
         figures = app.score(report, truth, cfg)
@@ -120,8 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{'':>22}dwell: " + ", ".join(f"{z} {s:.0f} s" for z, s in report.zone_dwell.items())
         )
 
-    o = RelinkOptions()
-    label = _tracklets(obs.t, obs.xy, obs.looks, o)
+    app.people_of = reports_people
     groups = _People(obs.t, obs.xy, obs.looks, label, o)
     steps = [("tracklets", [np.flatnonzero(label == k) for k in range(label.max() + 1)])]
     groups.join(o.join_look, o.misfit)
@@ -147,6 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "split pairs after joining, kept apart by: "
         + (", ".join(f"{k} {n}" for k, n in split_pairs.items()) or "none")
+    )
+    steps_ = breaks(obs, label, who, o)
+    broken = sum(steps_.values()) - steps_["kept"]
+    print(
+        f"tracklet breaks: {broken} of {sum(steps_.values())} steps of a true person; by "
+        + ", ".join(f"{k} {n}" for k, n in steps_.most_common() if k != "kept")
     )
 
 

@@ -32,3 +32,29 @@ def test_observations_are_matched_to_true_people_and_mixing_is_counted() -> None
     assert di.mixing([first[:7], np.r_[first[7:], second]], who) == (1, 1, 2)
     # a person's few observations (under MAJOR) in another's group count for neither
     assert di.mixing([np.r_[first, second[:3]], second[3:]], who) == (0, 0, 2)
+
+
+def test_tracklet_breaks_are_counted_by_cause_and_tracklets_cut_by_true_person() -> None:
+    di = benchmark("diagnose_identities")
+    from peopleflow.relink import RelinkOptions
+    from peopleflow.track import HIST_BINS, HISTOGRAMS
+
+    def look(first_bin: int) -> np.ndarray:  # every histogram on four bins from first_bin
+        h = np.zeros((HISTOGRAMS, HIST_BINS), np.float32)
+        h[:, first_bin : first_bin + 4] = 0.25
+        return h.ravel()
+
+    t = np.arange(14) * 0.5
+    hidden = np.r_[np.arange(6), 12, 13]  # the second person is unseen for 3.5 s
+    times = np.r_[t, t[hidden]]
+    xy = np.r_[np.c_[t, np.zeros(14)], np.c_[t[hidden], np.full(8, 2.0)]]
+    # the first person's clothes look different from the eighth instant on
+    looks = np.stack([look(0)] * 7 + [look(20)] * 7 + [look(8)] * 8)
+    obs = Observations(times, np.zeros(22, np.int64), xy, looks)
+    who = np.r_[np.zeros(14, np.int64), np.ones(8, np.int64)]
+    label = np.r_[[0] * 7, [1] * 7, [2] * 6, [3] * 2]
+    counted = di.breaks(obs, label, who, RelinkOptions())
+    assert counted == {"kept": 18, "look": 1, "unseen": 1}
+    # one tracklet holding both people, and an unmatched observation: three pieces
+    pieces = di.cut_where_the_truth_changes(np.zeros(4, int), np.array([0, 0, 1, -1]))
+    assert list(pieces) == [1, 1, 2, 0]
