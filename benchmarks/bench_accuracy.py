@@ -13,7 +13,8 @@ cameras at 640x360, 1280x720 or 1920x1080 mounted 2.5-6 m up with drawn tilts an
 view (about a camera per 40 m2, 4 to 12), 20-120 shoppers, a third to 60% of them in alike dark
 clothes, and 1-4 more who stand 1-3 minutes. ``--quick`` (two small stores, for the test suite):
 a drawn layout at 1280x720 and the default store, detected with the cheaper input rule
-(``[detector] person_pixels = 50``, ``QUICK_PERSON_PIXELS``: 178 -> 97 s on a 2-core VM).
+(``[detector] person_pixels = 50``, ``QUICK_PERSON_PIXELS``; on a 2-core VM the two runs took
+155 -> 97 s, the whole of ``--quick`` with generating the stores 178 -> 121 s).
 
 **Evaluation, not tuning.** Evaluation stores' seeds start at ``EVAL_SEED`` (1000), tuning
 stores' at ``TUNE_SEED`` (500, ``--tune``), and their parameters are drawn by a random
@@ -121,7 +122,8 @@ def evaluate(
     replayed: bool = False,
     person_pixels: float | None = None,
 ) -> dict[str, object]:
-    """One store's figures; ``person_pixels``: the detector's input rule, if not the default."""
+    """One store's figures; ``person_pixels``: the detector's input rule, if not the default
+    (written into the generated store's file, which has no ``[detector]`` table of its own)."""
     folder = data / (
         f"store-{params.seed}-l{params.layout}-{params.resolution}-c{params.cameras}"
         f"-s{params.shoppers}-m{params.minutes:g}"

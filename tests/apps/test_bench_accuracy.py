@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-# Generates two stores and runs each through the pipeline: ~95 s on a 2-core VM, near the
+# Generates two stores and runs each through the pipeline: ~100 s on a 2-core VM, near the
 # suite's 120 s per test on a slow day of a shared one (it took 120 s on 2026-12-07 before the
 # quick mode's cheaper detector input), so it has a budget of its own.
 @pytest.mark.timeout(300)
