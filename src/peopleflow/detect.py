@@ -74,10 +74,14 @@ def model_cache() -> Path:
 
 def retargeted(path: Path, height: int, width: int) -> bytes:
     """``retarget(path's model, height, width)``, from the cache when it was made before for
-    this file (same size and modification time). A cache that cannot be written is skipped."""
+    this file (same size and modification time). A cache that cannot be written is skipped.
+    Writing one removes the same input's models made for this file's earlier modification
+    times: every new environment installs the file anew (a new time), and each left ~45 MB per
+    input size behind (2 GB after a day of fresh CI clones)."""
     stat = path.stat()
     key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{height}x{width}-v{RETARGET_VERSION}"
     cached = model_cache() / f"{key}.onnx"
+    older = f"{path.stem}-{stat.st_size}-*-{height}x{width}-v{RETARGET_VERSION}.onnx"
     try:
         return cached.read_bytes()
     except OSError:
@@ -88,6 +92,9 @@ def retargeted(path: Path, height: int, width: int) -> bytes:
         partial = cached.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(model)
         partial.replace(cached)  # whole or not at all: pipelines may write it at once
+        for stale in cached.parent.glob(older):
+            if stale != cached:
+                stale.unlink(missing_ok=True)
     except OSError as exc:
         log.debug("model cache %s not written: %s", cached, exc)
     return model
