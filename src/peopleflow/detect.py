@@ -75,9 +75,10 @@ def model_cache() -> Path:
 def retargeted(path: Path, height: int, width: int) -> bytes:
     """``retarget(path's model, height, width)``, from the cache when it was made before for
     this file (same size and modification time). A cache that cannot be written is skipped.
-    Writing one removes the same input's models made for this file's earlier modification
-    times: every new environment installs the file anew (a new time), and each left ~45 MB per
-    input size behind (2 GB after a day of fresh CI clones)."""
+    Writing one removes the same input's models made for the file's other modification times:
+    every new environment installs the file anew (a new time), and each left ~45 MB per input
+    size behind (2 GB after a day of fresh CI clones). Two environments used side by side
+    evict each other's, and each rewrites its model again (seconds) when it starts."""
     stat = path.stat()
     key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{height}x{width}-v{RETARGET_VERSION}"
     cached = model_cache() / f"{key}.onnx"
