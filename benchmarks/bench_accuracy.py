@@ -129,12 +129,10 @@ def evaluate(
         f"-s{params.shoppers}-m{params.minutes:g}"
     )
     config = generate(folder, params, progress=None)
-    if person_pixels is not None and "[detector]" not in config.read_text():
-        config.write_text(
-            config.read_text().replace(
-                "[[zones]]", f"[detector]\nperson_pixels = {person_pixels:g}\n\n[[zones]]", 1
-            )
-        )
+    text = config.read_text()
+    if person_pixels is not None and "[detector]" not in text:
+        table = f"[detector]\nperson_pixels = {person_pixels:g}\n\n[[zones]]"
+        config.write_text(text.replace("[[zones]]", table, 1))
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
     started = time.perf_counter()

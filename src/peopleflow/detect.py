@@ -82,7 +82,6 @@ def retargeted(path: Path, height: int, width: int) -> bytes:
     stat = path.stat()
     key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{height}x{width}-v{RETARGET_VERSION}"
     cached = model_cache() / f"{key}.onnx"
-    older = f"{path.stem}-{stat.st_size}-*-{height}x{width}-v{RETARGET_VERSION}.onnx"
     try:
         return cached.read_bytes()
     except OSError:
@@ -93,6 +92,7 @@ def retargeted(path: Path, height: int, width: int) -> bytes:
         partial = cached.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(model)
         partial.replace(cached)  # whole or not at all: pipelines may write it at once
+        older = f"{path.stem}-{stat.st_size}-*-{height}x{width}-v{RETARGET_VERSION}.onnx"
         for stale in cached.parent.glob(older):
             if stale != cached:
                 stale.unlink(missing_ok=True)

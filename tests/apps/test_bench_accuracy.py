@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.apps.benchmark_scripts import benchmark
 
 
 # Generates two stores and runs each through the pipeline: ~100 s on a 2-core VM, near the
@@ -16,11 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 # quick mode's cheaper detector input), so it has a budget of its own.
 @pytest.mark.timeout(300)
 def test_quick_mode_scores_two_unseen_stores(tmp_path: Path) -> None:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_accuracy
-    finally:
-        sys.path.remove(str(BENCH))
+    bench_accuracy = benchmark("bench_accuracy")
     out = tmp_path / "acc.json"
     summary = bench_accuracy.main(
         ["--quick", "--data", str(tmp_path / "stores"), "--json", str(out)]

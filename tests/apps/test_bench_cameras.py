@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.apps.benchmark_scripts import benchmark
 
 
 def test_the_largest_camera_count_each_variant_keeps_up_with(tmp_path: Path) -> None:
@@ -19,11 +18,7 @@ def test_the_largest_camera_count_each_variant_keeps_up_with(tmp_path: Path) -> 
         if os.environ.get("CI") == "true":
             pytest.fail("ffmpeg is missing (the Makefile installs it)")
         pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_cameras
-    finally:
-        sys.path.remove(str(BENCH))
+    bench_cameras = benchmark("bench_cameras")
     out = tmp_path / "cameras.json"
     args = ["--seconds", "4", "--resolution", "360p", "--most", "2", "--data", str(tmp_path)]
     summary = bench_cameras.main([*args, "--json", str(out)])

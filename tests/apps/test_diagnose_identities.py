@@ -6,6 +6,8 @@ import numpy as np
 
 from peopleflow.analytics import FloorTrack
 from peopleflow.people import Observations
+from peopleflow.relink import RelinkOptions
+from peopleflow.track import HIST_BINS, HISTOGRAMS
 from tests.apps.benchmark_scripts import benchmark
 
 
@@ -36,8 +38,6 @@ def test_observations_are_matched_to_true_people_and_mixing_is_counted() -> None
 
 def test_tracklet_breaks_are_counted_by_cause_and_tracklets_cut_by_true_person() -> None:
     di = benchmark("diagnose_identities")
-    from peopleflow.relink import RelinkOptions
-    from peopleflow.track import HIST_BINS, HISTOGRAMS
 
     def look(first_bin: int) -> np.ndarray:  # every histogram on four bins from first_bin
         h = np.zeros((HISTOGRAMS, HIST_BINS), np.float32)
