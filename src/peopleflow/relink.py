@@ -377,7 +377,7 @@ class _People:
 
     def _unlike(self, a: int, b: int) -> float:
         """How unlike two groups look (their looks averaged over all their observations)."""
-        return float(roots_distance(self.roots[a][None], self.roots[b][None])[0, 0])
+        return float(roots_distance(self.roots[a], self.roots[b]))  # two vectors: one number
 
     def _merge(self, into: int, other: int) -> None:
         w1, w2 = self.weight[into], self.weight[other]
