@@ -116,6 +116,10 @@ def test_two_shoppers_standing_side_by_side_who_look_different_stay_two() -> Non
     # Where one person's two places at one instant may be 2 m apart whatever the look (the rule
     # before), the two are one.
     assert len(relink(t, xy, looks, options=RelinkOptions(together_look=1.0))) == 1
+    # One person whom two cameras placed 1.2 m apart (the places not merged) looks alike in
+    # both: still one.
+    (person,) = relink(t, xy, np.tile(a, (len(t), 1)))
+    assert np.array_equal(person[0], ts)  # one place per instant
 
 
 def test_a_person_hidden_for_a_while_is_one_person_but_a_stranger_is_not() -> None:
