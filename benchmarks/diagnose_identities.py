@@ -19,7 +19,11 @@ assignment per instant, within ``--within`` metres). It prints:
 4. where tracklets break: of the steps of a true person from one instant seen to the next, how
    many land in another tracklet, and why (``breaks``);
 5. the four figures with the tracklets cut wherever the true person changes, everything after
-   that as in a run: what purer tracklets alone would give.
+   that as in a run: what purer tracklets alone would give;
+6. per zone, how many true people stand in it at an instant, how many observations the
+   pipeline made there, and the share of the true people's instants there matched by one:
+   where it is low, people are not seen at all (a dense crowd hides them from every camera),
+   and no grouping can bring their dwell back.
 """
 
 from __future__ import annotations
@@ -67,6 +71,27 @@ def true_person_of(obs: Observations, truth: list[FloorTrack], within: float) ->
             if apart[r, c] <= within:
                 who[cur[r]] = there[c]
     return who
+
+
+def seen_per_zone(
+    obs: Observations, who: np.ndarray, truth: list[FloorTrack], zones: tuple[Zone, ...]
+) -> dict[str, tuple[float, float, float]]:
+    """Per zone, over the instants observed: (true people in it per instant, observations in it
+    per instant, the share of true people's instants in it that an observation matched)."""
+    times = np.unique(obs.t)
+    out = {}
+    for zone in zones:
+        present = matched = 0
+        for k, tr in enumerate(truth):
+            at = times[(times >= tr.t[0]) & (times <= tr.t[-1])] if len(tr.t) else times[:0]
+            place = np.c_[np.interp(at, tr.t, tr.xy[:, 0]), np.interp(at, tr.t, tr.xy[:, 1])]
+            inside = at[zone.contains(place)] if len(at) else at
+            present += len(inside)
+            matched += int(np.isin(inside, obs.t[who == k]).sum())
+        observed = int(zone.contains(obs.xy).sum()) if len(obs.t) else 0
+        n = max(len(times), 1)
+        out[zone.name] = (present / n, observed / n, matched / present if present else 1.0)
+    return out
 
 
 def by_truth(obs: Observations, who: np.ndarray) -> list[Person]:
@@ -213,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
         f"tracklet breaks: {broken} of {sum(steps_.values())} steps of a true person; by "
         + ", ".join(f"{k} {n}" for k, n in steps_.most_common() if k != "kept")
     )
+    print("seen at all, per zone (true people at an instant, observations there, share matched):")
+    for zone, (present, observed, share) in seen_per_zone(obs, who, truth, cfg.plan.zones).items():
+        print(f"{zone:>20}: {present:.1f} people, {observed:.1f} observations, {share:.0%} matched")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from peopleflow.analytics import FloorTrack
+from peopleflow.config import Zone
 from peopleflow.people import Observations
 from peopleflow.relink import RelinkOptions
 from peopleflow.track import HIST_BINS, HISTOGRAMS
@@ -58,3 +59,21 @@ def test_tracklet_breaks_are_counted_by_cause_and_tracklets_cut_by_true_person()
     # one tracklet holding both people, and an unmatched observation: three pieces
     pieces = di.cut_where_the_truth_changes(np.zeros(4, int), np.array([0, 0, 1, -1]))
     assert list(pieces) == [1, 1, 2, 0]
+
+
+def test_people_in_a_zone_that_no_observation_matches_are_counted_as_unseen() -> None:
+    di = benchmark("diagnose_identities")
+    t = np.arange(10) * 0.5
+    table = Zone("promotion", np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]]))
+    truth = [  # three people standing at the table all along, one walking elsewhere
+        FloorTrack(0, t, np.tile([0.5, 0.5], (10, 1))),
+        FloorTrack(1, t, np.tile([1.5, 0.5], (10, 1))),
+        FloorTrack(2, t, np.tile([1.0, 1.5], (10, 1))),
+        FloorTrack(3, t, np.c_[5 + t, np.full(10, 5.0)]),
+    ]
+    # the crowd hides two of them: one observation at the table per instant, plus the walker
+    obs = Observations(np.r_[t, t], np.zeros(20, np.int64), np.r_[truth[0].xy, truth[3].xy], None)
+    who = di.true_person_of(obs, truth, within=0.3)
+    present, observed, share = di.seen_per_zone(obs, who, truth, (table,))["promotion"]
+    assert (present, observed) == (3.0, 1.0)
+    assert abs(share - 1 / 3) < 1e-9
