@@ -79,17 +79,22 @@ def seen_per_zone(
     """Per zone, over the instants observed: (true people in it per instant, observations in it
     per instant, the share of true people's instants in it that an observation matched)."""
     times = np.unique(obs.t)
+    # each true person's places at the instants observed in their span, and the instants an
+    # observation matched them: once per person, not once per zone
+    spans = []
+    for k, tr in enumerate(truth):
+        at = times[(times >= tr.t[0]) & (times <= tr.t[-1])] if len(tr.t) else times[:0]
+        place = np.c_[np.interp(at, tr.t, tr.xy[:, 0]), np.interp(at, tr.t, tr.xy[:, 1])]
+        spans.append((at, place, np.isin(at, obs.t[who == k])))
+    n = max(len(times), 1)
     out = {}
     for zone in zones:
         present = matched = 0
-        for k, tr in enumerate(truth):
-            at = times[(times >= tr.t[0]) & (times <= tr.t[-1])] if len(tr.t) else times[:0]
-            place = np.c_[np.interp(at, tr.t, tr.xy[:, 0]), np.interp(at, tr.t, tr.xy[:, 1])]
-            inside = at[zone.contains(place)] if len(at) else at
-            present += len(inside)
-            matched += int(np.isin(inside, obs.t[who == k]).sum())
+        for at, place, seen in spans:
+            inside = zone.contains(place) if len(at) else np.zeros(0, bool)
+            present += int(inside.sum())
+            matched += int(seen[inside].sum())
         observed = int(zone.contains(obs.xy).sum()) if len(obs.t) else 0
-        n = max(len(times), 1)
         out[zone.name] = (present / n, observed / n, matched / present if present else 1.0)
     return out
 
