@@ -4,6 +4,7 @@ Selenium), over a results database the recorder filled from simulated shoppers."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import urllib.error
 import urllib.request
@@ -69,8 +70,10 @@ def page(db: ResultsDB) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    """A headless Chromium for one test (the leak guard wants no process left after it)."""
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium for one test (the leak guard wants no process left after it).
+    Its temporary files (the profile, the singleton socket's folder, which Chromium leaves in
+    $TMPDIR when it quits) go under the test's own folder, not into /tmp for good."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -91,8 +94,10 @@ def browser() -> Iterator[Any]:
         "--window-size=1400,1800",
     ):
         options.add_argument(flag)  # fmt: skip
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(options=options, service=Service(str(driver)))
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    chrome = webdriver.Chrome(options=options, service=Service(str(driver), env=env))
     try:
         yield chrome
     finally:

@@ -42,6 +42,7 @@ from typing import Any
 from conveyor._errors import ConfigurationError, PipelineCrashed
 from conveyor.backends.local import WorkerConfig, worker_main
 from conveyor.plan import Plan
+from conveyor.transport.procs import pid_alive
 
 START_TIMEOUT = 120.0  # seconds for an actor to start and report in (Ray may start a worker)
 # Environment variables not handed to actors: Ray's own and per-process ones.
@@ -91,6 +92,22 @@ def node_resources(ray: Any, node_id: str) -> dict[str, float]:
     raise PipelineCrashed(f"Ray node {node_id} is not in the cluster (any more)")
 
 
+REPORTS_PREFIX = "conveyor-ray-"  # then the owning process's pid, a dash, random letters
+
+
+def reports_folder(base: str | None = None) -> str:
+    """A new private folder (mode 0700) for this process's report socket, named by its pid.
+    An actor that is killed (its node lost, or the driver gone) never removes its own, so each
+    new one first removes those whose process has ended; a folder of a live process is kept."""
+    base = base or tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            pid = name.removeprefix(REPORTS_PREFIX).split("-", 1)[0]
+            if name.startswith(REPORTS_PREFIX) and pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{REPORTS_PREFIX}{os.getpid()}-", dir=base)
+
+
 class RayLauncher:
     """Starts pipelines as Ray actors on this node; they report on a Unix socket."""
 
@@ -105,7 +122,7 @@ class RayLauncher:
         have = node_resources(ray, node_id)
         self.cpus = float(have.get("CPU", 1.0))
         self.gpus = float(have.get("GPU", 0.0))
-        self.folder = tempfile.mkdtemp(prefix="conveyor-ray-")  # private (mode 0700)
+        self.folder = reports_folder()
         self.address = os.path.join(self.folder, "reports")
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(self.address)
