@@ -266,10 +266,50 @@ def test_a_person_hidden_for_long_where_they_stood_is_filled_in_one_who_moved_is
     again = [at(s, 4.6) for s in np.arange(50, 120, 0.5)]  # 40 s later, 0.6 m off
     assert longest_gap(again) == pytest.approx(0.5)  # stood there: every instant filled
     assert longest_gap(again, standing=20.0) == pytest.approx(40.5)  # the rule's limit
-    moved = [at(s, 7.0) for s in np.arange(50, 120, 0.5)]  # 40 s later, 3 m away
-    assert longest_gap(moved) == pytest.approx(40.5)
     much_later = [at(s, 4.2) for s in np.arange(90, 200, 0.5)]  # hidden 80 s
     assert longest_gap(much_later) == pytest.approx(80.5)
+
+
+def test_one_who_stood_still_then_turned_up_elsewhere_stood_until_they_had_to_walk() -> None:
+    from types import SimpleNamespace
+
+    from peopleflow.app import floor_tracks
+    from peopleflow.coverage import Coverage
+    from peopleflow.people import WALKING_PACE
+
+    def at(ts: float, x: float) -> SimpleNamespace:
+        return SimpleNamespace(ts=ts, ids=np.array([3]), xy=np.array([[x, 5.0]]))
+
+    everywhere = Coverage.everywhere(default_plan())
+
+    def track_of(instants: list[SimpleNamespace]) -> FloorTrack:
+        (track,) = floor_tracks(instants, everywhere).tracks
+        return track
+
+    stood = [at(s, 4.0) for s in np.arange(0, 10, 0.5)]  # standing at a table, then hidden
+    off = [at(s, 7.0 + 0.5 * (s - 50)) for s in np.arange(50, 60, 0.5)]  # 3 m on, walking
+    track = track_of(stood + off)  # hidden 9.5 .. 50 s
+    assert np.allclose(np.diff(track.t), 0.5)  # every instant filled
+    walk = 3.0 / WALKING_PACE  # seconds the 3 m take
+    hidden = (track.t > 9.5) & (track.t < 50)
+    standing = hidden & (track.t <= 50 - walk)
+    assert standing.sum() >= 70 and np.allclose(track.xy[standing, 0], 4.0)  # stood there
+    walking = hidden & ~standing
+    assert np.all(np.diff(track.xy[walking, 0]) > 0)  # then walked, at the pace
+    assert np.allclose(np.diff(track.xy[walking, 0]), 0.5 * WALKING_PACE)
+
+    # found standing still after the gap, walking before it: walked there first, then stood
+    came = [at(s, 1.0 + 0.5 * s) for s in np.arange(0, 10, 0.5)]  # walking, up to 5.75 m
+    waits = [at(s, 9.0) for s in np.arange(40, 60, 0.5)]  # then standing 3.25 m on
+    track = track_of(came + waits)
+    assert np.allclose(np.diff(track.t), 0.5)
+    arrived = (track.t > 9.5) & (track.t < 40) & np.isclose(track.xy[:, 0], 9.0)
+    assert arrived.sum() >= 50  # most of the spell stood where they were found
+
+    # walking at both ends, 30 s hidden and far apart: nothing is assumed
+    went = [at(s, 10.0 + 0.5 * (s - 40)) for s in np.arange(40, 60, 0.5)]
+    track = track_of(came + went)
+    assert np.diff(track.t).max() == pytest.approx(30.5)
 
 
 def test_an_identity_seen_too_seldom_is_dropped_as_noise() -> None:
