@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -70,10 +71,11 @@ def page(db: ResultsDB) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     """A headless Chromium for one test (the leak guard wants no process left after it).
     Its temporary files (the profile, the singleton socket's folder, which Chromium leaves in
-    $TMPDIR when it quits) go under the test's own folder, not into /tmp for good."""
+    $TMPDIR when it quits) go into a folder of its own, removed after it: a short path, as a
+    Unix socket's may not pass 107 bytes (a test's ``tmp_path`` comes near)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -94,14 +96,18 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         "--window-size=1400,1800",
     ):
         options.add_argument(flag)  # fmt: skip
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    folder = tempfile.mkdtemp(prefix="conveyor-chromium-")
+    options.add_argument(f"--user-data-dir={folder}/profile")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    chrome = webdriver.Chrome(options=options, service=Service(str(driver), env=env))
+    env = {**os.environ, "TMPDIR": folder}
     try:
-        yield chrome
+        chrome = webdriver.Chrome(options=options, service=Service(str(driver), env=env))
+        try:
+            yield chrome
+        finally:
+            chrome.quit()
     finally:
-        chrome.quit()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _open(browser: Any, url: str) -> None:
