@@ -162,10 +162,11 @@ def filled(
             moved = float(np.linalg.norm(xy[k] - xy[k - 1]))
             f = np.arange(1, round(gap / step)) / round(gap / step)
             share = None  # of the way walked at each filled instant
+            walk = moved / WALKING_PACE  # seconds the way takes (over 0 past ``near``)
             if gap <= standing and moved <= near:
                 share = f
-            elif gap <= standing and moved / WALKING_PACE < gap:
-                share = _stood_then_walked(t, xy, k, f * gap, max(moved / WALKING_PACE, 1e-6))
+            elif gap <= standing and walk < gap:
+                share = _stood_then_walked(t, xy, k, f * gap, walk)
             if share is None and gap <= longest:
                 share = f
             if share is not None:
@@ -193,11 +194,10 @@ def _stood_then_walked(
 def _still(t: np.ndarray, xy: np.ndarray, k: int, before: bool) -> bool:
     """Did the track stand still (within ``STILL_NEAR`` of sample ``k``) for the
     ``STILL_SECONDS`` before sample ``k`` (or after it), seen at three instants or more?"""
-    span = (
-        (t >= t[k] - STILL_SECONDS) & (t <= t[k])
-        if before
-        else (t >= t[k]) & (t <= t[k] + STILL_SECONDS)
-    )
+    lo, hi = (t[k] - STILL_SECONDS, t[k]) if before else (t[k], t[k] + STILL_SECONDS)
+    # ``t`` is in time order: the span is a slice (a search, not a pass over the whole track
+    # for every gap: an hour's track in a crowd has hundreds)
+    span = slice(int(np.searchsorted(t, lo, "left")), int(np.searchsorted(t, hi, "right")))
     seen = t[span]
     if len(seen) < 3 or seen[-1] - seen[0] < 0.6 * STILL_SECONDS:
         return False

@@ -96,18 +96,17 @@ def browser() -> Iterator[Any]:
         "--window-size=1400,1800",
     ):
         options.add_argument(flag)  # fmt: skip
-    folder = tempfile.mkdtemp(prefix="conveyor-chromium-")
-    options.add_argument(f"--user-data-dir={folder}/profile")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    env = {**os.environ, "TMPDIR": folder}
-    try:
+    with tempfile.TemporaryDirectory(
+        prefix="conveyor-chromium-", ignore_cleanup_errors=True
+    ) as tmp:
+        options.add_argument(f"--user-data-dir={tmp}/profile")
+        env = {**os.environ, "TMPDIR": tmp}
         chrome = webdriver.Chrome(options=options, service=Service(str(driver), env=env))
         try:
             yield chrome
         finally:
             chrome.quit()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _open(browser: Any, url: str) -> None:
