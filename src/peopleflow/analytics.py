@@ -12,7 +12,10 @@ ground truth; the same functions measure both, so ``accuracy`` compares like wit
   passing by, or tracking jitter along an edge), timed from where the track crossed the
   zone's edge in to where it crossed out, between frames. A door is visited by walking
   through it, however briefly.
-- **Transitions** (the flow map): consecutive visits of one person, zone A then zone B.
+- **Transitions** (the flow map): consecutive visits of one person, zone A then zone B;
+  except into a door visited mid-way (neither the track's first visit nor its last): people
+  pass a door on the way in and out, so a track that goes on after one is, almost always, a
+  newcomer joined onto someone lost inside, and only the move on from the door is counted.
 - **Visitors**: one per track.
 
 One path for a whole run and for the live service: ``tally`` adds each track to time windows
@@ -253,7 +256,12 @@ def tally(
         visits = visits_of(zone, w, min_visit, track.t, track.xy, plan)
         for z, start in visits:
             out.visits[(int(win[start]), names[z])] += 1
-        for (a, _), (b, start) in zip(visits, visits[1:], strict=False):
+        for i, ((a, _), (b, start)) in enumerate(zip(visits, visits[1:], strict=False)):
+            if plan.zones[b].door and i + 2 < len(visits):
+                # A door visited mid-way is almost always where someone came in whom the
+                # identities joined onto someone lost inside: the move from that one's zone
+                # to the door was never made (the move on from the door is the newcomer's).
+                continue
             out.transitions[(int(win[start]), names[a], names[b])] += 1
         out.visitors[int(win[0])] += 1
     return out

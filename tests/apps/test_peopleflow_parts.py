@@ -197,6 +197,19 @@ def test_a_crossing_is_timed_from_edge_to_edge_not_in_whole_frames(
         assert sum(report.transitions.values()) == len(expected) - 1
 
 
+def test_the_move_into_a_door_visited_mid_way_is_not_counted_but_the_move_on_is() -> None:
+    # 20 s in aisle 3, then (an identity joined onto a newcomer) 2 s in the entrance
+    # (0..3.5 x 0..3 m), then 20 s in aisle 2, and out by the entrance again
+    plan = default_plan()
+    t = np.arange(0, 50, 0.5)
+    x = np.select([t < 20, t < 22, t < 46], [12.0, 2.0, 9.5], 2.0)
+    y = np.select([t < 20, t < 22, t < 46], [6.0, 1.5, 6.0], 1.5)
+    report = analyse([FloorTrack(1, t, np.c_[x, y])], plan)
+    assert report.visits == {"aisle 3": 1, "entrance": 2, "aisle 2": 1}
+    # aisle 3 -> entrance is the join's, not a move; entrance -> aisle 2 -> entrance are moves
+    assert report.transitions == {("entrance", "aisle 2"): 1, ("aisle 2", "entrance"): 1}
+
+
 def test_passing_by_is_not_a_visit_but_walking_through_a_door_is() -> None:
     # In by the door (the entrance, 0..3.5 x 0..3 m) at 1.2 m/s: 0.8 s inside it. Then across
     # aisle 1 (5..7 m) without stopping, into aisle 2 to browse for 30 s.
