@@ -23,7 +23,10 @@ assignment per instant, within ``--within`` metres). It prints:
 6. per zone, how many true people stand in it at an instant, how many observations the
    pipeline made there, and the share of the true people's instants there matched by one:
    where it is low, people are not seen at all (a dense crowd hides them from every camera),
-   and no grouping can bring their dwell back.
+   and no grouping can bring their dwell back;
+7. how many of the report's tracks (and the truth's) visit a door mid-way, and at how many
+   of those the true person there came in by that door: a newcomer joined onto someone lost
+   inside (why the move into such a door is not a transition, ``analytics.tally``).
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peopleflow.app as app  # noqa: E402
 import peopleflow.relink as relink  # noqa: E402
-from peopleflow.analytics import FloorTrack, analyse  # noqa: E402
-from peopleflow.config import Zone, load_config  # noqa: E402
+from peopleflow.analytics import FloorTrack, analyse, dwell_weights, visits_of  # noqa: E402
+from peopleflow.config import FloorPlan, Zone, load_config  # noqa: E402
 from peopleflow.generate import load_truth  # noqa: E402
 from peopleflow.people import Observations, Person  # noqa: E402
 from peopleflow.relink import RelinkOptions, _People, _tracklets  # noqa: E402
@@ -97,6 +100,41 @@ def seen_per_zone(
         observed = int(zone.contains(obs.xy).sum()) if len(obs.t) else 0
         out[zone.name] = (present / n, observed / n, matched / present if present else 1.0)
     return out
+
+
+def doors_visited_mid_way(
+    tracks: list[FloorTrack], truth: list[FloorTrack], plan: FloorPlan, min_visit: float
+) -> tuple[int, int, int]:
+    """(door visits in ``tracks`` that are neither a track's first visit nor its last, those
+    where the true person nearest the visit's first sample came in by that door, the same
+    count of mid-way door visits in ``truth``)."""
+
+    def visits(track: FloorTrack) -> list[tuple[int, int]]:
+        zone = plan.zone_of(track.xy)
+        return visits_of(zone, dwell_weights(track.t), min_visit, track.t, track.xy, plan)
+
+    def mid_way_doors(track: FloorTrack) -> list[tuple[int, int]]:
+        seen = visits(track)
+        return [v for v in seen[1:-1] if plan.zones[v[0]].door]
+
+    came_in = [visits(tr)[0][0] if len(tr.t) and visits(tr) else -1 for tr in truth]
+    mid = newcomers = 0
+    for track in tracks:
+        for door, start in mid_way_doors(track):
+            mid += 1
+            now, place = track.t[start], track.xy[start]
+            there = [k for k, tr in enumerate(truth) if len(tr.t) and tr.t[0] <= now <= tr.t[-1]]
+            if not there:
+                continue
+            apart = [
+                np.hypot(
+                    np.interp(now, truth[k].t, truth[k].xy[:, 0]) - place[0],
+                    np.interp(now, truth[k].t, truth[k].xy[:, 1]) - place[1],
+                )
+                for k in there
+            ]
+            newcomers += int(came_in[there[int(np.argmin(apart))]] == door)
+    return mid, newcomers, sum(len(mid_way_doors(tr)) for tr in truth)
 
 
 def by_truth(obs: Observations, who: np.ndarray) -> list[Person]:
@@ -211,6 +249,12 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     app.people_of = reports_people
+    people, _ = app.store_report(instants, cfg, coverage)
+    mid, newcomers, true_mid = doors_visited_mid_way(people.tracks, truth, cfg.plan, cfg.min_visit)
+    print(
+        f"doors visited mid-way: {mid} by the report's tracks, at {newcomers} of them by one "
+        f"who came in there; {true_mid} by the truth's"
+    )
     groups = _People(obs.t, obs.xy, obs.looks, label, o)
     steps = [("tracklets", [np.flatnonzero(label == k) for k in range(label.max() + 1)])]
     groups.join(o.join_look, o.misfit)

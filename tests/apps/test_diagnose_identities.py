@@ -8,6 +8,7 @@ from peopleflow.analytics import FloorTrack
 from peopleflow.config import Zone
 from peopleflow.people import Observations
 from peopleflow.relink import RelinkOptions
+from peopleflow.simulate import default_plan
 from peopleflow.track import HIST_BINS, HISTOGRAMS
 from tests.apps.benchmark_scripts import benchmark
 
@@ -77,3 +78,21 @@ def test_people_in_a_zone_that_no_observation_matches_are_counted_as_unseen() ->
     present, observed, share = di.seen_per_zone(obs, who, truth, (table,))["promotion"]
     assert (present, observed) == (3.0, 1.0)
     assert abs(share - 1 / 3) < 1e-9
+
+
+def test_a_door_visited_mid_way_by_a_newcomer_joined_onto_someone_is_counted() -> None:
+    di = benchmark("diagnose_identities")
+    plan = default_plan()  # its entrance: 0..3.5 x 0..3 m
+    t = np.arange(0, 40, 0.5)
+    # the truth: one shopper browses aisle 3 and is lost there at 20 s; another comes in by
+    # the entrance at 20 s and browses aisle 2
+    lost = FloorTrack(0, t[t < 20], np.tile([12.0, 6.0], (int(np.sum(t < 20)), 1)))
+    later = t[t >= 20]
+    came = FloorTrack(
+        1, later, np.c_[np.where(later < 22, 2.0, 9.5), np.where(later < 22, 1.5, 6.0)]
+    )
+    # the report joined the two into one track: aisle 3, the entrance, aisle 2
+    joined = FloorTrack(7, t, np.r_[lost.xy, came.xy])
+    assert di.doors_visited_mid_way([joined], [lost, came], plan, 5.0) == (1, 1, 0)
+    # each alone visits no door mid-way
+    assert di.doors_visited_mid_way([lost, came], [lost, came], plan, 5.0) == (0, 0, 0)
