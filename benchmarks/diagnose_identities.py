@@ -117,7 +117,7 @@ def doors_visited_mid_way(
         seen = visits(track)
         return [v for v in seen[1:-1] if plan.zones[v[0]].door]
 
-    came_in = [visits(tr)[0][0] if len(tr.t) and visits(tr) else -1 for tr in truth]
+    came_in = [(visits(tr) or [(-1, 0)])[0][0] for tr in truth]  # the zone of the first visit
     mid = newcomers = 0
     for track in tracks:
         for door, start in mid_way_doors(track):
@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     ):
         app.people_of = grouping  # store_report groups the observations through it
         people, report = app.store_report(instants, cfg, coverage)
+        if grouping is reports_people:
+            reports_tracks = people.tracks
         figures = app.score(report, truth, cfg)
         print(f"{name:>20}: " + " / ".join(f"{v:.3f}" for v in figures.values()))
         print(f"{'':>22}{people.verdict.describe()}")
@@ -249,12 +251,6 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     app.people_of = reports_people
-    people, _ = app.store_report(instants, cfg, coverage)
-    mid, newcomers, true_mid = doors_visited_mid_way(people.tracks, truth, cfg.plan, cfg.min_visit)
-    print(
-        f"doors visited mid-way: {mid} by the report's tracks, at {newcomers} of them by one "
-        f"who came in there; {true_mid} by the truth's"
-    )
     groups = _People(obs.t, obs.xy, obs.looks, label, o)
     steps = [("tracklets", [np.flatnonzero(label == k) for k in range(label.max() + 1)])]
     groups.join(o.join_look, o.misfit)
@@ -290,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     print("seen at all, per zone (true people at an instant, observations there, share matched):")
     for zone, (present, observed, share) in seen_per_zone(obs, who, truth, cfg.plan.zones).items():
         print(f"{zone:>20}: {present:.1f} people, {observed:.1f} observations, {share:.0%} matched")
+    mid, newcomers, true_mid = doors_visited_mid_way(reports_tracks, truth, cfg.plan, cfg.min_visit)
+    print(
+        f"doors visited mid-way: {mid} by the report's tracks, at {newcomers} of them by one "
+        f"who came in there; {true_mid} by the truth's"
+    )
 
 
 if __name__ == "__main__":
