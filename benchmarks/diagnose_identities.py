@@ -55,6 +55,15 @@ MAJOR = 6  # observations of one true person that make them part of a group
 LOOK_STEPS = 10  # a tracklet's look when judging a break: the mean of this many last ones
 
 
+def true_places(truth: list[FloorTrack], now: float) -> tuple[list[int], np.ndarray]:
+    """The true people there at ``now`` (indices into ``truth``) and their places (m, 2)."""
+    there = [k for k, tr in enumerate(truth) if len(tr.t) and tr.t[0] <= now <= tr.t[-1]]
+    places = np.array(
+        [[np.interp(now, truth[k].t, truth[k].xy[:, i]) for i in (0, 1)] for k in there]
+    ).reshape(-1, 2)
+    return there, places
+
+
 def true_person_of(obs: Observations, truth: list[FloorTrack], within: float) -> np.ndarray:
     """For each observation, the index of the true person it is (-1: none within reach)."""
     from scipy.optimize import linear_sum_assignment
@@ -62,12 +71,9 @@ def true_person_of(obs: Observations, truth: list[FloorTrack], within: float) ->
     who = np.full(len(obs.t), -1)
     for now in np.unique(obs.t):
         cur = np.flatnonzero(obs.t == now)
-        there = [k for k, tr in enumerate(truth) if len(tr.t) and tr.t[0] <= now <= tr.t[-1]]
+        there, places = true_places(truth, now)
         if not there:
             continue
-        places = np.array(
-            [[np.interp(now, truth[k].t, truth[k].xy[:, i]) for i in (0, 1)] for k in there]
-        )
         apart = np.linalg.norm(obs.xy[cur][:, None] - places[None], axis=2)
         rows, cols = linear_sum_assignment(np.where(apart <= within, apart, 1e6))
         for r, c in zip(rows, cols, strict=True):
@@ -113,28 +119,20 @@ def doors_visited_mid_way(
         zone = plan.zone_of(track.xy)
         return visits_of(zone, dwell_weights(track.t), min_visit, track.t, track.xy, plan)
 
-    def mid_way_doors(track: FloorTrack) -> list[tuple[int, int]]:
-        seen = visits(track)
+    def mid_way_doors(seen: list[tuple[int, int]]) -> list[tuple[int, int]]:
         return [v for v in seen[1:-1] if plan.zones[v[0]].door]
 
-    came_in = [(visits(tr) or [(-1, 0)])[0][0] for tr in truth]  # the zone of the first visit
+    true_visits = [visits(tr) for tr in truth]  # once each: the first, and the mid-way doors
+    came_in = [(seen or [(-1, 0)])[0][0] for seen in true_visits]  # the first visit's zone
     mid = newcomers = 0
     for track in tracks:
-        for door, start in mid_way_doors(track):
+        for door, start in mid_way_doors(visits(track)):
             mid += 1
-            now, place = track.t[start], track.xy[start]
-            there = [k for k, tr in enumerate(truth) if len(tr.t) and tr.t[0] <= now <= tr.t[-1]]
-            if not there:
-                continue
-            apart = [
-                np.hypot(
-                    np.interp(now, truth[k].t, truth[k].xy[:, 0]) - place[0],
-                    np.interp(now, truth[k].t, truth[k].xy[:, 1]) - place[1],
-                )
-                for k in there
-            ]
-            newcomers += int(came_in[there[int(np.argmin(apart))]] == door)
-    return mid, newcomers, sum(len(mid_way_doors(tr)) for tr in truth)
+            there, places = true_places(truth, float(track.t[start]))
+            if there:
+                nearest = int(np.argmin(np.linalg.norm(places - track.xy[start], axis=1)))
+                newcomers += int(came_in[there[nearest]] == door)
+    return mid, newcomers, sum(len(mid_way_doors(seen)) for seen in true_visits)
 
 
 def by_truth(obs: Observations, who: np.ndarray) -> list[Person]:
