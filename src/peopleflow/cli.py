@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from conveyor.testing import from_environment
 from peopleflow.config import ConfigError
-from peopleflow.database import DatabaseError
 from peopleflow.detect import DetectorError
 from peopleflow.sources import SourceError
 
@@ -101,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    # Here, not at the top: a pipeline process the service spawns imports this module again
+    # (as multiprocessing's main) and would pay SQLAlchemy's import (about 0.4 s) for nothing.
+    from peopleflow.database import DatabaseError
+
     try:
         if args.command == "serve":
             return serve_command(args)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import supervision as sv
 
 from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE
 
@@ -372,7 +371,12 @@ def _has_yolo() -> bool:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Indices of the boxes kept by non-maximum suppression (supervision's: the same boxes as
-    a hand-written greedy loop kept, 2.6-4.8x faster at the 30-200 candidates of a frame)."""
+    a hand-written greedy loop kept, 2.6-4.8x faster at the 30-200 candidates of a frame).
+    Imported here, not at the top: supervision takes about a second to import (it imports
+    scipy), which every process that imports this module (the service's, the CLI's) would pay
+    while only the detecting ones need it."""
+    import supervision as sv
+
     candidates = np.hstack([boxes, scores[:, None]])
     return np.flatnonzero(sv.box_non_max_suppression(candidates, iou))
 

@@ -8,22 +8,33 @@ width by count. No image of a person is used: only floor coordinates.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, Polygon  # noqa: E402
+from peopleflow.analytics import Report
+from peopleflow.config import FloorPlan
 
-from peopleflow.analytics import Report  # noqa: E402
-from peopleflow.config import FloorPlan  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot on Agg, imported when a map is drawn: its import (about half a
+    second) is not paid by every process that imports the report's modules (the service's
+    start, the command line's ``--help``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _floor(plan: FloorPlan, title: str) -> tuple[Figure, Axes]:
-    fig, ax = plt.subplots(figsize=(10, 10 * plan.height / plan.width + 0.8), dpi=110)
+    fig, ax = _pyplot().subplots(figsize=(10, 10 * plan.height / plan.width + 0.8), dpi=110)
     ax.set_xlim(0, plan.width)
     ax.set_ylim(0, plan.height)
     ax.set_aspect("equal")
@@ -33,6 +44,8 @@ def _floor(plan: FloorPlan, title: str) -> tuple[Figure, Axes]:
 
 
 def _zones(ax: Axes, plan: FloorPlan, fill: bool = False) -> None:
+    from matplotlib.patches import Polygon
+
     for zone in plan.zones:
         ax.add_patch(
             Polygon(
@@ -71,11 +84,13 @@ def draw_heatmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
     fig.colorbar(image, ax=ax, shrink=0.7, label="seconds")
     _zones(ax, plan)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
 def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -> Path:
+    from matplotlib.patches import FancyArrowPatch
+
     fig, ax = _floor(plan, title or "Flows between zones (arrow width: people)")
     _zones(ax, plan, fill=True)
     centres = {z.name: z.polygon.mean(axis=0) for z in plan.zones}
@@ -89,7 +104,7 @@ def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
             arrowstyle="-|>",
             mutation_scale=12 + 10 * n / top,
             lw=0.8 + 7 * n / top,
-            color=plt.cm.viridis(0.15 + 0.75 * n / top),
+            color=_pyplot().cm.viridis(0.15 + 0.75 * n / top),
             alpha=0.85,
             zorder=4,
         )
@@ -109,5 +124,5 @@ def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
                 bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": "#777777", "lw": 0.5},
             )
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

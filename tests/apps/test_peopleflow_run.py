@@ -133,6 +133,24 @@ def test_the_command_line_says_what_is_wrong(
     assert "cameras[0].calibration" in capsys.readouterr().err
 
 
+def test_starting_the_service_does_not_import_what_only_a_worker_or_a_map_needs() -> None:
+    """What the service's process imports before it can spawn its pipelines is on the path of
+    every start and restart (about 3 s of a 2-core VM's 8 s before they were left out), and a
+    pipeline process imports the command line's module again as multiprocessing's main."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, peopleflow.cli, peopleflow.serve; "
+        "print(sorted(m for m in ('supervision', 'matplotlib', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    code = "import sys, peopleflow.cli; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout
+
+
 def test_a_killed_camera_source_resumes_by_seeking_and_changes_nothing(
     store: Path, tmp_path: Path
 ) -> None:

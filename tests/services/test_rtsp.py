@@ -25,12 +25,17 @@ from tests.stores import cheaper_detector  # noqa: E402
 CUT = 10.0  # seconds the first camera is away
 
 
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated two-camera store (its videos rendered once for the tests below)."""
+    out = tmp_path_factory.mktemp("store")
+    return generate(out, StoreParams(cameras=2, shoppers=6, minutes=0.5, seed=2), progress=None)
+
+
 @pytest.fixture
-def cameras(tmp_path: Path) -> Iterator[tuple[Path, dict[str, RtspCamera]]]:
-    """A generated two-camera store whose cameras are RTSP streams (not yet on)."""
-    config = generate(
-        tmp_path / "store", StoreParams(cameras=2, shoppers=6, minutes=0.5, seed=2), progress=None
-    )
+def cameras(generated: Path, tmp_path: Path) -> Iterator[tuple[Path, dict[str, RtspCamera]]]:
+    """The generated store, its cameras RTSP streams of its videos (not yet on)."""
+    config = generated
     streams = {
         name: RtspCamera(name, config.parent / "videos" / f"{name}.mp4")
         for name in ("cam1", "cam2")

@@ -24,13 +24,16 @@ from peopleflow.generate import StoreParams, generate  # noqa: E402
 from tests.stores import cheaper_detector  # noqa: E402
 
 START = "2026-12-01T09:00"
+FRAMES = 132  # each camera's: 66 s at 2 fps (two windows of a minute)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two cameras, eight shoppers, 90 s at 2 fps (180 frames a camera)."""
+    """Two cameras, eight shoppers, 66 s at 2 fps (``FRAMES`` a camera): a second minute
+    begun, and each of the runs below as short as that allows (they are most of this file's
+    time)."""
     out = tmp_path_factory.mktemp("store")
-    config = generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.5, seed=5), progress=None)
+    config = generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.1, seed=5), progress=None)
     config.write_text(cheaper_detector(config.read_text()))  # the service is tested here
     return config
 
@@ -122,13 +125,13 @@ def test_killed_and_started_again_it_loses_and_doubles_nothing(
     _same(a, b)
     assert a["visitors"] >= 4
     frames = (tmp_path / "b" / "camera_frames_by_hour.csv").read_text().splitlines()
-    assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]
+    assert frames[1:] == [f"2026-12-01 09:00,{cam},{FRAMES},0,0" for cam in ("cam1", "cam2")]
     results = ResultsDB.open(killed)
     try:
         numbers = [b.batch for b in results.batches(results.store_names()[0])]
         assert numbers == list(range(1, len(numbers) + 1))  # every batch once, in order
         closed = results.closed_windows(results.store_names()[0])
-        assert len(closed) == len(set(closed)) == 2  # 90 s: two windows of a minute
+        assert len(closed) == len(set(closed)) == 2  # 66 s: two windows of a minute
     finally:
         results.close()
 
@@ -152,14 +155,14 @@ def test_sigterm_writes_the_last_results_and_exits_0(
     finally:
         results.close()
     # Everything up to where it stopped is there; started again, it goes on from there.
-    assert 0 < frames < 360
+    assert 0 < frames < 2 * FRAMES
     service.append(_serve(store, db))
     out, _ = service[-1].communicate(timeout=120)
     assert service[-1].returncode == 0, out
     report = _report(db, tmp_path / "r", "--from", START, "--to", "2026-12-01T10:00")
     assert report["visitors"] >= 4 and report["period"]["windows_with_results"] == 2
     lines = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
-    assert sum(int(line.split(",")[2]) for line in lines[1:]) == 360
+    assert sum(int(line.split(",")[2]) for line in lines[1:]) == 2 * FRAMES
 
 
 def test_the_command_line_says_what_is_wrong(
@@ -196,7 +199,7 @@ def test_sighup_reads_the_store_file_again_and_goes_on(
     report = _report(db, tmp_path / "r")
     assert "added" in report["zone_dwell_s"]  # the new file's plan
     frames = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
-    assert frames[1:] == ["2026-12-01 09:00,cam1,180,0,0", "2026-12-01 09:00,cam2,180,0,0"]
+    assert frames[1:] == [f"2026-12-01 09:00,{cam},{FRAMES},0,0" for cam in ("cam1", "cam2")]
 
 
 def test_sighup_with_cameras_changed_adds_and_removes_them_while_the_run_goes_on(
@@ -223,5 +226,5 @@ def test_sighup_with_cameras_changed_adds_and_removes_them_while_the_run_goes_on
     _report(db, tmp_path / "r")
     frames = (tmp_path / "r" / "camera_frames_by_hour.csv").read_text().splitlines()
     counts = {line.split(",")[1]: int(line.split(",")[2]) for line in frames[1:]}
-    assert counts["cam1"] == 180  # every frame of the camera that stayed
-    assert 0 < counts["cam2"] < 180, counts  # away for a while
+    assert counts["cam1"] == FRAMES  # every frame of the camera that stayed
+    assert 0 < counts["cam2"] < FRAMES, counts  # away for a while
