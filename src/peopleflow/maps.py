@@ -1,14 +1,13 @@
 """The pictures a retailer looks at: a dwell heat map and a flow map over the floor plan.
 
-Both are drawn with matplotlib (Agg: no display needed) in floor-plan metres, with the zones
-outlined and named; the flow map draws an arrow from zone to zone for each transition, its
-width by count. No image of a person is used: only floor coordinates.
+Both are drawn with matplotlib (its object API: no display needed) in floor-plan metres, with
+the zones outlined and named; the flow map draws an arrow from zone to zone for each
+transition, its width by count. No image of a person is used: only floor coordinates.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,20 +20,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _pyplot() -> ModuleType:
-    """matplotlib's pyplot on Agg, imported when a map is drawn: its import (about half a
-    second) is not paid by every process that imports the report's modules (the service's
-    start, the command line's ``--help``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _floor(plan: FloorPlan, title: str) -> tuple[Figure, Axes]:
-    fig, ax = _pyplot().subplots(figsize=(10, 10 * plan.height / plan.width + 0.8), dpi=110)
+    # matplotlib's object API, not pyplot: no global figure list to close, no backend to
+    # switch (a caller's own pyplot figures are left alone), safe from any thread. Imported
+    # here, when a map is drawn, so that its import (about half a second) is not paid by every
+    # process that imports the report's modules (the service's start, the CLI's --help).
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 10 * plan.height / plan.width + 0.8), dpi=110)
+    ax = fig.add_subplot()
     ax.set_xlim(0, plan.width)
     ax.set_ylim(0, plan.height)
     ax.set_aspect("equal")
@@ -84,11 +78,11 @@ def draw_heatmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
     fig.colorbar(image, ax=ax, shrink=0.7, label="seconds")
     _zones(ax, plan)
     fig.savefig(path, bbox_inches="tight")
-    _pyplot().close(fig)
     return path
 
 
 def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -> Path:
+    from matplotlib import colormaps
     from matplotlib.patches import FancyArrowPatch
 
     fig, ax = _floor(plan, title or "Flows between zones (arrow width: people)")
@@ -104,7 +98,7 @@ def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
             arrowstyle="-|>",
             mutation_scale=12 + 10 * n / top,
             lw=0.8 + 7 * n / top,
-            color=_pyplot().cm.viridis(0.15 + 0.75 * n / top),
+            color=colormaps["viridis"](0.15 + 0.75 * n / top),
             alpha=0.85,
             zorder=4,
         )
@@ -124,5 +118,4 @@ def draw_flowmap(report: Report, plan: FloorPlan, path: Path, title: str = "") -
                 bbox={"boxstyle": "circle,pad=0.15", "fc": "white", "ec": "#777777", "lw": 0.5},
             )
     fig.savefig(path, bbox_inches="tight")
-    _pyplot().close(fig)
     return path
