@@ -135,8 +135,9 @@ def test_the_command_line_says_what_is_wrong(
 
 def test_starting_the_service_does_not_import_what_only_a_worker_or_a_map_needs() -> None:
     """What the service's process imports before it can spawn its pipelines is on the path of
-    every start and restart (about 3 s of a 2-core VM's 8 s before they were left out), and a
-    pipeline process imports the command line's module again as multiprocessing's main."""
+    every start and restart (2-3 s of the 8-9 s to its first results on a 2-core VM, before
+    these were left out), and a pipeline process imports the command line's module again as
+    multiprocessing's main."""
     import subprocess
     import sys
 
