@@ -24,16 +24,17 @@ from peopleflow.generate import StoreParams, generate  # noqa: E402
 from tests.stores import cheaper_detector  # noqa: E402
 
 START = "2026-12-01T09:00"
-FRAMES = 132  # each camera's: 66 s at 2 fps (two windows of a minute)
+SECONDS = 66  # the store's video: a second minute begun (two windows of a minute)
+FRAMES = SECONDS * 2  # each camera's, at 2 fps
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two cameras, eight shoppers, 66 s at 2 fps (``FRAMES`` a camera): a second minute
-    begun, and each of the runs below as short as that allows (they are most of this file's
-    time)."""
+    """Two cameras, eight shoppers, ``SECONDS`` at 2 fps (``FRAMES`` a camera): each of the
+    runs below as short as two windows allow (they are most of this file's time)."""
     out = tmp_path_factory.mktemp("store")
-    config = generate(out, StoreParams(cameras=2, shoppers=8, minutes=1.1, seed=5), progress=None)
+    params = StoreParams(cameras=2, shoppers=8, minutes=SECONDS / 60, seed=5)
+    config = generate(out, params, progress=None)
     config.write_text(cheaper_detector(config.read_text()))  # the service is tested here
     return config
 
@@ -131,7 +132,7 @@ def test_killed_and_started_again_it_loses_and_doubles_nothing(
         numbers = [b.batch for b in results.batches(results.store_names()[0])]
         assert numbers == list(range(1, len(numbers) + 1))  # every batch once, in order
         closed = results.closed_windows(results.store_names()[0])
-        assert len(closed) == len(set(closed)) == 2  # 66 s: two windows of a minute
+        assert len(closed) == len(set(closed)) == 2  # SECONDS: two windows of a minute
     finally:
         results.close()
 
