@@ -51,7 +51,7 @@ SIZING_VERSION = 2  # bump when peopleflow.sizing chooses other inputs: per-came
 def detect_all(cfg: StoreConfig, inputs: dict[str, tuple[int, int]], batch: int = 8) -> dict:
     """Every camera's detections at its input (``inputs``): flat arrays plus per-frame
     offsets."""
-    det = make_detector("yolo", score=CACHE_SCORE, threads=2)
+    det = make_detector("yolo", score=CACHE_SCORE, threads=2, precision=cfg.detector.precision)
     rows: list[tuple[str, int, float, int, int]] = []
     boxes, scores, looks = [], [], []
     started = time.perf_counter()
@@ -127,7 +127,7 @@ def cached_detections(
         f"{fixed[0]}x{fixed[1]}"
         if fixed
         else f"per-camera-v{SIZING_VERSION}" + ("" if pixels == PERSON_PIXELS else f"-{pixels:g}px")
-    )
+    ) + ("" if cfg.detector.precision == "float32" else f"-{cfg.detector.precision}")
     cache = cache or store / f"detections-{label}.npz"
     if not cache.is_file():
         print(f"detecting every frame once (cached in {cache}) ...", flush=True)

@@ -15,7 +15,9 @@ learnt. A smaller input is what makes it affordable on a CPU (1.5 GFLOP per 256x
 against 28 at 640x640). Each size's model is kept in the user's cache (``retargeted``): the
 rewrite needs the ``onnx`` package, whose import alone took 0.7 s of every pipeline's start,
 a restarted one's included. The defaults (input size, lowest score) are
-``peopleflow.config``'s, where a store file overrides them.
+``peopleflow.config``'s, where a store file overrides them. ``precision="int8"`` runs the
+model in 8-bit integers on a CPU (``peopleflow.quantize``: about twice the speed), each
+size's quantized model kept in the same cache.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE
 
 log = logging.getLogger("peopleflow")
 RETARGET_VERSION = 1  # bump when ``retarget`` changes what it writes: cached models are remade
+PRECISIONS = ("float32", "int8")
 
 Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
 
@@ -71,27 +74,39 @@ def model_cache() -> Path:
     return Path(root) / "peopleflow" / "models"
 
 
-def retargeted(path: Path, height: int, width: int) -> bytes:
-    """``retarget(path's model, height, width)``, from the cache when it was made before for
+def retargeted(path: Path, height: int, width: int, precision: str = "float32") -> bytes:
+    """``retarget(path's model, height, width)`` (``precision="int8"``: then quantized,
+    ``peopleflow.quantize``), from the cache when it was made before for
     this file (same size and modification time). A cache that cannot be written is skipped.
     Writing one removes the same input's models made for the file's other modification times:
     every new environment installs the file anew (a new time), and each left ~45 MB per input
     size behind (2 GB after a day of fresh CI clones). Two environments used side by side
     evict each other's, and each rewrites its model again (seconds) when it starts."""
     stat = path.stat()
-    key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{height}x{width}-v{RETARGET_VERSION}"
+    kind = f"{height}x{width}-v{RETARGET_VERSION}" + ("" if precision == "float32" else "-int8")
+    key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{kind}"
     cached = model_cache() / f"{key}.onnx"
     try:
         return cached.read_bytes()
     except OSError:
         pass
     model = retarget(path.read_bytes(), height, width)
+    if precision == "int8":
+        from peopleflow.quantize import calibration_frames, int8
+
+        log.info(
+            "quantizing the detector for %dx%d input (once, kept in %s)",
+            height,
+            width,
+            cached.parent,
+        )
+        model = int8(model, letterboxed(calibration_frames(), (height, width))[0])
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(model)
         partial.replace(cached)  # whole or not at all: pipelines may write it at once
-        older = f"{path.stem}-{stat.st_size}-*-{height}x{width}-v{RETARGET_VERSION}.onnx"
+        older = f"{path.stem}-{stat.st_size}-*-{kind}.onnx"
         for stale in cached.parent.glob(older):
             if stale != cached:
                 stale.unlink(missing_ok=True)
@@ -190,11 +205,14 @@ class YoloDetector:
         model_path: str | Path | None = None,
         gpu: bool = True,
         engine: str = "auto",
+        precision: str = "float32",
     ) -> None:
         import onnxruntime as ort
 
         if engine not in ("auto", "onnxruntime", "torch"):
             raise ValueError(f"engine {engine!r}: expected 'auto', 'onnxruntime' or 'torch'")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
         self.input_size = input_size
         self.score, self.iou = score, iou
         self.threads = threads
@@ -221,6 +239,12 @@ class YoloDetector:
             importlib.util.find_spec("tensorrt") is not None,
             model_cache() / "tensorrt",
         )
+        # 8-bit integers are for a CPU: a GPU runs float16 (TensorRT) or float32 faster than
+        # onnxruntime's quantized operators, so there the precision asked for is not used.
+        on_gpu = self.device == "cuda" or (engine == "onnxruntime" and ort_cuda)
+        if precision == "int8" and on_gpu:
+            log.info("detector: precision int8 is for CPUs; this GPU runs floating point")
+        self.precision = "float32" if on_gpu else precision
         # One model per input size, built when a frame first needs it (cameras of other
         # resolutions get inputs of their own: peopleflow.sizing).
         self._models: dict[tuple[int, int], Any] = {}
@@ -233,7 +257,7 @@ class YoloDetector:
         model = self._models.get(size)
         if model is not None:
             return model
-        data = retargeted(self.path, *size)
+        data = retargeted(self.path, *size, self.precision)
         if self.engine == "torch":
             from peopleflow.torch_engine import TorchGraph
 
@@ -270,15 +294,7 @@ class YoloDetector:
     ) -> tuple[np.ndarray, list[float]]:
         """Frames scaled into one uint8 batch (b, h, w, 3) BGR (``size``, or ``input_size``),
         and each frame's scale."""
-        h, w = size or self.input_size
-        batch = np.full((len(frames), h, w, 3), 114, np.uint8)
-        scales = []
-        for k, frame in enumerate(frames):
-            scale = min(h / frame.shape[0], w / frame.shape[1])
-            fh, fw = round(frame.shape[0] * scale), round(frame.shape[1] * scale)
-            batch[k, :fh, :fw] = _resize(frame, fw, fh)
-            scales.append(scale)
-        return batch, scales
+        return letterboxed(frames, size or self.input_size)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The model's raw output (b, 6, anchors) for a letterboxed uint8 BGR batch."""
@@ -379,6 +395,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
 
     candidates = np.hstack([boxes, scores[:, None]])
     return np.flatnonzero(sv.box_non_max_suppression(candidates, iou))
+
+
+def letterboxed(frames: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, list[float]]:
+    """Frames scaled into one uint8 batch (b, h, w, 3) BGR of ``size`` (height, width), the
+    rest grey, and each frame's scale."""
+    h, w = size
+    batch = np.full((len(frames), h, w, 3), 114, np.uint8)
+    scales = []
+    for k, frame in enumerate(frames):
+        scale = min(h / frame.shape[0], w / frame.shape[1])
+        fh, fw = round(frame.shape[0] * scale), round(frame.shape[1] * scale)
+        batch[k, :fh, :fw] = _resize(frame, fw, fh)
+        scales.append(scale)
+    return batch, scales
 
 
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -72,6 +72,7 @@ class DetectorChoice:
             ("input_size", chosen.input or DETECTOR_INPUT),
             ("score", chosen.score),
             ("threads", 1),
+            ("precision", chosen.precision),
         )
         inputs = () if chosen.input else settings.detector_inputs
         return cls(settings.detector, options, inputs)

@@ -9,6 +9,7 @@ import pytest
 from peopleflow import ConfigError, FloorTrack, Homography, accuracy, analyse, load_config
 from peopleflow.config import DetectorSettings
 from peopleflow.geometry import HomographyError
+from peopleflow.pipeline import DetectorChoice, RunSettings
 from peopleflow.simulate import default_plan, simulate
 
 # a plausible camera: floor metres -> pixels of an elevated view looking down the store
@@ -111,6 +112,11 @@ def test_a_valid_configuration_loads(tmp_path: Path) -> None:
     assert tuned.detector == DetectorSettings((384, 640), 0.3)
     cheaper = load_config(_write(tmp_path, extra="[detector]\nperson_pixels = 50\n"))
     assert cheaper.detector.person_pixels == 50.0 and cheaper.detector.input is None
+    assert cheaper.detector.precision == "float32"  # the default
+    faster = load_config(_write(tmp_path, extra='[detector]\nprecision = "int8"\n'))
+    assert faster.detector.precision == "int8"
+    # ... and it reaches the detector each pipeline process builds
+    assert dict(DetectorChoice.of(RunSettings(faster)).options)["precision"] == "int8"
 
 
 def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
@@ -151,6 +157,7 @@ def test_a_stream_source_is_not_looked_up_on_disk(tmp_path: Path) -> None:
         ({"extra": "[detector]\ninput = 288\n"}, r"detector\.input: expected \[height"),
         ({"extra": "[detector]\nscore = 1.5\n"}, r"detector\.score: expected a number"),
         ({"extra": "[detector]\nperson_pixels = 5\n"}, r"detector\.person_pixels: expected"),
+        ({"extra": '[detector]\nprecision = "fp16"\n'}, r"detector\.precision: expected"),
         ({"extra": "[detector]\nthreshold = 0.3\n"}, r"detector: unknown keys \['threshold'\]"),
     ],
 )

@@ -111,6 +111,37 @@ def test_yolo_is_retargeted_and_finds_the_rendered_people(scenes: list) -> None:
     assert np.allclose(one, detector([scenes[1][0], scenes[0][0]])[1][0], atol=0.5)
 
 
+def test_the_int8_model_finds_the_people_the_float_one_finds(
+    scenes: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quantized once per input, kept in the model cache, and as good at finding people as the
+    float model on frames it was not calibrated on. (Calibrated here on the first instant's
+    four frames, not on the 48 frames ``calibration_frames`` renders: 12 s of the test.)"""
+    import peopleflow.quantize
+
+    try:
+        yolo_model_path()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calibrated_on, tested_on = scenes[:4], scenes[4:]
+    monkeypatch.setattr(
+        peopleflow.quantize, "calibration_frames", lambda: [img for img, _ in calibrated_on]
+    )
+    with pytest.raises(ValueError, match="precision"):
+        YoloDetector((224, 384), precision="int4")
+    size = (288, 512)  # the smallest input the default store's people are found at
+    quantized = YoloDetector(size, score=DETECTOR_SCORE, gpu=False, precision="int8")
+    assert quantized.precision == "int8"
+    cached = list((tmp_path / "peopleflow" / "models").glob("*-288x512-*-int8.onnx"))
+    assert len(cached) == 1  # kept for the next start
+    recall, people = _recall(quantized, tested_on)
+    float_recall, _ = _recall(YoloDetector(size, score=DETECTOR_SCORE, gpu=False), tested_on)
+    assert people >= 20
+    assert recall >= float_recall - 0.05, (recall, float_recall)
+    assert recall >= 0.8, f"recall {recall:.2f} on {people} people at least 80 px tall"
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_the_torch_engine_gives_onnxruntimes_boxes(scenes: list, device: str) -> None:
     """The GPU path (PyTorch running the same ONNX graph) runs and is tested on the CPU too."""
