@@ -96,7 +96,7 @@ def detector_features(framed: Framed, size: tuple[int, int]) -> dict[str, np.nda
         import onnx
         import onnxruntime as ort
 
-        from peopleflow.detect import DetectorError, YoloDetector, retarget, yolo_model_path
+        from peopleflow.detect import DetectorError, letterboxed, retarget, yolo_model_path
 
         path = yolo_model_path()
     except (ImportError, DetectorError) as exc:
@@ -107,10 +107,9 @@ def detector_features(framed: Framed, size: tuple[int, int]) -> dict[str, np.nda
             onnx.helper.make_tensor_value_info(node, onnx.TensorProto.FLOAT, None)
         )
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    letterbox = YoloDetector.letterbox.__get__(YoloDetector.__new__(YoloDetector))
     rows: dict[str, list[np.ndarray]] = {name: [] for name in DETECTOR_LEVELS}
     for image, boxes in framed:
-        batch, scales = letterbox([image], size)
+        batch, scales = letterboxed([image], size)
         x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         maps = session.run(None, {session.get_inputs()[0].name: x})[1:]
         for (name, (_, stride)), fmap in zip(DETECTOR_LEVELS.items(), maps, strict=True):

@@ -16,7 +16,7 @@
     person_pixels = 75                           # how tall the farthest person is made at
                                                  # each camera's own input (75; 50: faster,
                                                  # fewer people found)
-    precision = "float32"                        # or "int8": about twice the speed on a
+    precision = "float32"                        # or "int8": 1.7-1.8x the speed on a
                                                  # CPU, the same recall (peopleflow.quantize)
 
     [[zones]]

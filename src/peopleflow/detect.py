@@ -16,7 +16,7 @@ against 28 at 640x640). Each size's model is kept in the user's cache (``retarge
 rewrite needs the ``onnx`` package, whose import alone took 0.7 s of every pipeline's start,
 a restarted one's included. The defaults (input size, lowest score) are
 ``peopleflow.config``'s, where a store file overrides them. ``precision="int8"`` runs the
-model in 8-bit integers on a CPU (``peopleflow.quantize``: about twice the speed), each
+model in 8-bit integers on a CPU (``peopleflow.quantize``: 1.7-1.8x the speed), each
 size's quantized model kept in the same cache.
 """
 
@@ -239,12 +239,13 @@ class YoloDetector:
             importlib.util.find_spec("tensorrt") is not None,
             model_cache() / "tensorrt",
         )
-        # 8-bit integers are for a CPU: a GPU runs float16 (TensorRT) or float32 faster than
-        # onnxruntime's quantized operators, so there the precision asked for is not used.
-        on_gpu = self.device == "cuda" or (engine == "onnxruntime" and ort_cuda)
-        if precision == "int8" and on_gpu:
-            log.info("detector: precision int8 is for CPUs; this GPU runs floating point")
-        self.precision = "float32" if on_gpu else precision
+        # 8-bit integers are for onnxruntime on a CPU: a GPU runs float16 (TensorRT) or
+        # float32 faster than onnxruntime's quantized operators, and the PyTorch engine does
+        # not run them, so there the precision asked for is not used (and it says so).
+        floating = engine == "torch" or ort_cuda
+        if precision == "int8" and floating:
+            log.info("detector: precision int8 is for onnxruntime on a CPU; float32 here")
+        self.precision = "float32" if floating else precision
         # One model per input size, built when a frame first needs it (cameras of other
         # resolutions get inputs of their own: peopleflow.sizing).
         self._models: dict[tuple[int, int], Any] = {}
