@@ -17,7 +17,7 @@
                                                  # each camera's own input (75; 50: faster,
                                                  # fewer people found)
     precision = "float32"                        # or "int8": 1.7-1.8x the speed on a
-                                                 # CPU, the same recall (peopleflow.quantize)
+                                                 # CPU, more false boxes (peopleflow.quantize)
 
     [[zones]]
     name = "entrance"

@@ -9,8 +9,10 @@ The head's last layers stay in floating point: they turn the logits into box cor
 scores in one tensor, whose ranges (hundreds of pixels, scores of 0-1) one 8-bit scale cannot
 hold (quantized, its scores moved by up to 0.7). Measured on drawn tuning frames
 (docs/peopleflow.md, "8-bit integers on a CPU"): recall the same or higher at every input
-size a store run uses, 1.7-1.8x faster on one thread of an AVX2 CPU. A GPU keeps floating
-point (TensorRT's float16).
+size a store run uses, 1.7-1.8x faster on one thread of an AVX2 CPU; but more false boxes,
+and the tuning stores' figures worse (the mean of (1 - correlation) and the three errors
+0.355 -> 0.446 at the same score), so it is a store's choice, not the default. A GPU keeps
+floating point (TensorRT's float16).
 """
 
 from __future__ import annotations
