@@ -131,9 +131,9 @@ def pooled(fmap: np.ndarray, box: np.ndarray) -> np.ndarray:
     xs = np.flatnonzero((centres_x >= x0) & (centres_x <= x1))
     ys = np.flatnonzero((centres_y >= y0) & (centres_y <= y1))
     if xs.size == 0:
-        xs = np.array([min(w - 1, int((x0 + x1) / 2))])
+        xs = np.array([min(w - 1, max(0, int((x0 + x1) / 2)))])
     if ys.size == 0:
-        ys = np.array([min(h - 1, int((y0 + y1) / 2))])
+        ys = np.array([min(h - 1, max(0, int((y0 + y1) / 2)))])
     cells = fmap[:, ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1].astype(np.float32)
     return cells.mean(axis=(1, 2))
 
