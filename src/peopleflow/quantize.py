@@ -28,7 +28,8 @@ CALIBRATION_INSTANTS = 12  # per camera: 48 frames
 
 
 def calibration_frames() -> list[np.ndarray]:
-    """Frames of a drawn store, BGR, rendered now (a few seconds)."""
+    """Frames of a drawn store, BGR, rendered now (12 s on one core of this VM: once per
+    input size, before its model is cached)."""
     from peopleflow.generate import people_at
     from peopleflow.layouts import aimed_pitch, cameras_for, drawn_layout
     from peopleflow.render import Renderer
