@@ -96,7 +96,13 @@ def detector_features(framed: Framed, size: tuple[int, int]) -> dict[str, np.nda
         import onnx
         import onnxruntime as ort
 
-        from peopleflow.detect import DetectorError, letterboxed, retarget, yolo_model_path
+        from peopleflow.detect import (
+            DetectorError,
+            letterboxed,
+            model_input,
+            retarget,
+            yolo_model_path,
+        )
 
         path = yolo_model_path()
     except (ImportError, DetectorError) as exc:
@@ -110,8 +116,7 @@ def detector_features(framed: Framed, size: tuple[int, int]) -> dict[str, np.nda
     rows: dict[str, list[np.ndarray]] = {name: [] for name in DETECTOR_LEVELS}
     for image, boxes in framed:
         batch, scales = letterboxed([image], size)
-        x = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        maps = session.run(None, {session.get_inputs()[0].name: x})[1:]
+        maps = session.run(None, {session.get_inputs()[0].name: model_input(batch)})[1:]
         for (name, (_, stride)), fmap in zip(DETECTOR_LEVELS.items(), maps, strict=True):
             rows[name].extend(pooled(fmap[0], box * scales[0] / stride) for box in boxes)
     out = {}

@@ -68,6 +68,9 @@ DETECTOR_SCORE = 0.2
 # each camera's input (peopleflow.sizing): the model finds people best at 75 px and up, more
 # than at the 50 px that is cheaper (docs/peopleflow.md, "Each camera's detector input").
 PERSON_PIXELS = 75.0
+# The detector model's number types: float32 (the default), or int8 on a CPU
+# (``peopleflow.quantize``: faster, more false boxes)
+PRECISIONS = ("float32", "int8")
 
 
 class ConfigError(ValueError):
@@ -270,9 +273,9 @@ def _detector(raw: Any, where: str) -> DetectorSettings:
         raise ConfigError(
             f"{where}.person_pixels: expected a number of pixels from 20 to 200, got {pixels!r}"
         )
-    precision = raw.get("precision", "float32")
-    if precision not in ("float32", "int8"):
-        raise ConfigError(f'{where}.precision: expected "float32" or "int8", got {precision!r}')
+    precision = raw.get("precision", PRECISIONS[0])
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{where}.precision: expected one of {PRECISIONS}, got {precision!r}")
     return DetectorSettings(
         None if size is None else (size[0], size[1]), float(score), float(pixels), precision
     )

@@ -32,11 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE
+from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE, PRECISIONS
 
 log = logging.getLogger("peopleflow")
 RETARGET_VERSION = 1  # bump when ``retarget`` changes what it writes: cached models are remade
-PRECISIONS = ("float32", "int8")
 
 Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
 
@@ -100,7 +99,7 @@ def retargeted(path: Path, height: int, width: int, precision: str = "float32") 
             width,
             cached.parent,
         )
-        model = int8(model, letterboxed(calibration_frames(), (height, width))[0])
+        model = int8(model, model_input(letterboxed(calibration_frames(), (height, width))[0]))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.part")
@@ -308,8 +307,7 @@ class YoloDetector:
             x = x.flip(-1).permute(0, 3, 1, 2).to(model.dtype) / 255.0
             raw: np.ndarray = model(x)[0].float().cpu().numpy()
             return raw
-        scaled = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        out: np.ndarray = model.run(None, {model.get_inputs()[0].name: scaled})[0]
+        out: np.ndarray = model.run(None, {model.get_inputs()[0].name: model_input(batch)})[0]
         return out
 
     def _decode(self, raw: np.ndarray, scale: float) -> Boxes:
@@ -410,6 +408,12 @@ def letterboxed(frames: list[np.ndarray], size: tuple[int, int]) -> tuple[np.nda
         batch[k, :fh, :fw] = _resize(frame, fw, fh)
         scales.append(scale)
     return batch, scales
+
+
+def model_input(batch: np.ndarray) -> np.ndarray:
+    """A letterboxed uint8 BGR batch (b, h, w, 3) as the model takes it: float32 RGB in 0-1,
+    (b, 3, h, w)."""
+    return np.asarray(batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
 
 
 def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:

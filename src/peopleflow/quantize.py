@@ -1,10 +1,10 @@
 """The detector's model in 8-bit integers, for CPUs: 1.7-1.8x the speed, the same recall.
 
-``int8(model, batch)`` quantizes a retargeted YOLOv8 ONNX model (``detect.retarget``) with
+``int8(model, inputs)`` quantizes a retargeted YOLOv8 ONNX model (``detect.retarget``) with
 onnxruntime's static quantization: weights per channel and activations in 8 bits, their
-ranges calibrated on ``batch``, frames the project renders itself (``calibration_frames``: a
+ranges calibrated on ``inputs``, frames the project renders itself (``calibration_frames``: a
 drawn store of 60 shoppers, a third in alike dark clothes, seen by four 1280x720 cameras; no
-data is fetched), letterboxed to the model's input by the caller (``detect.retargeted``).
+data is fetched), made the model's input by the caller (``detect.retargeted``).
 The head's last layers stay in floating point: they turn the logits into box corners and
 scores in one tensor, whose ranges (hundreds of pixels, scores of 0-1) one 8-bit scale cannot
 hold (quantized, its scores moved by up to 0.7). Measured on drawn tuning frames
@@ -60,9 +60,9 @@ def float_head(model: object) -> list[str]:
     return names
 
 
-def int8(model: bytes, batch: np.ndarray) -> bytes:
-    """``model`` (a YOLOv8 ONNX model) quantized to 8 bits, calibrated on ``batch``: uint8 BGR
-    frames (b, h, w, 3) at the model's input size."""
+def int8(model: bytes, inputs: np.ndarray) -> bytes:
+    """``model`` (a YOLOv8 ONNX model) quantized to 8 bits, calibrated on ``inputs``: frames
+    as the model takes them (``detect.model_input``, at its input size)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -74,7 +74,6 @@ def int8(model: bytes, batch: np.ndarray) -> bytes:
 
     proto = onnx.load_from_string(model)
     name = proto.graph.input[0].name
-    inputs = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
     class Frames(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
