@@ -2,6 +2,7 @@
 
     python benchmarks/bench_accuracy.py --stores 5 --json out/bench_accuracy.json
     python benchmarks/bench_accuracy.py --quick        # two small stores (the test suite's)
+    python benchmarks/bench_accuracy.py --tune --stores 20 --replay --shake 4
 
 Generates (cached under ``--data``) N stores and runs each through the pipeline on the local
 backend (``--replay``: detects once per store, cached beside it, and replays tracking and
@@ -30,7 +31,17 @@ lowest), ``zone_dwell_error``, ``visitors_error``, ``transition_error`` (worst: 
 ``in_view_mean_<figure>`` (and each store's ``in_view``): the same report scored against the
 truth cut to where some camera looks (a drawn store may leave part of a zone out of every
 camera's view; ``truth_in_view_share``: the shoppers' time spent in view). The targets are
-the figures against all the truth.
+the figures against all the truth. ``mean_summed``: the mean over the stores of (1 -
+correlation) plus the three errors, the one number tuning compares.
+
+**How far a figure moves for nothing** (``--replay --shake K``): each store is replayed K more
+times from its detections moved by noise no change could be tuned to (box corners by 0.5% of
+the box's height, scores by 0.025: ``replay_peopleflow.shaken``); each store's ``shaken``
+holds the figures' means, the summed figure's mean and spread and the unshaken one, and
+``shaken_mean_summed`` the mean over the stores. A change chosen on the tuning stores should
+move ``shaken_mean_summed`` by more than the spread; and a tuning store's unshaken figure,
+after choices made on it, is an optimistic draw (docs/peopleflow.md, "8-bit integers on a
+CPU": shaken, the tuning stores' figures were 0.07-0.10 worse).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -123,9 +135,12 @@ def evaluate(
     workers: int | None,
     replayed: bool = False,
     person_pixels: float | None = None,
+    shake: int = 0,
 ) -> dict[str, object]:
     """One store's figures; ``person_pixels``: the detector's input rule, if not the default
-    (written into the generated store's file, which has no ``[detector]`` table of its own)."""
+    (written into the generated store's file, which has no ``[detector]`` table of its own);
+    ``shake``: replays of the detections shaken (``replay_peopleflow.shaken``), whose mean and
+    spread are under ``shaken``."""
     folder = data / (
         f"store-{params.seed}-l{params.layout}-{params.resolution}-c{params.cameras}"
         f"-s{params.shoppers}-m{params.minutes:g}"
@@ -138,12 +153,17 @@ def evaluate(
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
     started = time.perf_counter()
+    shakes: list[dict[str, float]] = []
     if replayed:  # the same figures as a run's, from detections cached beside the store
-        from replay_peopleflow import above, cached_detections, replay_store
+        from replay_peopleflow import above, cached_detections, replay_store, shaken
 
-        d = above(cached_detections(cfg, config.parent, None), cfg.detector.score)
-        instants, coverage, _ = replay_store(cfg, d)
+        cached = cached_detections(cfg, config.parent, None)
+        instants, coverage, _ = replay_store(cfg, above(cached, cfg.detector.score))
         report = store_report(instants, cfg, coverage)[1]
+        for k in range(shake):
+            moved = above(shaken(cached, k), cfg.detector.score)
+            again, moved_coverage, _ = replay_store(cfg, moved)
+            shakes.append(score(store_report(again, cfg, moved_coverage)[1], truth, cfg))
     else:
         summary = run_store(config, None, backend="local", workers=workers, progress=False)
         report, coverage = summary.report, summary.coverage
@@ -152,13 +172,34 @@ def evaluate(
     # gets wrong where it can see (the targets are the figures above, against all the truth).
     seen = truth_in_view(truth, coverage or Coverage.everywhere(cfg.plan))
     in_view = score(report, seen, cfg)
-    return {
+    out: dict[str, object] = {
         "params": asdict(params),
         "seconds": round(time.perf_counter() - started, 1),
         **{f: round(float(figures[f]), 4) for f in FIGURES},
         "truth_in_view_share": round(_samples(seen) / max(_samples(truth), 1), 4),
         "in_view": {f: round(float(in_view[f]), 4) for f in FIGURES},
     }
+    if shakes:
+        sums = [summed(s) for s in shakes]
+        out["shaken"] = {
+            "replays": len(shakes),
+            **{f: round(statistics.fmean(float(s[f]) for s in shakes), 4) for f in FIGURES},
+            "summed": round(statistics.fmean(sums), 4),
+            "summed_sd": round(statistics.stdev(sums), 4) if len(sums) > 1 else 0.0,
+            "summed_unshaken": round(summed(figures), 4),
+        }
+    return out
+
+
+def summed(figures: Mapping[str, float]) -> float:
+    """One number for a store: (1 - heat-map correlation) plus the three errors."""
+    return float(
+        1
+        - figures["heatmap_correlation"]
+        + figures["zone_dwell_error"]
+        + figures["visitors_error"]
+        + figures["transition_error"]
+    )
 
 
 def truth_in_view(truth: list[FloorTrack], coverage: Coverage) -> list[FloorTrack]:
@@ -183,6 +224,10 @@ def summarise(stores: list[dict[str, object]]) -> dict[str, object]:
             worst = min(values) if f in HIGHER_IS_BETTER else max(values)
             out[f"{prefix}worst_{f}"] = round(worst, 4)
             out[f"{prefix}mean_{f}"] = round(statistics.fmean(values), 4)
+    out["mean_summed"] = round(statistics.fmean(summed(s) for s in stores), 4)  # type: ignore[arg-type]
+    shaken = [s["shaken"] for s in stores if "shaken" in s]
+    if shaken:
+        out["shaken_mean_summed"] = round(statistics.fmean(s["summed"] for s in shaken), 4)  # type: ignore[index]
     return out
 
 
@@ -199,6 +244,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         help="detect once per store (cached beside it) and replay tracking and association, "
         "as benchmarks/replay_peopleflow.py does: the same figures, re-scored in seconds",
     )
+    ap.add_argument(
+        "--shake",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --replay: K more replays of each store's detections shaken by noise no "
+        "change could be tuned to (replay_peopleflow.shaken); their mean and spread of the "
+        "summed figure show how far a figure moves for nothing",
+    )
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument(
         "--data",
@@ -210,6 +264,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = ap.parse_args(argv)
     if args.stores < 1:
         ap.error("--stores must be at least 1")
+    if args.shake and not args.replay:
+        ap.error("--shake needs --replay (it replays the cached detections)")
+    if args.shake < 0:
+        ap.error("--shake must be 0 or more")
     count = 2 if args.quick else args.stores
     data = args.data or Path(".cache/peopleflow", "tune-stores" if args.tune else "eval-stores")
     stores = []
@@ -222,9 +280,21 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             flush=True,
         )
         result = evaluate(
-            params, data, args.workers, args.replay, QUICK_PERSON_PIXELS if args.quick else None
+            params,
+            data,
+            args.workers,
+            args.replay,
+            QUICK_PERSON_PIXELS if args.quick else None,
+            args.shake,
         )
         print("  " + ", ".join(f"{f} {result[f]}" for f in FIGURES), flush=True)
+        if "shaken" in result:
+            moved = result["shaken"]
+            print(
+                f"  summed {moved['summed_unshaken']}; {moved['replays']} shaken replays: "  # type: ignore[index]
+                f"{moved['summed']} +- {moved['summed_sd']}",  # type: ignore[index]
+                flush=True,
+            )
         in_view = result["in_view"]
         print(
             f"  where cameras look ({result['truth_in_view_share']:.0%} of the shoppers' time): "
@@ -240,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "stores": stores,
     }
     for key, value in summary.items():
-        if key.startswith(("worst_", "mean_", "in_view_")):
+        if key.startswith(("worst_", "mean_", "in_view_", "shaken_")):
             print(f"{key:<40}{value}")
     write_json(args.json, summary)
     return summary

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    frames = calibration_frames()[1::12]  # one frame of each camera, none a calibrating one
+    frames = calibration_frames()[1::12]  # one frame of each camera (timing only)
     results: dict[str, object] = {"frames_per_batch": len(frames), "rounds": args.rounds}
     for text in args.inputs.split(","):
         h, w = (int(v) for v in text.split("x"))

@@ -16,8 +16,8 @@ against 28 at 640x640). Each size's model is kept in the user's cache (``retarge
 rewrite needs the ``onnx`` package, whose import alone took 0.7 s of every pipeline's start,
 a restarted one's included. The defaults (input size, lowest score) are
 ``peopleflow.config``'s, where a store file overrides them. ``precision="int8"`` runs the
-model in 8-bit integers on a CPU (``peopleflow.quantize``: 1.7-1.8x the speed), each
-size's quantized model kept in the same cache.
+model in 8-bit integers on a CPU (``peopleflow.quantize``: 1.7-2.5x the speed): the exported
+model is quantized once, then retargeted to each size like the float one (``quantized``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,8 @@ from peopleflow.config import DETECTOR_INPUT, DETECTOR_SCORE, PRECISIONS
 
 log = logging.getLogger("peopleflow")
 RETARGET_VERSION = 1  # bump when ``retarget`` changes what it writes: cached models are remade
+QUANTIZE_VERSION = 2  # bump when ``quantized`` changes what it writes (1: one per input size)
+EXPORTED_INPUT = (640, 640)  # the exported model's input (height, width)
 
 Boxes = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 x0 y0 x1 y1, (n,) float32 scores
 
@@ -74,39 +76,55 @@ def model_cache() -> Path:
 
 
 def retargeted(path: Path, height: int, width: int, precision: str = "float32") -> bytes:
-    """``retarget(path's model, height, width)`` (``precision="int8"``: then quantized,
-    ``peopleflow.quantize``), from the cache when it was made before for
-    this file (same size and modification time). A cache that cannot be written is skipped.
-    Writing one removes the same input's models made for the file's other modification times:
-    every new environment installs the file anew (a new time), and each left ~45 MB per input
-    size behind (2 GB after a day of fresh CI clones). Two environments used side by side
-    evict each other's, and each rewrites its model again (seconds) when it starts."""
+    """``retarget(path's model, height, width)`` (``precision="int8"``: of the model quantized,
+    ``quantized``), from the cache when it was made before for this file (same size and
+    modification time). A cache that cannot be written is skipped."""
+    kind = f"{height}x{width}-v{RETARGET_VERSION}"
+    kind += "" if precision == "float32" else f"-int8-q{QUANTIZE_VERSION}"
+
+    def make() -> bytes:
+        model = quantized(path) if precision == "int8" else path.read_bytes()
+        return retarget(model, height, width)
+
+    return _cached(path, kind, make)
+
+
+def quantized(path: Path) -> bytes:
+    """The exported model (``EXPORTED_INPUT``) in 8-bit integers (``peopleflow.quantize``),
+    from the cache: quantized once, then retargeted to each input like the float one (the
+    ranges of a 640x640 calibration serve every input: the same recall on the tuning frames
+    at 448x768, 480x864 and 544x960 as ranges calibrated at each)."""
+
+    def make() -> bytes:
+        from peopleflow.quantize import calibration_frames, int8
+
+        log.info("quantizing the detector (once, kept in %s)", model_cache())
+        frames = letterboxed(calibration_frames(), EXPORTED_INPUT)[0]
+        return int8(path.read_bytes(), model_input(frames))
+
+    return _cached(path, f"int8-q{QUANTIZE_VERSION}", make)
+
+
+def _cached(path: Path, kind: str, make: Callable[[], bytes]) -> bytes:
+    """``make()``'s model for ``path``'s file, kept in ``model_cache`` under ``kind``. Writing
+    one removes the same kind made for the file's other modification times: every new
+    environment installs the file anew (a new time), and each left ~45 MB per input size
+    behind (2 GB after a day of fresh CI clones). Two environments used side by side evict
+    each other's, and each makes its model again (seconds) when it starts."""
     stat = path.stat()
-    kind = f"{height}x{width}-v{RETARGET_VERSION}" + ("" if precision == "float32" else "-int8")
     key = f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{kind}"
     cached = model_cache() / f"{key}.onnx"
     try:
         return cached.read_bytes()
     except OSError:
         pass
-    model = retarget(path.read_bytes(), height, width)
-    if precision == "int8":
-        from peopleflow.quantize import calibration_frames, int8
-
-        log.info(
-            "quantizing the detector for %dx%d input (once, kept in %s)",
-            height,
-            width,
-            cached.parent,
-        )
-        model = int8(model, model_input(letterboxed(calibration_frames(), (height, width))[0]))
+    model = make()
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.part")
         partial.write_bytes(model)
         partial.replace(cached)  # whole or not at all: pipelines may write it at once
-        older = f"{path.stem}-{stat.st_size}-*-{kind}.onnx"
-        for stale in cached.parent.glob(older):
+        for stale in cached.parent.glob(f"{path.stem}-{stat.st_size}-*-{kind}.onnx"):
             if stale != cached:
                 stale.unlink(missing_ok=True)
     except OSError as exc:

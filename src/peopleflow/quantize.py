@@ -1,18 +1,21 @@
-"""The detector's model in 8-bit integers, for CPUs: 1.7-1.8x the speed, the same recall.
+"""The detector's model in 8-bit integers, for CPUs: 1.7-2.5x the speed, the same recall.
 
-``int8(model, inputs)`` quantizes a retargeted YOLOv8 ONNX model (``detect.retarget``) with
-onnxruntime's static quantization: weights per channel and activations in 8 bits, their
-ranges calibrated on ``inputs``, frames the project renders itself (``calibration_frames``: a
-drawn store of 60 shoppers, a third in alike dark clothes, seen by four 1280x720 cameras; no
-data is fetched), made the model's input by the caller (``detect.retargeted``).
+``int8(model, inputs)`` quantizes the exported YOLOv8 ONNX model with onnxruntime's static
+quantization: weights per channel and activations in 8 bits, their ranges calibrated on
+``inputs``, frames the project renders itself (``calibration_frames``: a drawn store of 60
+shoppers, a third in alike dark clothes, seen by four 1280x720 cameras; no data is fetched),
+made the model's input by the caller. It is done once (``detect.quantized``, at the export's
+640x640 input) and the result retargeted to each input like the float model: ranges
+calibrated at 640x640 gave the same recall as ranges calibrated at each input.
 The head's last layers stay in floating point: they turn the logits into box corners and
 scores in one tensor, whose ranges (hundreds of pixels, scores of 0-1) one 8-bit scale cannot
-hold (quantized, its scores moved by up to 0.7). Measured on drawn tuning frames
-(docs/peopleflow.md, "8-bit integers on a CPU"): recall the same or higher at every input
-size a store run uses, 1.7-1.8x faster on one thread of an AVX2 CPU; but more false boxes,
-and the tuning stores' figures worse (the mean of (1 - correlation) and the three errors
-0.355 -> 0.446 at the same score), so it is a store's choice, not the default. A GPU keeps
-floating point (TensorRT's float16).
+hold (quantized, its scores moved by up to 0.7). Measured on drawn tuning frames and stores
+(docs/peopleflow.md, "8-bit integers on a CPU"): the same recall and false boxes as float32,
+boxes within 0.3% of a person's height (median), 1.7-1.8x faster on one thread of an AVX2 CPU
+and 2.4-2.5x with AVX-512 VNNI; three of four tuning stores' figures within the spread the
+float boxes give when shaken by that much, the densest worse. Float32 stays the default
+until the evaluation stores have all been run with int8. A GPU keeps floating point
+(TensorRT's float16).
 """
 
 from __future__ import annotations

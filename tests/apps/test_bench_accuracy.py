@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.apps.benchmark_scripts import benchmark
@@ -37,3 +38,32 @@ def test_quick_mode_scores_two_unseen_stores(tmp_path: Path) -> None:
     # A real run, not a stub: the pipeline found people and their heat map follows the truth.
     assert all(s["heatmap_correlation"] > 0.5 for s in written["stores"]), written
     assert all(0.0 <= s["visitors_error"] <= 1.0 for s in written["stores"]), written
+
+
+def test_shaken_detections_move_by_the_stated_noise_and_the_summary_keeps_their_spread() -> None:
+    """``--shake``'s noise: boxes by SHAKE_BOX of their height, scores by SHAKE_SCORE, the
+    same for the same seed; the summary's summed figures come from each store's own."""
+    replay = benchmark("replay_peopleflow")
+    bench_accuracy = benchmark("bench_accuracy")
+    rng = np.random.default_rng(0)
+    top = rng.uniform(0, 300, (4000, 2))
+    tall = rng.uniform(40, 200, 4000)
+    boxes = np.c_[top[:, 0], top[:, 1], top[:, 0] + tall / 2, top[:, 1] + tall].astype(np.float32)
+    d = {"boxes": boxes, "scores": np.full(4000, 0.5, np.float32), "index": np.arange(4000)}
+    one, again, other = (replay.shaken(d, k) for k in (1, 1, 2))
+    assert np.array_equal(one["boxes"], again["boxes"])
+    assert not np.array_equal(one["boxes"], other["boxes"])
+    assert one["index"] is d["index"] and one["boxes"].dtype == np.float32
+    moved = (one["boxes"] - boxes) / tall[:, None]
+    assert abs(moved.std() - replay.SHAKE_BOX) < 0.1 * replay.SHAKE_BOX
+    assert abs((one["scores"] - 0.5).std() - replay.SHAKE_SCORE) < 0.1 * replay.SHAKE_SCORE
+    figures = {"heatmap_correlation": 0.9, "zone_dwell_error": 0.1, "visitors_error": 0.05}
+    stores = [
+        {**figures, "transition_error": t, "in_view": {**figures, "transition_error": t}}
+        for t in (0.2, 0.4)
+    ]
+    stores[0]["shaken"] = {"summed": 0.5}
+    stores[1]["shaken"] = {"summed": 0.7}
+    summary = bench_accuracy.summarise(stores)
+    assert summary["mean_summed"] == pytest.approx((0.45 + 0.65) / 2)
+    assert summary["shaken_mean_summed"] == pytest.approx(0.6)

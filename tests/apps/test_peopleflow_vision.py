@@ -114,9 +114,10 @@ def test_yolo_is_retargeted_and_finds_the_rendered_people(scenes: list) -> None:
 def test_the_int8_model_finds_the_people_the_float_one_finds(
     scenes: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Quantized once per input, kept in the model cache, and as good at finding people as the
-    float model on frames it was not calibrated on. (Calibrated here on the first instant's
-    four frames, not on the 48 frames ``calibration_frames`` renders: 12 s of the test.)"""
+    """Quantized once, kept in the model cache, retargeted to each input, and as good at
+    finding people as the float model on frames it was not calibrated on. (Calibrated here on
+    the first instant's four frames, not on the 48 frames ``calibration_frames`` renders: 12 s
+    of the test.)"""
     import peopleflow.quantize
 
     try:
@@ -125,21 +126,30 @@ def test_the_int8_model_finds_the_people_the_float_one_finds(
         pytest.skip(str(exc))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calibrated_on, tested_on = scenes[:4], scenes[4:]
-    monkeypatch.setattr(
-        peopleflow.quantize, "calibration_frames", lambda: [img for img, _ in calibrated_on]
-    )
+    calibrations: list[int] = []
+
+    def frames() -> list[np.ndarray]:
+        calibrations.append(1)
+        return [img for img, _ in calibrated_on]
+
+    monkeypatch.setattr(peopleflow.quantize, "calibration_frames", frames)
     with pytest.raises(ValueError, match="precision"):
         YoloDetector((224, 384), precision="int4")
     size = (288, 512)  # the smallest input the default store's people are found at
     quantized = YoloDetector(size, score=DETECTOR_SCORE, gpu=False, precision="int8")
     assert quantized.precision == "int8"
-    cached = list((tmp_path / "peopleflow" / "models").glob("*-288x512-*-int8.onnx"))
-    assert len(cached) == 1  # kept for the next start
+    models = tmp_path / "peopleflow" / "models"
+    # kept for the next start: the quantized export (for any input) and its 288x512 rewrite
+    kept = sorted(p.name for p in models.glob("*-int8-q*.onnx"))
+    assert len(kept) == 2 and sum("-288x512-" in n for n in kept) == 1, kept
     recall, people = _recall(quantized, tested_on)
     float_recall, _ = _recall(YoloDetector(size, score=DETECTOR_SCORE, gpu=False), tested_on)
     assert people >= 20
     assert recall >= float_recall - 0.05, (recall, float_recall)
     assert recall >= 0.8, f"recall {recall:.2f} on {people} people at least 80 px tall"
+    larger = YoloDetector((352, 640), score=DETECTOR_SCORE, gpu=False, precision="int8")
+    assert calibrations == [1]  # another input: the quantized export retargeted, not calibrated
+    assert _recall(larger, tested_on)[0] >= recall - 0.05
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
