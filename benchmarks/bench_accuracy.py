@@ -40,8 +40,9 @@ the box's height, scores by 0.025: ``replay_peopleflow.shaken``); each store's `
 holds the figures' means, the summed figure's mean and spread and the unshaken one, and
 ``shaken_mean_summed`` the mean over the stores. A change chosen on the tuning stores should
 move ``shaken_mean_summed`` by more than the spread; and a tuning store's unshaken figure,
-after choices made on it, is an optimistic draw (docs/peopleflow.md, "8-bit integers on a
-CPU": shaken, the tuning stores' figures were 0.07-0.10 worse).
+after choices made on it, is an optimistic draw (docs/peopleflow.md, "Accuracy, and how to
+tune it": on four tuning stores the shaken replays' summed figure was 0.02-0.08 worse, a
+spread of 0.02-0.04).
 """
 
 from __future__ import annotations

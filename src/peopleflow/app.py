@@ -119,6 +119,8 @@ def prepare(
     specs, failed, total = probe(cfg, seconds)
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
+    if cfg.detector.precision == "int8" and detector != "hog":
+        quantized_first(progress)
     watch = list(watch)
     coverage = coverage_of(cfg, specs)
     lines = False  # the pipeline's own progress lines: not while a live dashboard redraws
@@ -227,6 +229,20 @@ def warn_zones_out_of_view(shares: dict[str, float]) -> None:
                 zone,
                 100 * share,
             )
+
+
+def quantized_first(progress: bool) -> None:
+    """The detector in 8-bit integers is made once per machine (``detect.quantized``): made
+    here, before the pipelines start, so that they neither stall unexplained nor each make it
+    at the same time, and said where ``progress``. Not on a GPU, which does not use it."""
+    import onnxruntime as ort
+
+    from peopleflow import detect
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return
+    say = (lambda line: print(f"peopleflow: {line}", flush=True)) if progress else None
+    detect.quantized(detect.yolo_model_path(), say)
 
 
 def detector_inputs(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:

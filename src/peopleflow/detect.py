@@ -89,16 +89,20 @@ def retargeted(path: Path, height: int, width: int, precision: str = "float32") 
     return _cached(path, kind, make)
 
 
-def quantized(path: Path) -> bytes:
+def quantized(path: Path, announce: Callable[[str], None] | None = None) -> bytes:
     """The exported model (``EXPORTED_INPUT``) in 8-bit integers (``peopleflow.quantize``),
     from the cache: quantized once, then retargeted to each input like the float one (the
     ranges of a 640x640 calibration serve every input: the same recall on the tuning frames
-    at 448x768, 480x864 and 544x960 as ranges calibrated at each)."""
+    at 448x768, 480x864 and 544x960 as ranges calibrated at each). ``announce``: told what
+    is being done when it is not in the cache (else it is logged)."""
 
     def make() -> bytes:
         from peopleflow.quantize import calibration_frames, int8
 
-        log.info("quantizing the detector (once, kept in %s)", model_cache())
+        (announce or log.info)(
+            f"quantizing the detector to 8-bit integers, once (about a minute; kept in "
+            f"{model_cache()})"
+        )
         frames = letterboxed(calibration_frames(), EXPORTED_INPUT)[0]
         return int8(path.read_bytes(), model_input(frames))
 
