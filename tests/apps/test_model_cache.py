@@ -66,12 +66,20 @@ def test_the_int8_model_is_made_once_said_and_then_read_from_the_cache(
     monkeypatch.setattr(quantize, "int8", int8)
     monkeypatch.setattr(quantize, "calibration_frames", lambda: [np.zeros((72, 128, 3), np.uint8)])
     monkeypatch.setattr(detect, "retarget", lambda m, h, w: m + f"@{h}x{w}".encode())
-    quantized_first(progress=True)
+    quantized_first("yolo", progress=True)
     assert "quantizing the detector to 8-bit integers, once" in capsys.readouterr().out
     assert made == [(1, 3, *detect.EXPORTED_INPUT)]  # calibrated at the export's input
-    quantized_first(progress=True)
+    quantized_first("yolo", progress=True)
     assert capsys.readouterr().out == ""  # from the cache, silently
     assert detect.retargeted(model, 32, 64, "int8") == b"weights-int8@32x64"
     assert detect.retargeted(model, 64, 96, "int8") == b"weights-int8@64x96"
     assert detect.retargeted(model, 32, 64) == b"weights@32x64"  # float32 beside it
     assert len(made) == 1
+
+    def missing() -> Path:
+        raise detect.DetectorError("no YOLO model here")
+
+    monkeypatch.setattr(detect, "yolo_model_path", missing)
+    quantized_first("auto", progress=True)  # "auto" runs HOG then: nothing to quantize
+    with pytest.raises(detect.DetectorError, match="no YOLO model"):
+        quantized_first("yolo", progress=True)
