@@ -3,6 +3,7 @@
     python benchmarks/bench_accuracy.py --stores 5 --json out/bench_accuracy.json
     python benchmarks/bench_accuracy.py --quick        # two small stores (the test suite's)
     python benchmarks/bench_accuracy.py --tune --stores 20 --replay --shake 4
+    python benchmarks/bench_accuracy.py --stores 10 --replay --precision int8
 
 Generates (cached under ``--data``) N stores and runs each through the pipeline on the local
 backend (``--replay``: detects once per store, cached beside it, and replays tracking and
@@ -62,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import write_json  # noqa: E402
 from peopleflow.analytics import FloorTrack  # noqa: E402
 from peopleflow.app import run_store, score, store_report  # noqa: E402
-from peopleflow.config import load_config  # noqa: E402
+from peopleflow.config import PRECISIONS, load_config  # noqa: E402
 from peopleflow.coverage import Coverage  # noqa: E402
 from peopleflow.generate import StoreParams, generate, load_truth  # noqa: E402
 from peopleflow.layouts import aimed_pitch, drawn_layout  # noqa: E402
@@ -137,11 +138,12 @@ def evaluate(
     replayed: bool = False,
     person_pixels: float | None = None,
     shake: int = 0,
+    precision: str = "float32",
 ) -> dict[str, object]:
     """One store's figures; ``person_pixels``: the detector's input rule, if not the default
     (written into the generated store's file, which has no ``[detector]`` table of its own);
     ``shake``: replays of the detections shaken (``replay_peopleflow.shaken``), whose mean and
-    spread are under ``shaken``."""
+    spread are under ``shaken``; ``precision``: the detector's (``with_precision``)."""
     folder = data / (
         f"store-{params.seed}-l{params.layout}-{params.resolution}-c{params.cameras}"
         f"-s{params.shoppers}-m{params.minutes:g}"
@@ -151,6 +153,7 @@ def evaluate(
     if person_pixels is not None and "[detector]" not in text:
         table = f"[detector]\nperson_pixels = {person_pixels:g}\n\n[[zones]]"
         config.write_text(text.replace("[[zones]]", table, 1))
+    config = with_precision(config, precision)
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
     started = time.perf_counter()
@@ -190,6 +193,24 @@ def evaluate(
             "summed_unshaken": round(summed(figures), 4),
         }
     return out
+
+
+def with_precision(config: Path, precision: str) -> Path:
+    """The store's file, or for another detector precision than float32 a copy beside it that
+    sets it (``store-int8.toml``): the store's own file stays as generated for other runs,
+    and the replay's detections are cached under a name of their own
+    (``replay_peopleflow.cached_detections``)."""
+    if precision == PRECISIONS[0]:
+        return config
+    text = config.read_text()
+    line = f'precision = "{precision}"'
+    if "[detector]\n" in text:
+        text = text.replace("[detector]\n", f"[detector]\n{line}\n", 1)
+    else:
+        text = text.replace("[[zones]]", f"[detector]\n{line}\n\n[[zones]]", 1)
+    copy = config.with_name(f"{config.stem}-{precision}.toml")
+    copy.write_text(text)
+    return copy
 
 
 def summed(figures: Mapping[str, float]) -> float:
@@ -254,6 +275,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "change could be tuned to (replay_peopleflow.shaken); their mean and spread of the "
         "summed figure show how far a figure moves for nothing",
     )
+    ap.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=PRECISIONS[0],
+        help="the detector's number type (int8: peopleflow.quantize, on a CPU)",
+    )
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument(
         "--data",
@@ -287,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             args.replay,
             QUICK_PERSON_PIXELS if args.quick else None,
             args.shake,
+            args.precision,
         )
         print("  " + ", ".join(f"{f} {result[f]}" for f in FIGURES), flush=True)
         if "shaken" in result:
@@ -307,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "stores_count": count,
         "set": "tuning" if args.tune else "evaluation",
         "method": "replay" if args.replay else "run",
+        "precision": args.precision,
         **summarise(stores),
         "stores": stores,
     }

@@ -67,3 +67,19 @@ def test_shaken_detections_move_by_the_stated_noise_and_the_summary_keeps_their_
     summary = bench_accuracy.summarise(stores)
     assert summary["mean_summed"] == pytest.approx((0.45 + 0.65) / 2)
     assert summary["shaken_mean_summed"] == pytest.approx(0.6)
+
+
+def test_another_precision_is_a_store_file_of_its_own_beside_the_store(tmp_path: Path) -> None:
+    """``--precision int8`` runs a copy of the store's file that sets it; the store's own file
+    stays as generated (float32) for other runs."""
+    bench_accuracy = benchmark("bench_accuracy")
+    config = tmp_path / "store.toml"
+    assert bench_accuracy.with_precision(config, "float32") == config
+    config.write_text('[detector]\nscore = 0.3\n\n[[zones]]\nname = "z"\n')
+    copy = bench_accuracy.with_precision(config, "int8")
+    assert copy == tmp_path / "store-int8.toml"
+    assert copy.read_text().startswith('[detector]\nprecision = "int8"\nscore = 0.3\n')
+    assert "precision" not in config.read_text()
+    config.write_text('[store]\nname = "s"\n\n[[zones]]\nname = "z"\n')  # no [detector]
+    text = bench_accuracy.with_precision(config, "int8").read_text()
+    assert '[detector]\nprecision = "int8"\n\n[[zones]]' in text
