@@ -232,24 +232,13 @@ def warn_zones_out_of_view(shares: dict[str, float]) -> None:
 
 
 def quantized_first(detector: str, progress: bool) -> None:
-    """The detector in 8-bit integers is made once per machine (``detect.quantized``): made
-    here, before the pipelines start, so that they neither stall unexplained nor each make it
-    at the same time, and said where ``progress``. Not on a GPU, which does not use it, nor
-    where ``detector="auto"`` finds no YOLO model (it runs HOG)."""
-    import onnxruntime as ort
-
+    """The detector in 8-bit integers is made once per machine: made here, before the
+    pipelines start, so that they neither stall unexplained nor each make it at the same time,
+    and said where ``progress`` (``detect.quantized_for``)."""
     from peopleflow import detect
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return
-    try:
-        path = detect.yolo_model_path()
-    except detect.DetectorError:
-        if detector == "auto":
-            return
-        raise
     say = (lambda line: print(f"peopleflow: {line}", flush=True)) if progress else None
-    detect.quantized(path, say)
+    detect.quantized_for(detector, say)
 
 
 def detector_inputs(cfg: StoreConfig, specs: Sequence[cv.CameraSpec]) -> dict[str, tuple[int, int]]:

@@ -109,6 +109,19 @@ def quantized(path: Path, announce: Callable[[str], None] | None = None) -> byte
     return _cached(path, f"int8-q{QUANTIZE_VERSION}", make)
 
 
+def quantized_for(kind: str, announce: Callable[[str], None] | None = None) -> None:
+    """``quantized`` made now if a ``make_detector(kind, precision="int8")`` here would run it:
+    not where it runs in floating point (a GPU, as ``YoloDetector`` decides), nor where
+    ``kind="auto"`` finds no YOLO model (it runs HOG)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() or _torch_cuda():
+        return
+    if kind == "auto" and not _has_yolo():
+        return
+    quantized(yolo_model_path(), announce)
+
+
 def _cached(path: Path, kind: str, make: Callable[[], bytes]) -> bytes:
     """``make()``'s model for ``path``'s file, kept in ``model_cache`` under ``kind``. Writing
     one removes the same kind made for the file's other modification times: every new
