@@ -53,6 +53,7 @@ import random
 import statistics
 import sys
 import time
+import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -149,10 +150,9 @@ def evaluate(
         f"-s{params.shoppers}-m{params.minutes:g}"
     )
     config = generate(folder, params, progress=None)
-    text = config.read_text()
-    if person_pixels is not None and "[detector]" not in text:
-        table = f"[detector]\nperson_pixels = {person_pixels:g}\n\n[[zones]]"
-        config.write_text(text.replace("[[zones]]", table, 1))
+    detector = tomllib.loads(config.read_text()).get("detector", {})
+    if person_pixels is not None and detector.get("person_pixels") != person_pixels:
+        config.write_text(with_detector(config.read_text(), person_pixels=person_pixels))
     config = with_precision(config, precision)
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")
@@ -202,15 +202,22 @@ def with_precision(config: Path, precision: str) -> Path:
     (``replay_peopleflow.cached_detections``)."""
     if precision == PRECISIONS[0]:
         return config
-    text = config.read_text()
-    line = f'precision = "{precision}"'
-    if "[detector]\n" in text:
-        text = text.replace("[detector]\n", f"[detector]\n{line}\n", 1)
-    else:
-        text = text.replace("[[zones]]", f"[detector]\n{line}\n\n[[zones]]", 1)
     copy = config.with_name(f"{config.stem}-{precision}.toml")
-    copy.write_text(text)
+    copy.write_text(with_detector(config.read_text(), precision=precision))
     return copy
+
+
+def with_detector(text: str, **keys: object) -> str:
+    """A store file's text with these ``[detector]`` keys set (the table made if missing; the
+    rest of the file, comments included, as it was)."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    if "detector" not in doc:
+        doc["detector"] = tomlkit.table()
+    for key, value in keys.items():
+        doc["detector"][key] = value  # type: ignore[index]
+    return tomlkit.dumps(doc)
 
 
 def summed(figures: Mapping[str, float]) -> float:

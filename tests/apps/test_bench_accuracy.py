@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,14 @@ def test_another_precision_is_a_store_file_of_its_own_beside_the_store(tmp_path:
     bench_accuracy = benchmark("bench_accuracy")
     config = tmp_path / "store.toml"
     assert bench_accuracy.with_precision(config, "float32") == config
-    config.write_text('[detector]\nscore = 0.3\n\n[[zones]]\nname = "z"\n')
+    config.write_text('[detector]\nscore = 0.3  # kept\n\n[[zones]]\nname = "z"\n')
     copy = bench_accuracy.with_precision(config, "int8")
     assert copy == tmp_path / "store-int8.toml"
-    assert copy.read_text().startswith('[detector]\nprecision = "int8"\nscore = 0.3\n')
+    read = tomllib.loads(copy.read_text())
+    assert read["detector"] == {"score": 0.3, "precision": "int8"}
+    assert read["zones"] == [{"name": "z"}] and "# kept" in copy.read_text()
     assert "precision" not in config.read_text()
     config.write_text('[store]\nname = "s"\n\n[[zones]]\nname = "z"\n')  # no [detector]
-    text = bench_accuracy.with_precision(config, "int8").read_text()
-    assert '[detector]\nprecision = "int8"\n\n[[zones]]' in text
+    read = tomllib.loads(bench_accuracy.with_precision(config, "int8").read_text())
+    assert read["detector"] == {"precision": "int8"} and read["store"] == {"name": "s"}
+    assert read["zones"] == [{"name": "z"}]
