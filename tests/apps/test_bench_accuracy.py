@@ -87,3 +87,20 @@ def test_another_precision_is_a_store_file_of_its_own_beside_the_store(tmp_path:
     read = tomllib.loads(bench_accuracy.with_precision(config, "int8").read_text())
     assert read["detector"] == {"precision": "int8"} and read["store"] == {"name": "s"}
     assert read["zones"] == [{"name": "z"}]
+
+
+def test_seeds_name_drawn_stores_of_either_set() -> None:
+    """``--seeds``: each seed's store as its set draws it (tuning below 1000), never a mix."""
+    bench_accuracy = benchmark("bench_accuracy")
+    tuning = bench_accuracy.draw_stores(20, False, bench_accuracy.TUNE_SEED)
+    evaluation = bench_accuracy.draw_stores(3, False)
+    assert bench_accuracy.stores_of([513, 502, 1002]) == [tuning[13], tuning[2], evaluation[2]]
+    assert {p.resolution for p in bench_accuracy.stores_of(list(bench_accuracy.TUNING_SET))} == {
+        "640x360",
+        "1280x720",
+        "1920x1080",
+    }
+    with pytest.raises(ValueError, match="begin at 500"):
+        bench_accuracy.stores_of([499])
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--seeds", "502,1000", "--replay"])
