@@ -151,6 +151,16 @@ def stores_of(seeds: list[int]) -> list[StoreParams]:
     return out
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``' value: comma-separated store seeds."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated store seeds, like 502,513: got {text!r}"
+        ) from None
+
+
 def evaluate(
     params: StoreParams,
     data: Path,
@@ -309,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     ap.add_argument(
         "--seeds",
-        type=lambda text: [int(v) for v in text.split(",")],
+        type=seed_list,
         help="these stores instead (comma-separated seeds; under 1000 tuning stores), e.g. "
         "the tuning set of every resolution: " + ",".join(map(str, TUNING_SET)),
     )

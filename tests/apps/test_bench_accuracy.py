@@ -104,3 +104,5 @@ def test_seeds_name_drawn_stores_of_either_set() -> None:
         bench_accuracy.stores_of([499])
     with pytest.raises(SystemExit):
         bench_accuracy.main(["--seeds", "502,1000", "--replay"])
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--seeds", "502,x"])
