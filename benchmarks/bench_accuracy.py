@@ -142,13 +142,14 @@ def draw_stores(count: int, quick: bool, first_seed: int = EVAL_SEED) -> list[St
 def stores_of(seeds: list[int]) -> list[StoreParams]:
     """The drawn stores of these seeds: tuning stores below ``EVAL_SEED``, evaluation stores
     from it (each drawn as ``draw_stores`` draws its set, so seed 513 is ``--tune``'s 14th)."""
-    out = []
-    for seed in seeds:
-        first = TUNE_SEED if seed < EVAL_SEED else EVAL_SEED
-        if seed < first:
-            raise ValueError(f"store seed {seed}: tuning stores begin at {TUNE_SEED}")
-        out.append(draw_stores(seed - first + 1, False, first)[-1])
-    return out
+    if any(seed < TUNE_SEED for seed in seeds):
+        raise ValueError(f"store seeds {seeds}: tuning stores begin at {TUNE_SEED}")
+    drawn: dict[int, StoreParams] = {}
+    for first in (TUNE_SEED, EVAL_SEED):  # each set drawn once, as far as its largest seed
+        mine = [seed for seed in seeds if (seed < EVAL_SEED) == (first == TUNE_SEED)]
+        if mine:
+            drawn.update((p.seed, p) for p in draw_stores(max(mine) - first + 1, False, first))
+    return [drawn[seed] for seed in seeds]
 
 
 def seed_list(text: str) -> list[int]:
@@ -179,9 +180,10 @@ def evaluate(
         f"-s{params.shoppers}-m{params.minutes:g}"
     )
     config = generate(folder, params, progress=None)
-    detector = tomllib.loads(config.read_text()).get("detector", {})
+    text = config.read_text()
+    detector = tomllib.loads(text).get("detector", {})
     if person_pixels is not None and detector.get("person_pixels") != person_pixels:
-        config.write_text(with_detector(config.read_text(), person_pixels=person_pixels))
+        config.write_text(with_detector(text, person_pixels=person_pixels))
     config = with_precision(config, precision)
     cfg = load_config(config)
     truth, _ = load_truth(config.parent / "truth.npz")

@@ -119,7 +119,7 @@ def prepare(
     specs, failed, total = probe(cfg, seconds)
     if not specs:
         raise SourceError("no camera could be opened: " + "; ".join(failed.values()))
-    if cfg.detector.precision == "int8" and detector != "hog":
+    if cfg.detector.precision == "int8":
         quantized_first(detector, progress)
     watch = list(watch)
     coverage = coverage_of(cfg, specs)

@@ -111,10 +111,12 @@ def quantized(path: Path, announce: Callable[[str], None] | None = None) -> byte
 
 def quantized_for(kind: str, announce: Callable[[str], None] | None = None) -> None:
     """``quantized`` made now if a ``make_detector(kind, precision="int8")`` here would run it:
-    not where it runs in floating point (a GPU, as ``YoloDetector`` decides), nor where
-    ``kind="auto"`` finds no YOLO model (it runs HOG)."""
+    not for HOG, not where it runs in floating point (a GPU, as ``YoloDetector`` decides), nor
+    where ``kind="auto"`` finds no YOLO model (it runs HOG)."""
     import onnxruntime as ort
 
+    if kind == "hog":
+        return
     if "CUDAExecutionProvider" in ort.get_available_providers() or _torch_cuda():
         return
     if kind == "auto" and not _has_yolo():
